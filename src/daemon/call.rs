@@ -1,0 +1,146 @@
+//! One inbound call's task: negotiates SDP, opens the media leg, and carries
+//! out what the sans-IO [`InboundFlow`] asks, feeding it SIP and media events.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::ivr::inbound::{Action, EndReason, InboundFlow, Input, Timers};
+use crate::sip::call::{CallEvent, OfferedCall};
+use crate::sip::sdp::{self, Negotiated};
+
+use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
+use super::ports::PortPool;
+use super::prompts::PromptBook;
+
+/// What every call shares.
+pub struct CallContext {
+    pub settings: Settings,
+    pub prompts: PromptBook,
+    pub ports: PortPool,
+    pub advertised: IpAddr,
+    pub shutdown: CancellationToken,
+}
+
+/// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
+const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+
+pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
+    let started = Instant::now();
+    info!(from = %call.from, to = %call.to, source = %call.source, "call offered");
+    let neg = match sdp::negotiate(&call.offer, &ctx.settings.codecs) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "offer refused");
+            call.handle.reject(e.sip_status());
+            return;
+        }
+    };
+    let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "no RTP port");
+            call.handle.reject(503);
+            return;
+        }
+    };
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let session_id = u64::from(rand::random::<u32>());
+    let mut sdp_version = session_id;
+    let answer = sdp::answer(&neg, ctx.advertised, port, session_id, sdp_version).into_bytes();
+    let mut leg = Leg::start(socket, media_params(&neg));
+
+    let timers = Timers {
+        early_media: ctx.settings.early_media,
+        idle: ctx.settings.idle_timeout,
+        ack: ACK_TIMEOUT,
+    };
+    let mut flow = InboundFlow::new(Instant::now(), timers);
+    let reason = loop {
+        while let Some(action) = flow.poll_action() {
+            match action {
+                Action::EarlyMedia => {
+                    call.handle.progress(answer.clone());
+                    leg.send(LegCommand::Play {
+                        samples: ctx.prompts.early_media(),
+                        looped: true,
+                    });
+                }
+                Action::Ring => call.handle.ringing(),
+                Action::Answer => {
+                    leg.send(LegCommand::Stop);
+                    call.handle.answer(answer.clone());
+                    info!(after_ms = started.elapsed().as_millis() as u64, "answered");
+                }
+                Action::Play(prompt) => match ctx.prompts.get(prompt.name()) {
+                    Some(samples) => leg.send(LegCommand::Play {
+                        samples,
+                        looped: false,
+                    }),
+                    None => flow.handle(Input::PlaybackDone, Instant::now()),
+                },
+                Action::Hangup(reason) => {
+                    if matches!(reason, EndReason::IdleTimeout | EndReason::Shutdown) {
+                        call.handle.hangup().await;
+                    }
+                }
+            }
+        }
+        if let Some(reason) = flow.ended() {
+            break reason;
+        }
+        let deadline = flow.next_deadline().unwrap_or_else(|| Instant::now() + timers.idle);
+        tokio::select! {
+            ev = call.events.recv() => match ev {
+                Some(CallEvent::Confirmed) => flow.handle(Input::Acked, Instant::now()),
+                Some(CallEvent::Bye) => flow.handle(Input::Bye, Instant::now()),
+                Some(CallEvent::Cancelled) => flow.handle(Input::Cancel, Instant::now()),
+                Some(CallEvent::Reoffer { offer, reply }) => {
+                    match sdp::negotiate(&offer, &ctx.settings.codecs) {
+                        Ok(n) => {
+                            sdp_version += 1;
+                            info!(hold = n.on_hold(), codec = ?n.codec, "re-INVITE");
+                            leg.send(LegCommand::Update(media_params(&n)));
+                            reply.sdp(sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes()).await;
+                        }
+                        Err(e) => reply.status(e.sip_status()).await,
+                    }
+                }
+                Some(CallEvent::Info { reply, .. }) => reply.status(200).await,
+                Some(CallEvent::Ended(why)) => {
+                    warn!(%why, "dialog ended");
+                    break EndReason::NoAck;
+                }
+                None => break EndReason::CallerHungUp,
+            },
+            ev = leg.events.recv() => if let Some(LegEvent::PlaybackDone) = ev {
+                flow.handle(Input::PlaybackDone, Instant::now());
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => flow.handle_timeout(Instant::now()),
+            _ = ctx.shutdown.cancelled() => flow.handle(Input::Shutdown, Instant::now()),
+        }
+    };
+    let stats = leg.close().await;
+    info!(
+        ?reason,
+        secs = started.elapsed().as_secs_f32(),
+        rtp_sent = stats.sent,
+        rtp_received = stats.received,
+        rtp_foreign = stats.foreign,
+        late_ticks = stats.late_ticks,
+        "call ended"
+    );
+}
+
+fn media_params(n: &Negotiated) -> MediaParams {
+    MediaParams {
+        codec: n.codec,
+        payload_type: n.codec_pt,
+        remote: n.remote,
+        send: n.answer_direction.sends(),
+    }
+}

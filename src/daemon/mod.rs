@@ -1,0 +1,106 @@
+//! The daemon's life: prompts prepared and sockets bound at start, one task
+//! per call, and a graceful stop that hangs up every call.
+
+mod call;
+mod leg;
+mod ports;
+pub mod prompts;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, Instrument};
+
+use crate::config::Settings;
+use crate::sip::ua::{SipError, UserAgent};
+use crate::tts::prompts::PromptError;
+
+use call::CallContext;
+use ports::PortPool;
+use prompts::PromptBook;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("prompts: {0}")]
+    Prompts(#[from] PromptError),
+    #[error("prompt preparation stopped: {0}")]
+    PromptTask(String),
+    #[error(transparent)]
+    Sip(#[from] SipError),
+}
+
+/// A running daemon.
+pub struct Daemon {
+    sip_addr: SocketAddr,
+    shutdown: CancellationToken,
+    calls: tokio::task::JoinHandle<()>,
+    ua: UserAgent,
+}
+
+impl Daemon {
+    /// Prepare prompts, bind SIP, and start answering calls.
+    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+        let prompt_settings = settings.clone();
+        let prompts = tokio::task::spawn_blocking(move || PromptBook::prepare(&prompt_settings))
+            .await
+            .map_err(|e| StartError::PromptTask(e.to_string()))??;
+        let shutdown = CancellationToken::new();
+        let (ua, mut offered) =
+            UserAgent::start(settings.sip_listen, settings.public_address, CancellationToken::new())
+                .await?;
+        let ctx = Arc::new(CallContext {
+            ports: PortPool::new(settings.rtp_ports.clone()),
+            advertised: ua.advertised_ip(),
+            settings,
+            prompts,
+            shutdown: shutdown.clone(),
+        });
+        let stop = shutdown.clone();
+        let calls = tokio::spawn(async move {
+            let mut running = JoinSet::new();
+            loop {
+                tokio::select! {
+                    call = offered.recv() => match call {
+                        Some(call) => {
+                            let span = tracing::info_span!("call", call_id = %call.call_id);
+                            running.spawn(call::run(call, ctx.clone()).instrument(span));
+                        }
+                        None => break,
+                    },
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+            // Calls see the same token and hang up; give them time to say BYE.
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while running.join_next().await.is_some() {}
+            });
+            if drained.await.is_err() {
+                running.abort_all();
+            }
+        });
+        Ok(Daemon {
+            sip_addr: ua.local_addr(),
+            shutdown,
+            calls,
+            ua,
+        })
+    }
+
+    /// Where SIP listens (the real port when the configured one was 0).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+
+    /// Hang up every call, then stop listening.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.calls.await.ok();
+        self.ua.shutdown();
+    }
+}

@@ -1,0 +1,3 @@
+//! Call flows as state machines fed inputs and the time.
+
+pub mod inbound;

@@ -1,0 +1,14 @@
+//! confgate: a SIP conference gateway. Trunk calls are answered, asked for a
+//! PIN and bridged into conference rooms.
+//!
+//! The protocol cores (SDP, RTP, DTMF, the call flow) are sans-IO state
+//! machines; tokio and rsipstack live at the edges (`daemon`, `sip`).
+
+pub mod config;
+pub mod daemon;
+pub mod ivr;
+pub mod logging;
+pub mod media;
+pub mod rtp;
+pub mod sip;
+pub mod tts;

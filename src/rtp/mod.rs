@@ -1,0 +1,4 @@
+//! RTP: packets and the media clock.
+
+pub mod pacer;
+pub mod packet;

@@ -1,0 +1,126 @@
+//! What the rest of the daemon sees of a SIP call: an offered call with its
+//! SDP, a handle to answer or end it, and a stream of our own call events.
+//! rsipstack types do not leave this module's parent.
+
+use std::net::SocketAddr;
+
+use rsipstack::dialog::dialog::TransactionHandle;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, StatusCode};
+use tokio::sync::mpsc;
+
+/// Methods we answer; sent in Allow headers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+/// Bodies we understand; sent in Accept headers.
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
+
+/// An INVITE that opened a new dialog. 100 Trying has already been sent.
+pub struct OfferedCall {
+    pub call_id: String,
+    /// The caller (From URI) and the called party (To URI), as text.
+    pub from: String,
+    pub to: String,
+    /// The user part of the Request-URI (e.g. `room-42` or a DID).
+    pub request_user: Option<String>,
+    /// Where the INVITE came from (after rport).
+    pub source: SocketAddr,
+    /// All headers, as (name, value), for lookups such as `X-Conference-Id`.
+    pub headers: Vec<(String, String)>,
+    /// The SDP offer (empty when the INVITE carried none).
+    pub offer: Vec<u8>,
+    pub handle: CallHandle,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+impl OfferedCall {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Things that happen to a call, in the order they happen.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// The ACK for our 200 OK arrived: the call is up.
+    Confirmed,
+    /// The caller cancelled before we answered (487 already sent).
+    Cancelled,
+    /// The far end hung up (its BYE was answered 200).
+    Bye,
+    /// A mid-dialog INFO (e.g. `application/dtmf-relay`); answer through `reply`.
+    Info {
+        content_type: String,
+        body: Vec<u8>,
+        reply: Responder,
+    },
+    /// A re-INVITE or UPDATE with a new offer (hold, unhold, codec change).
+    Reoffer { offer: Vec<u8>, reply: Responder },
+    /// The dialog ended some other way (no ACK, transport error, our own BYE).
+    Ended(String),
+}
+
+/// Answers one mid-dialog request. Dropping it unanswered makes the stack
+/// send 501, so always answer.
+#[derive(Debug)]
+pub struct Responder(pub(super) TransactionHandle);
+
+impl Responder {
+    /// Answer with a status and no body.
+    pub async fn status(self, code: u16) {
+        self.0.reply(StatusCode::from(code)).await.ok();
+    }
+
+    /// Answer 200 OK with an SDP body.
+    pub async fn sdp(self, sdp: Vec<u8>) {
+        self.0
+            .respond(StatusCode::OK, Some(sdp_headers()), Some(sdp))
+            .await
+            .ok();
+    }
+}
+
+/// Acts on one call's dialog.
+#[derive(Clone)]
+pub struct CallHandle {
+    pub(super) dialog: InviteDialog,
+}
+
+impl CallHandle {
+    /// 180 Ringing without a body.
+    pub fn ringing(&self) {
+        self.dialog.ringing(None, None).ok();
+    }
+
+    /// 183 Session Progress with our SDP answer (early media).
+    pub fn progress(&self, sdp: Vec<u8>) {
+        self.dialog.ringing(Some(sdp_headers()), Some(sdp)).ok();
+    }
+
+    /// 200 OK with our SDP answer; retransmitted by the stack until the ACK.
+    pub fn answer(&self, sdp: Vec<u8>) {
+        self.dialog.accept(Some(sdp_headers()), Some(sdp)).ok();
+    }
+
+    /// Refuse the call with a final status (e.g. 488, 486, 503).
+    pub fn reject(&self, code: u16) {
+        self.dialog.reject(Some(StatusCode::from(code)), None).ok();
+    }
+
+    /// End an answered call with BYE.
+    pub async fn hangup(&self) {
+        if let Err(e) = self.dialog.bye().await {
+            tracing::debug!(error = %e, "BYE not sent");
+        }
+    }
+}
+
+fn sdp_headers() -> Vec<Header> {
+    vec![
+        Header::ContentType("application/sdp".into()),
+        Header::Allow(ALLOW.into()),
+    ]
+}

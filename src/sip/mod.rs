@@ -1,0 +1,8 @@
+//! The SIP edge. rsipstack (transactions, dialogs, transports) is used only
+//! here; the rest of the daemon sees [`call::OfferedCall`] and
+//! [`call::CallEvent`]. SDP offer/answer is ours and sans-IO.
+
+pub mod call;
+pub mod guard;
+pub mod sdp;
+pub mod ua;

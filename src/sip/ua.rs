@@ -1,0 +1,322 @@
+//! The user agent: binds UDP and TCP, runs rsipstack's endpoint, answers
+//! requests outside dialogs (OPTIONS, unknown methods), routes in-dialog
+//! requests to their dialogs and turns each new INVITE into an
+//! [`OfferedCall`] with its own event stream.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::{dialog::Dialog, DialogId};
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode, Uri};
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::{CallIdFormat, TransactionReceiver};
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::TransportLayer;
+use rsipstack::EndpointBuilder;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::call::{CallEvent, CallHandle, OfferedCall, Responder, ACCEPT, ALLOW};
+use super::guard::GuardedUdp;
+
+/// `User-Agent` / `Server` value.
+pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
+
+/// The SIP side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot bind SIP UDP on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("SIP stack: {0}")]
+    Stack(String),
+}
+
+/// A running user agent.
+pub struct UserAgent {
+    local: SocketAddr,
+    advertised: IpAddr,
+    cancel: CancellationToken,
+}
+
+impl UserAgent {
+    /// Bind `listen` (UDP and TCP), start serving, and return the stream of
+    /// offered calls. `public` is what goes into Contact headers.
+    pub async fn start(
+        listen: SocketAddr,
+        public: Option<IpAddr>,
+        cancel: CancellationToken,
+    ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
+        let socket = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|source| SipError::Bind { addr: listen, source })?;
+        let local = socket.local_addr().map_err(|source| SipError::Bind { addr: listen, source })?;
+        let advertised = public.unwrap_or_else(|| advertised_ip(local.ip()));
+        let external = public.map(|ip| SocketAddr::new(ip, local.port()));
+        let stack = |e: rsipstack::Error| SipError::Stack(e.to_string());
+
+        let transport = TransportLayer::new(cancel.child_token());
+        let udp = UdpConnection::from_socket(
+            Arc::new(GuardedUdp::new(socket)),
+            external,
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(stack)?;
+        transport.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(local, external).await.map_err(stack)?;
+        transport.add_transport(tcp.into());
+
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(USER_AGENT)
+            .with_transport_layer(transport)
+            .with_cancel_token(cancel.child_token())
+            .with_option(EndpointOption {
+                callid_format: CallIdFormat::Uuid,
+                ..Default::default()
+            })
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Cancel,
+                Method::Bye,
+                Method::Options,
+                Method::Info,
+                Method::Update,
+            ])
+            .build();
+        let incoming = endpoint.incoming_transactions().map_err(stack)?;
+        let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let contact = Uri::try_from(format!("sip:confgate@{}", SocketAddr::new(advertised, local.port())))
+            .map_err(|e| SipError::Stack(e.to_string()))?;
+
+        let inner = endpoint.inner.clone();
+        let serve_cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = inner.serve() => if let Err(e) = r { warn!(error = %e, "SIP endpoint stopped") },
+                _ = serve_cancel.cancelled() => {}
+            }
+        });
+        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        tokio::spawn(route_requests(incoming, layer, contact, calls_tx));
+        info!(%local, %advertised, "SIP listening on UDP and TCP");
+        Ok((UserAgent { local, advertised, cancel }, calls_rx))
+    }
+
+    /// The bound SIP address (useful when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The address advertised in Contact and SDP.
+    pub fn advertised_ip(&self) -> IpAddr {
+        self.advertised
+    }
+
+    /// Stop the SIP side.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// For a wildcard bind, advertise the first non-loopback interface address.
+fn advertised_ip(bound: IpAddr) -> IpAddr {
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    // connect() on UDP sends nothing; it only asks the kernel for a route.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr());
+    match probe {
+        Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+async fn route_requests(
+    mut incoming: TransactionReceiver,
+    layer: Arc<DialogLayer>,
+    contact: Uri,
+    calls: mpsc::UnboundedSender<OfferedCall>,
+) {
+    while let Some(mut tx) = incoming.recv().await {
+        let in_dialog = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        match tx.original.method {
+            Method::Invite if !in_dialog => offer_call(tx, &layer, &contact, &calls),
+            Method::Options if !in_dialog => {
+                let headers = vec![
+                    Header::Allow(ALLOW.into()),
+                    Header::Accept(ACCEPT.into()),
+                    Header::Other("Accept-Language".into(), "en".into()),
+                ];
+                tokio::spawn(async move { tx.reply_with(StatusCode::OK, headers, None).await });
+            }
+            Method::Ack => {}
+            Method::Invite
+            | Method::Bye
+            | Method::Cancel
+            | Method::Info
+            | Method::Update
+            | Method::Options
+            | Method::PRack => match layer.match_dialog(&tx) {
+                Some(Dialog::Invite(mut dialog)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = dialog.handle(&mut tx).await {
+                            debug!(error = %e, "in-dialog request failed");
+                        }
+                    });
+                }
+                _ => {
+                    tokio::spawn(async move {
+                        tx.reply(StatusCode::CallTransactionDoesNotExist).await
+                    });
+                }
+            },
+            _ => {
+                let headers = vec![Header::Allow(ALLOW.into())];
+                tokio::spawn(async move {
+                    tx.reply_with(StatusCode::MethodNotAllowed, headers, None).await
+                });
+            }
+        }
+    }
+}
+
+fn offer_call(
+    mut tx: Transaction,
+    layer: &Arc<DialogLayer>,
+    contact: &Uri,
+    calls: &mpsc::UnboundedSender<OfferedCall>,
+) {
+    let req = tx.original.clone();
+    let call_id = req.call_id_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let (state_tx, state_rx) = layer.new_dialog_state_channel();
+    let dialog = match layer.get_or_create_server_invite(&tx, state_tx, None, Some(contact.clone()))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(%call_id, error = %e, "cannot create dialog");
+            tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await });
+            return;
+        }
+    };
+    let source = tx
+        .connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let span = tracing::info_span!("call", call_id = %call_id);
+    tokio::spawn(
+        translate_states(state_rx, dialog.id(), layer.clone(), events_tx).instrument(span.clone()),
+    );
+    let mut serving = dialog.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = serving.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with an error");
+            }
+        }
+        .instrument(span),
+    );
+    let offered = OfferedCall {
+        call_id,
+        from: req.from_header().map(|h| uri_text(h.value())).unwrap_or_default(),
+        to: req.to_header().map(|h| uri_text(h.value())).unwrap_or_default(),
+        request_user: req.uri.auth.as_ref().map(|a| a.user.clone()),
+        source,
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name().to_owned(), h.value().to_owned()))
+            .collect(),
+        offer: req.body.clone(),
+        handle: CallHandle { dialog },
+        events: events_rx,
+    };
+    if calls.send(offered).is_err() {
+        warn!("call offered while shutting down");
+    }
+}
+
+/// `"Alice" <sip:alice@host>;tag=x` → `sip:alice@host`
+fn uri_text(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
+        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    }
+}
+
+/// rsipstack dialog states → our call events; removes the dialog at the end.
+async fn translate_states(
+    mut states: DialogStateReceiver,
+    id: DialogId,
+    layer: Arc<DialogLayer>,
+    events: mpsc::UnboundedSender<CallEvent>,
+) {
+    let mut confirmed = false;
+    while let Some(state) = states.recv().await {
+        let event = match state {
+            DialogState::Confirmed(..) if !confirmed => {
+                confirmed = true;
+                CallEvent::Confirmed
+            }
+            DialogState::Updated(_, req, handle) => CallEvent::Reoffer {
+                offer: req.body.clone(),
+                reply: Responder(handle),
+            },
+            DialogState::Info(_, req, handle) => CallEvent::Info {
+                content_type: req
+                    .headers
+                    .iter()
+                    .find(|h| matches!(h, Header::ContentType(_)))
+                    .map(|h| h.value().to_owned())
+                    .unwrap_or_default(),
+                body: req.body.clone(),
+                reply: Responder(handle),
+            },
+            DialogState::Options(_, _, handle) => {
+                let headers = vec![Header::Allow(ALLOW.into()), Header::Accept(ACCEPT.into())];
+                handle.respond(StatusCode::OK, Some(headers), None).await.ok();
+                continue;
+            }
+            DialogState::Notify(_, _, h)
+            | DialogState::Refer(_, _, h)
+            | DialogState::Message(_, _, h)
+            | DialogState::Publish(_, _, h) => {
+                h.reply(StatusCode::MethodNotAllowed).await.ok();
+                continue;
+            }
+            DialogState::Terminated(_, reason) => {
+                let event = match reason {
+                    TerminatedReason::UacCancel => CallEvent::Cancelled,
+                    TerminatedReason::UacBye => CallEvent::Bye,
+                    other => CallEvent::Ended(format!("{other:?}")),
+                };
+                events.send(event).ok();
+                break;
+            }
+            _ => continue,
+        };
+        if events.send(event).is_err() {
+            break;
+        }
+    }
+    layer.remove_dialog(&id);
+}

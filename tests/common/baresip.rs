@@ -1,0 +1,174 @@
+//! baresip (Debian's `baresip-core`) as a headless test phone: a WAV file is
+//! its microphone, what it hears is recorded, and it is driven over its
+//! `ctrl_tcp` socket (netstring-framed JSON).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Baresip {
+    child: Child,
+    ctrl: TcpStream,
+    pub dir: PathBuf,
+    pub sip: SocketAddr,
+    token: u32,
+}
+
+/// A free loopback port (TCP and UDP), found by binding port 0.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Baresip {
+    /// Start a phone whose microphone is `source_wav` (8 kHz mono 16-bit).
+    /// `auto_answer` makes it answer incoming calls by itself.
+    pub async fn start(name: &str, source_wav: &Path, auto_answer: bool) -> Baresip {
+        assert!(
+            Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok(),
+            "baresip is not installed: run scripts/setup --test"
+        );
+        let dir = std::env::temp_dir().join(format!("confgate-baresip-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(dir.join("rec")).expect("baresip dir");
+        // baresip also binds TCP on the SIP port and TLS on port + 1.
+        let (sip_port, ctrl_port) = loop {
+            let p = free_port();
+            if p % 2 == 0 && p < 60000 {
+                break (p, free_port());
+            }
+        };
+        let rtp_base = 40000 + (sip_port % 100) * 50;
+        let config = format!(
+            "poll_method epoll\n\
+             sip_listen 127.0.0.1:{sip_port}\n\
+             call_local_timeout 120\n\
+             call_max_calls 4\n\
+             audio_path /usr/share/baresip\n\
+             audio_source aufile,{src}\n\
+             audio_player aubridge,sink_{sip_port}\n\
+             audio_alert aubridge,alert_{sip_port}\n\
+             ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+             ausrc_format s16\nauplay_format s16\nauenc_format s16\naudec_format s16\n\
+             audio_buffer 20-160\n\
+             rtp_ports {rtp_base}-{rtp_end}\n\
+             rtcp_mux no\n\
+             jitter_buffer_delay 5-10\n\
+             net_interface 127.0.0.1\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+             module_tmp uuid.so\nmodule_tmp account.so\n\
+             module_app menu.so\nmodule_app ctrl_tcp.so\n\
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
+             snd_path {rec}\n\
+             ringback_disabled yes\n\
+             statmode_default off\n",
+            src = source_wav.display(),
+            rtp_end = rtp_base + 49,
+            rec = dir.join("rec").display(),
+        );
+        std::fs::write(dir.join("config"), config).expect("config");
+        let answer = if auto_answer { "auto" } else { "manual" };
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:{name}@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU,PCMA;answermode={answer}\n"),
+        )
+        .expect("accounts");
+        std::fs::write(dir.join("contacts"), "").expect("contacts");
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout.log")).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baresip starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ctrl = loop {
+            match TcpStream::connect(("127.0.0.1", ctrl_port)).await {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("baresip ctrl_tcp never listened: {e}"),
+            }
+        };
+        Baresip {
+            child,
+            ctrl,
+            dir,
+            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            token: 0,
+        }
+    }
+
+    /// Send a menu command (`dial`, `hangup`, `sndcode`, `quit`, ...); returns the reply JSON text.
+    pub async fn command(&mut self, command: &str, params: &str) -> String {
+        self.token += 1;
+        let msg = format!(
+            "{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"{}\"}}",
+            self.token
+        );
+        let frame = format!("{}:{msg},", msg.len());
+        self.ctrl.write_all(frame.as_bytes()).await.expect("ctrl write");
+        let want = format!("\"token\":\"{}\"", self.token);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(5), self.read_netstring()).await {
+                Ok(Some(m)) if m.contains("\"response\":true") && m.contains(&want) => return m,
+                Ok(Some(_)) => continue, // an event
+                _ => break,
+            }
+        }
+        String::new()
+    }
+
+    async fn read_netstring(&mut self) -> Option<String> {
+        let mut len = Vec::new();
+        loop {
+            let b = self.ctrl.read_u8().await.ok()?;
+            if b == b':' {
+                break;
+            }
+            len.push(b);
+        }
+        let n: usize = std::str::from_utf8(&len).ok()?.parse().ok()?;
+        let mut body = vec![0u8; n + 1];
+        self.ctrl.read_exact(&mut body).await.ok()?;
+        body.pop();
+        String::from_utf8(body).ok()
+    }
+
+    /// Quit and wait for the process; kill it if it lingers.
+    pub async fn quit(mut self) -> PathBuf {
+        self.command("hangup", "").await;
+        self.command("quit", "").await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.dir.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+        self.dir.clone()
+    }
+
+    /// The recording of what this phone heard (`dump-*-dec.wav`).
+    pub fn heard(dir: &Path) -> Option<PathBuf> {
+        std::fs::read_dir(dir.join("rec"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-dec.wav")))
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}

@@ -1,0 +1,131 @@
+//! Test phones and a daemon on loopback, shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod baresip;
+pub mod raw;
+pub mod signal;
+pub mod uac;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use confgate::config::{Config, Settings};
+use confgate::daemon::Daemon;
+use confgate::media::g711::Codec;
+use confgate::rtp::packet;
+use tokio::net::UdpSocket;
+
+/// Prompts rendered once per checkout and shared by every test.
+pub fn prompts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prompts")
+}
+
+/// A disjoint RTP port range for each daemon a test process starts.
+fn rtp_range() -> String {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 30000 + (std::process::id() % 200) as u16 * 100 + slot * 20;
+    format!("{base}-{}", base + 19)
+}
+
+/// Settings for a loopback daemon on an ephemeral SIP port.
+pub fn settings(extra: &[&str]) -> Settings {
+    let mut ov = vec![
+        "sip.listen=127.0.0.1:0".to_owned(),
+        format!("rtp.port_range={}", rtp_range()),
+        format!("prompts.dir={}", prompts_dir().display()),
+        "sip.early_media_ms=300".to_owned(),
+    ];
+    ov.extend(extra.iter().map(|s| s.to_string()));
+    Config::load(None, &ov).expect("test settings")
+}
+
+pub async fn daemon(extra: &[&str]) -> Daemon {
+    Daemon::start(settings(extra)).await.expect("daemon starts")
+}
+
+/// The welcome prompt as the daemon plays it.
+pub fn welcome_prompt() -> Vec<i16> {
+    let mut r = hound::WavReader::open(prompts_dir().join("welcome.wav")).expect("welcome.wav");
+    assert_eq!(r.spec().sample_rate, 8000);
+    r.samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+/// `samples` after a G.711 round trip: what a listener decodes at best.
+pub fn through_g711(codec: Codec, samples: &[i16]) -> Vec<i16> {
+    let mut enc = vec![0u8; samples.len()];
+    let mut dec = vec![0i16; samples.len()];
+    codec.encode(samples, &mut enc);
+    codec.decode(&enc, &mut dec);
+    dec
+}
+
+/// One RTP packet as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub pt: u8,
+    pub pcm: Vec<i16>,
+}
+
+/// Collect RTP on `sock` until `quiet` passes without a packet or `max` elapses.
+pub async fn collect_rtp(sock: &UdpSocket, codec: Codec, quiet: Duration, max: Duration) -> Vec<Received> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + max;
+    while Instant::now() < end {
+        let Ok(Ok((n, _))) = tokio::time::timeout(quiet, sock.recv_from(&mut buf)).await else {
+            break;
+        };
+        let Ok(p) = packet::parse(&buf[..n]) else { continue };
+        let mut pcm = vec![0i16; p.payload.len()];
+        codec.decode(p.payload, &mut pcm);
+        out.push(Received {
+            at: Instant::now(),
+            seq: p.seq,
+            timestamp: p.timestamp,
+            marker: p.marker,
+            pt: p.pt,
+            pcm,
+        });
+    }
+    out
+}
+
+/// Index of the packet that starts `prompt` (first frame with sound), if any.
+pub fn find_prompt_start(packets: &[Received], expected: &[i16]) -> Option<(usize, usize)> {
+    let first_frame = expected.chunks(160).position(|f| f.iter().any(|&s| s.abs() > 64))?;
+    let frame = &expected[first_frame * 160..(first_frame + 1) * 160];
+    packets
+        .iter()
+        .position(|p| p.pcm == frame)
+        .map(|i| (i, first_frame))
+}
+
+/// An SDP offer for a phone whose RTP socket is `rtp`.
+pub fn offer(rtp: SocketAddr, formats: &str, extra: &str) -> String {
+    let mut rtpmap = String::new();
+    for f in formats.split(' ') {
+        match f {
+            "0" => rtpmap.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+            "8" => rtpmap.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+            "18" => rtpmap.push_str("a=rtpmap:18 G729/8000\r\n"),
+            "101" => rtpmap.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"),
+            _ => {}
+        }
+    }
+    format!(
+        "v=0\r\no=phone 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n{rtpmap}a=ptime:20\r\n{extra}",
+        ip = rtp.ip(),
+        port = rtp.port()
+    )
+}
+
+pub async fn rtp_socket() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.expect("rtp socket")
+}

@@ -1,0 +1,55 @@
+//! Signal helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Power of `x` at `freq` Hz (Goertzel), normalized by length.
+pub fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = f64::from(v) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (x.len() as f64).powi(2)
+}
+
+/// RMS level in dBFS.
+pub fn rms_dbfs(x: &[i16]) -> f64 {
+    let e: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
+    20.0 * ((e / x.len() as f64).sqrt() / 32768.0).log10()
+}
+
+/// Peak amplitude of `x[range]`.
+pub fn peak(x: &[i16]) -> i32 {
+    x.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0)
+}
+
+/// A sine of `amp` (linear, full scale 32767) at `freq`, `len` samples long.
+pub fn sine(rate: u32, freq: f64, amp: f64, len: usize) -> Vec<i16> {
+    (0..len)
+        .map(|n| {
+            let t = n as f64 / f64::from(rate);
+            (amp * (2.0 * std::f64::consts::PI * freq * t).sin()).round() as i16
+        })
+        .collect()
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "confgate-tts-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}

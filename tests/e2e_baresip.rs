@@ -1,0 +1,76 @@
+//! End to end with a real softphone: baresip dials confgate over loopback
+//! and records what it hears; the recording must be the welcome prompt.
+
+mod common;
+
+use std::time::Duration;
+
+use common::baresip::Baresip;
+use common::{daemon, welcome_prompt};
+
+/// RMS of each 20 ms frame.
+fn envelope(samples: &[i16]) -> Vec<f64> {
+    samples
+        .chunks(160)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
+        .collect()
+}
+
+/// Best normalised correlation of `needle` inside `hay`, and its lag in frames.
+fn best_match(hay: &[f64], needle: &[f64]) -> (f64, usize) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nn = norm(needle);
+    (0..=hay.len().saturating_sub(needle.len()))
+        .map(|lag| {
+            let w = &hay[lag..lag + needle.len()];
+            let dot: f64 = w.iter().zip(needle).map(|(a, b)| a * b).sum();
+            (dot / (norm(w) * nn).max(1e-9), lag)
+        })
+        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best })
+}
+
+fn voiced_frames(env: &[f64]) -> usize {
+    env.iter().filter(|&&r| r > 300.0).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_hears_the_welcome_prompt() {
+    let d = daemon(&[]).await;
+    let dir = std::env::temp_dir().join(format!("confgate-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A quiet microphone, longer than the call (baresip hangs up when it ends).
+    let mic = dir.join("mic.wav");
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(&mic, spec).unwrap();
+    for i in 0..8000 * 40 {
+        w.write_sample(((i * 7919) % 17) as i16 - 8).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let prompt = welcome_prompt();
+    let secs = prompt.len() as f64 / 8000.0;
+    let mut phone = Baresip::start("caller", &mic, false).await;
+    let reply = phone.command("dial", &format!("sip:4000@{}", d.sip_addr())).await;
+    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
+    tokio::time::sleep(Duration::from_secs_f64(secs + 2.5)).await;
+    let dir = phone.quit().await;
+    let rec = Baresip::heard(&dir).expect("baresip recorded what it heard");
+    let heard: Vec<i16> = hound::WavReader::open(&rec).unwrap().samples::<i16>().map(|s| s.unwrap()).collect();
+    d.shutdown().await;
+
+    let want = envelope(&prompt);
+    let got = envelope(&heard);
+    assert!(voiced_frames(&got) > 0, "the recording is not silent");
+    let (corr, lag) = best_match(&got, &want);
+    let matched = &got[lag..(lag + want.len()).min(got.len())];
+    let (vw, vg) = (voiced_frames(&want), voiced_frames(matched));
+    eprintln!(
+        "recording {:.2} s; prompt {:.2} s found at {:.2} s, envelope correlation {corr:.3}, voiced frames {vg}/{vw}",
+        heard.len() as f64 / 8000.0,
+        secs,
+        lag as f64 * 0.02
+    );
+    assert!(corr > 0.9, "the recording's envelope matches the prompt (corr {corr:.3})");
+    assert!(matched.len() == want.len(), "the whole prompt was heard");
+    assert!(vg.abs_diff(vw) * 10 <= vw, "voiced length within 10 %: {vg} vs {vw}");
+}
