@@ -131,13 +131,17 @@ impl Config {
     }
 
     /// Parse TOML text and apply overrides (no validation of values yet).
-    pub fn from_toml(origin: &str, text: &str, overrides: &[String]) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Syntax {
-                origin: origin.to_owned(),
-                message: e.message().to_owned(),
-            }
-        })?;
+    pub fn from_toml(
+        origin: &str,
+        text: &str,
+        overrides: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    message: e.message().to_owned(),
+                })?;
         for ov in overrides {
             apply_override(&mut table, ov)?;
         }
@@ -150,7 +154,10 @@ impl Config {
     /// Check every value and convert it; the first fault is reported by key.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let sip_listen: SocketAddr = self.sip.listen.parse().map_err(|_| {
-            ConfigError::invalid("sip.listen", format!("`{}` is not IP:PORT", self.sip.listen))
+            ConfigError::invalid(
+                "sip.listen",
+                format!("`{}` is not IP:PORT", self.sip.listen),
+            )
         })?;
         let public_address = match self.sip.public_address.trim() {
             "" => None,
@@ -168,27 +175,32 @@ impl Config {
                 ))
             }
         };
-        let rtp_ports = parse_port_range(&self.rtp.port_range)
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "rtp.port_range",
-                    format!(
-                        "`{}` is not FIRST-LAST with 1024 <= FIRST < LAST <= 65535",
-                        self.rtp.port_range
-                    ),
-                )
-            })?;
+        let rtp_ports = parse_port_range(&self.rtp.port_range).ok_or_else(|| {
+            ConfigError::invalid(
+                "rtp.port_range",
+                format!(
+                    "`{}` is not FIRST-LAST with 1024 <= FIRST < LAST <= 65535",
+                    self.rtp.port_range
+                ),
+            )
+        })?;
         let mut codecs = Vec::new();
         for name in &self.media.codecs {
             let codec = Codec::from_name(name).ok_or_else(|| {
-                ConfigError::invalid("media.codecs", format!("unknown codec `{name}` (PCMU, PCMA)"))
+                ConfigError::invalid(
+                    "media.codecs",
+                    format!("unknown codec `{name}` (PCMU, PCMA)"),
+                )
             })?;
             if !codecs.contains(&codec) {
                 codecs.push(codec);
             }
         }
         if codecs.is_empty() {
-            return Err(ConfigError::invalid("media.codecs", "needs at least one codec"));
+            return Err(ConfigError::invalid(
+                "media.codecs",
+                "needs at least one codec",
+            ));
         }
         if self.prompts.voice.trim().is_empty() {
             return Err(ConfigError::invalid("prompts.voice", "must not be empty"));
@@ -211,7 +223,10 @@ impl Config {
             }
         }
         if self.calls.idle_timeout_secs == 0 {
-            return Err(ConfigError::invalid("calls.idle_timeout_secs", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "calls.idle_timeout_secs",
+                "must be at least 1",
+            ));
         }
         Ok(Settings {
             sip_listen,
@@ -256,7 +271,9 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), ConfigError> 
 fn parse_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
         Err(_) => toml::Value::String(raw.to_owned()),
     }
 }
@@ -313,7 +330,9 @@ mod tests {
     #[test]
     fn unknown_key_in_file_is_named() {
         let text = DEFAULT_TOML.replace("[calls]", "[calls]\nbogus = 1");
-        let err = Config::from_toml("x.toml", &text, &[]).unwrap_err().to_string();
+        let err = Config::from_toml("x.toml", &text, &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("calls") && err.contains("bogus"), "{err}");
     }
 }

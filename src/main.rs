@@ -14,7 +14,11 @@ use confgate::tts::prompts;
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "confgate", version, about = "SIP conference gateway: answers trunk calls, collects a PIN by DTMF, bridges callers into conference rooms")]
+#[command(
+    name = "confgate",
+    version,
+    about = "SIP conference gateway: answers trunk calls, collects a PIN by DTMF, bridges callers into conference rooms"
+)]
 struct Cli {
     /// Configuration file (default: the built-in configuration).
     #[arg(long, global = true, value_name = "PATH")]
@@ -108,7 +112,10 @@ fn render_prompts(settings: &Settings) -> ExitCode {
 }
 
 fn run(settings: Settings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("confgate: cannot start the runtime: {e}");

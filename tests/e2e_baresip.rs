@@ -40,22 +40,33 @@ async fn baresip_hears_the_welcome_prompt() {
     std::fs::create_dir_all(&dir).unwrap();
     // A quiet microphone, longer than the call (baresip hangs up when it ends).
     let mic = dir.join("mic.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(&mic, spec).unwrap();
     for i in 0..8000 * 40 {
-        w.write_sample(((i * 7919) % 17) as i16 - 8).unwrap();
+        w.write_sample(((i as u64 * 7919) % 17) as i16 - 8).unwrap();
     }
     w.finalize().unwrap();
 
     let prompt = welcome_prompt();
     let secs = prompt.len() as f64 / 8000.0;
     let mut phone = Baresip::start("caller", &mic, false).await;
-    let reply = phone.command("dial", &format!("sip:4000@{}", d.sip_addr())).await;
+    let reply = phone
+        .command("dial", &format!("sip:4000@{}", d.sip_addr()))
+        .await;
     assert!(reply.contains("\"ok\":true"), "dial: {reply}");
     tokio::time::sleep(Duration::from_secs_f64(secs + 2.5)).await;
     let dir = phone.quit().await;
     let rec = Baresip::heard(&dir).expect("baresip recorded what it heard");
-    let heard: Vec<i16> = hound::WavReader::open(&rec).unwrap().samples::<i16>().map(|s| s.unwrap()).collect();
+    let heard: Vec<i16> = hound::WavReader::open(&rec)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect();
     d.shutdown().await;
 
     let want = envelope(&prompt);
@@ -70,7 +81,13 @@ async fn baresip_hears_the_welcome_prompt() {
         secs,
         lag as f64 * 0.02
     );
-    assert!(corr > 0.9, "the recording's envelope matches the prompt (corr {corr:.3})");
+    assert!(
+        corr > 0.9,
+        "the recording's envelope matches the prompt (corr {corr:.3})"
+    );
     assert!(matched.len() == want.len(), "the whole prompt was heard");
-    assert!(vg.abs_diff(vw) * 10 <= vw, "voiced length within 10 %: {vg} vs {vw}");
+    assert!(
+        vg.abs_diff(vw) * 10 <= vw,
+        "voiced length within 10 %: {vg} vs {vw}"
+    );
 }

@@ -15,20 +15,40 @@ async fn invite_gets_trying_progress_then_ok_with_sdp_answer() {
     let d = daemon(&[]).await;
     let rtp = rtp_socket().await;
     let mut phone = RawPhone::new(d.sip_addr(), "wire-invite").await;
-    phone.invite(&offer(rtp.local_addr().unwrap(), "8 0 101", "a=sendrecv\r\n")).await;
+    phone
+        .invite(&offer(
+            rtp.local_addr().unwrap(),
+            "8 0 101",
+            "a=sendrecv\r\n",
+        ))
+        .await;
     let seen = phone.until_final("INVITE", WAIT).await;
     let codes: Vec<u16> = seen.iter().map(|r| r.code).collect();
     assert_eq!(codes, [100, 183, 200], "responses: {seen:#?}");
     let ok = &seen[2];
     assert_eq!(ok.header("Content-Type"), Some("application/sdp"));
-    assert!(ok.header("User-Agent").is_some_and(|ua| ua.starts_with("confgate/")));
-    assert!(ok.header("Contact").is_some_and(|c| c.contains("sip:confgate@127.0.0.1")));
+    assert!(ok
+        .header("User-Agent")
+        .is_some_and(|ua| ua.starts_with("confgate/")));
+    assert!(ok
+        .header("Contact")
+        .is_some_and(|c| c.contains("sip:confgate@127.0.0.1")));
     let body = ok.body();
     // Our preference (PCMU first) wins over the offer's order.
-    assert!(body.contains("m=audio ") && body.contains(" RTP/AVP 0 101"), "{body}");
+    assert!(
+        body.contains("m=audio ") && body.contains(" RTP/AVP 0 101"),
+        "{body}"
+    );
     assert!(body.contains("a=rtpmap:101 telephone-event/8000"), "{body}");
-    assert!(body.contains("a=ptime:20") && body.contains("a=sendrecv"), "{body}");
-    assert_eq!(seen[1].body().is_empty(), false, "183 carries SDP for early media");
+    assert!(
+        body.contains("a=ptime:20") && body.contains("a=sendrecv"),
+        "{body}"
+    );
+    assert_eq!(
+        seen[1].body().is_empty(),
+        false,
+        "183 carries SDP for early media"
+    );
     phone.ack(None).await;
     phone.in_dialog("BYE", "", "").await;
     let bye = phone.until_final("BYE", WAIT).await;
@@ -41,7 +61,9 @@ async fn cancel_before_answer_gets_200_and_487() {
     let d = daemon(&["sip.early_media_ms=3000"]).await;
     let rtp = rtp_socket().await;
     let mut phone = RawPhone::new(d.sip_addr(), "wire-cancel").await;
-    let branch = phone.invite(&offer(rtp.local_addr().unwrap(), "0", "")).await;
+    let branch = phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
     let first = phone.recv(WAIT).await.expect("100 Trying");
     assert_eq!(first.code, 100);
     phone.cancel(&branch).await;
@@ -54,7 +76,10 @@ async fn cancel_before_answer_gets_200_and_487() {
     }
     assert!(codes.contains(&(200, "CANCEL".into())), "{codes:?}");
     assert!(codes.contains(&(487, "INVITE".into())), "{codes:?}");
-    assert!(!codes.iter().any(|(c, m)| *c == 200 && m == "INVITE"), "never answered: {codes:?}");
+    assert!(
+        !codes.iter().any(|(c, m)| *c == 200 && m == "INVITE"),
+        "never answered: {codes:?}"
+    );
     phone.ack(Some(&branch)).await;
     d.shutdown().await;
 }
@@ -64,7 +89,11 @@ async fn options_gets_200_with_allow_and_accept() {
     let d = daemon(&[]).await;
     let phone = RawPhone::new(d.sip_addr(), "wire-options").await;
     phone
-        .send_raw(phone.request("OPTIONS", 1, "OPTIONS", "opt1", "", "").as_bytes())
+        .send_raw(
+            phone
+                .request("OPTIONS", 1, "OPTIONS", "opt1", "", "")
+                .as_bytes(),
+        )
         .await;
     let r = phone.recv(WAIT).await.expect("a response");
     assert_eq!(r.code, 200);
@@ -72,7 +101,9 @@ async fn options_gets_200_with_allow_and_accept() {
     for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"] {
         assert!(allow.contains(m), "{allow}");
     }
-    assert!(r.header("Accept").is_some_and(|a| a.contains("application/sdp")));
+    assert!(r
+        .header("Accept")
+        .is_some_and(|a| a.contains("application/sdp")));
     d.shutdown().await;
 }
 
@@ -81,13 +112,18 @@ async fn options_over_tcp_gets_200() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let d = daemon(&[]).await;
     let phone = RawPhone::new(d.sip_addr(), "wire-tcp").await;
-    let mut tcp = tokio::net::TcpStream::connect(d.sip_addr()).await.expect("TCP listens too");
+    let mut tcp = tokio::net::TcpStream::connect(d.sip_addr())
+        .await
+        .expect("TCP listens too");
     let req = phone
         .request("OPTIONS", 1, "OPTIONS", "tcp1", "", "")
         .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("reply").unwrap();
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .expect("reply")
+        .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("SIP/2.0 200"), "{text}");
     d.shutdown().await;
@@ -98,7 +134,18 @@ async fn unknown_method_gets_405_with_allow() {
     let d = daemon(&[]).await;
     let phone = RawPhone::new(d.sip_addr(), "wire-405").await;
     phone
-        .send_raw(phone.request("SUBSCRIBE", 1, "SUBSCRIBE", "sub1", "Event: presence\r\n", "").as_bytes())
+        .send_raw(
+            phone
+                .request(
+                    "SUBSCRIBE",
+                    1,
+                    "SUBSCRIBE",
+                    "sub1",
+                    "Event: presence\r\n",
+                    "",
+                )
+                .as_bytes(),
+        )
         .await;
     let r = phone.recv(WAIT).await.expect("a response");
     assert_eq!(r.code, 405);
@@ -111,7 +158,9 @@ async fn g729_only_offer_gets_488() {
     let d = daemon(&[]).await;
     let rtp = rtp_socket().await;
     let mut phone = RawPhone::new(d.sip_addr(), "wire-488").await;
-    let branch = phone.invite(&offer(rtp.local_addr().unwrap(), "18", "")).await;
+    let branch = phone
+        .invite(&offer(rtp.local_addr().unwrap(), "18", ""))
+        .await;
     let seen = phone.until_final("INVITE", WAIT).await;
     assert_eq!(seen.last().map(|r| r.code), Some(488), "{seen:#?}");
     phone.ack(Some(&branch)).await;
@@ -123,10 +172,22 @@ async fn garbage_and_truncated_invite_then_a_call_still_works() {
     let d = daemon(&["sip.early_media=false"]).await;
     let rtp = rtp_socket().await;
     let mut phone = RawPhone::new(d.sip_addr(), "wire-garbage").await;
-    phone.send_raw(b"\x00\xff\x13garbage that is not SIP\r\n\r\n").await;
-    assert!(phone.recv(Duration::from_millis(300)).await.is_none(), "garbage: no reply");
+    phone
+        .send_raw(b"\x00\xff\x13garbage that is not SIP\r\n\r\n")
+        .await;
+    assert!(
+        phone.recv(Duration::from_millis(300)).await.is_none(),
+        "garbage: no reply"
+    );
 
-    let full = phone.request("INVITE", 1, "INVITE", "trunc1", "", &offer(rtp.local_addr().unwrap(), "0", ""));
+    let full = phone.request(
+        "INVITE",
+        1,
+        "INVITE",
+        "trunc1",
+        "",
+        &offer(rtp.local_addr().unwrap(), "0", ""),
+    );
     let cut = &full.as_bytes()[..full.find("CSeq").unwrap() + 4];
     phone.send_raw(cut).await;
     if let Some(r) = phone.recv(Duration::from_millis(500)).await {
@@ -134,16 +195,24 @@ async fn garbage_and_truncated_invite_then_a_call_still_works() {
     }
     let bad_cseq = full.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     phone.send_raw(bad_cseq.as_bytes()).await;
-    let r = phone.recv(WAIT).await.expect("a CSeq mismatch can be answered");
+    let r = phone
+        .recv(WAIT)
+        .await
+        .expect("a CSeq mismatch can be answered");
     assert_eq!(r.code, 400);
 
     phone.call_id = "wire-after-garbage".into();
-    phone.invite(&offer(rtp.local_addr().unwrap(), "0", "")).await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
     let seen = phone.until_final("INVITE", WAIT).await;
     assert_eq!(seen.last().map(|r| r.code), Some(200), "{seen:#?}");
     phone.ack(None).await;
     phone.in_dialog("BYE", "", "").await;
-    assert_eq!(phone.until_final("BYE", WAIT).await.last().map(|r| r.code), Some(200));
+    assert_eq!(
+        phone.until_final("BYE", WAIT).await.last().map(|r| r.code),
+        Some(200)
+    );
     d.shutdown().await;
 }
 
@@ -154,12 +223,24 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
     let addr = rtp.local_addr().unwrap();
     let mut phone = RawPhone::new(d.sip_addr(), "wire-hold").await;
     phone.invite(&offer(addr, "0", "")).await;
-    assert_eq!(phone.until_final("INVITE", WAIT).await.last().map(|r| r.code), Some(200));
+    assert_eq!(
+        phone
+            .until_final("INVITE", WAIT)
+            .await
+            .last()
+            .map(|r| r.code),
+        Some(200)
+    );
     phone.ack(None).await;
     let mut buf = [0u8; 2048];
-    tokio::time::timeout(WAIT, rtp.recv_from(&mut buf)).await.expect("RTP flows").unwrap();
+    tokio::time::timeout(WAIT, rtp.recv_from(&mut buf))
+        .await
+        .expect("RTP flows")
+        .unwrap();
 
-    phone.in_dialog("INVITE", "", &offer(addr, "0", "a=sendonly\r\n")).await;
+    phone
+        .in_dialog("INVITE", "", &offer(addr, "0", "a=sendonly\r\n"))
+        .await;
     let held = phone.until_final("INVITE", WAIT).await;
     let ok = held.last().expect("re-INVITE answered");
     assert_eq!(ok.code, 200);
@@ -167,19 +248,33 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
     phone.ack(None).await;
     // Drain what was in flight, then expect silence on the wire.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(10), rtp.recv_from(&mut buf)).await {}
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(10), rtp.recv_from(&mut buf)).await
+    {}
     assert!(
-        tokio::time::timeout(Duration::from_millis(400), rtp.recv_from(&mut buf)).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(400), rtp.recv_from(&mut buf))
+            .await
+            .is_err(),
         "no media while held"
     );
 
-    phone.in_dialog("INVITE", "", &offer(addr, "0", "a=sendrecv\r\n")).await;
+    phone
+        .in_dialog("INVITE", "", &offer(addr, "0", "a=sendrecv\r\n"))
+        .await;
     let resumed = phone.until_final("INVITE", WAIT).await;
     assert!(resumed.last().unwrap().body().contains("a=sendrecv"));
     phone.ack(None).await;
-    let n = tokio::time::timeout(WAIT, rtp.recv_from(&mut buf)).await.expect("media resumes").unwrap().0;
+    let n = tokio::time::timeout(WAIT, rtp.recv_from(&mut buf))
+        .await
+        .expect("media resumes")
+        .unwrap()
+        .0;
     assert!(n > 12);
-    assert_ne!(buf[1] & 0x80, 0, "marker bit on the first packet after hold");
+    assert_ne!(
+        buf[1] & 0x80,
+        0,
+        "marker bit on the first packet after hold"
+    );
     phone.in_dialog("BYE", "", "").await;
     d.shutdown().await;
 }

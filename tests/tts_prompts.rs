@@ -194,7 +194,13 @@ fn bad_names_and_voices_are_reported() {
     let dir = temp_dir("errors");
     let err = render(&dir, "en-us", 160, &[PromptSpec::new("../evil", "x")]).unwrap_err();
     assert!(matches!(err, PromptError::BadName(_)));
-    let err = render(&dir, "no-such-voice", 160, &[PromptSpec::new("hello", "hello")]).unwrap_err();
+    let err = render(
+        &dir,
+        "no-such-voice",
+        160,
+        &[PromptSpec::new("hello", "hello")],
+    )
+    .unwrap_err();
     assert!(matches!(err, PromptError::Tts { ref name, .. } if name == "hello"));
     assert!(err.to_string().contains("hello"));
     assert!(!dir.join("hello.wav").exists());

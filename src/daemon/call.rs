@@ -93,7 +93,9 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         if let Some(reason) = flow.ended() {
             break reason;
         }
-        let deadline = flow.next_deadline().unwrap_or_else(|| Instant::now() + timers.idle);
+        let deadline = flow
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + timers.idle);
         tokio::select! {
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Confirmed) => flow.handle(Input::Acked, Instant::now()),

@@ -49,9 +49,12 @@ impl Daemon {
             .await
             .map_err(|e| StartError::PromptTask(e.to_string()))??;
         let shutdown = CancellationToken::new();
-        let (ua, mut offered) =
-            UserAgent::start(settings.sip_listen, settings.public_address, CancellationToken::new())
-                .await?;
+        let (ua, mut offered) = UserAgent::start(
+            settings.sip_listen,
+            settings.public_address,
+            CancellationToken::new(),
+        )
+        .await?;
         let ctx = Arc::new(CallContext {
             ports: PortPool::new(settings.rtp_ports.clone()),
             advertised: ua.advertised_ip(),

@@ -57,7 +57,10 @@ mod tests {
         let ip = IpAddr::from([127, 0, 0, 1]);
         let a = pool.bind(ip).await.unwrap();
         let b = pool.bind(ip).await.unwrap();
-        let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
         assert_eq!((pa % 2, pb % 2), (0, 0));
         assert_ne!(pa, pb);
         assert!((41002..=41008).contains(&pa) && (41002..=41008).contains(&pb));

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::tts::prompts::{self, PromptError, PromptSpec, RenderOutcome};
+use crate::tts::prompts::{self, PromptError, PromptSpec};
 
 /// Prompt audio by name, 8 kHz mono, shared by every call.
 #[derive(Debug, Default)]
@@ -19,12 +19,12 @@ impl PromptBook {
     /// Render what changed (blocking: call it off the async runtime), then load.
     pub fn prepare(settings: &Settings) -> Result<PromptBook, PromptError> {
         let specs = specs(settings);
-        let outcomes = prompts::render(&settings.prompts_dir, &settings.voice, settings.words_per_minute, &specs)?;
-        for (name, outcome) in &outcomes {
-            if *outcome != RenderOutcome::UpToDate {
-                tracing::info!(prompt = %name, ?outcome, "prompt prepared");
-            }
-        }
+        prompts::render(
+            &settings.prompts_dir,
+            &settings.voice,
+            settings.words_per_minute,
+            &specs,
+        )?;
         Self::load(&settings.prompts_dir, &specs)
     }
 

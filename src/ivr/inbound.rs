@@ -78,13 +78,21 @@ pub struct Timers {
 #[derive(Debug)]
 enum State {
     /// 183 sent, early media playing until `answer_at`.
-    EarlyMedia { answer_at: Instant },
+    EarlyMedia {
+        answer_at: Instant,
+    },
     /// 200 OK sent; the stack retransmits it until the ACK or `give_up_at`.
-    ExpectAck { give_up_at: Instant },
+    ExpectAck {
+        give_up_at: Instant,
+    },
     /// The prompt plays.
-    Greeting { idle_at: Instant },
+    Greeting {
+        idle_at: Instant,
+    },
     /// Prompt done; the call stays up, listening.
-    Listening { idle_at: Instant },
+    Listening {
+        idle_at: Instant,
+    },
     Ended(EndReason),
 }
 
@@ -216,7 +224,10 @@ mod tests {
         f.handle(Input::Acked, t0 + Duration::from_millis(1010));
         assert_eq!(drain(&mut f), [Action::Play(Prompt::Welcome)]);
         f.handle(Input::PlaybackDone, t0 + Duration::from_secs(7));
-        assert!(drain(&mut f).is_empty() && f.ended().is_none(), "stays up listening");
+        assert!(
+            drain(&mut f).is_empty() && f.ended().is_none(),
+            "stays up listening"
+        );
     }
 
     #[test]

@@ -57,7 +57,13 @@ fn check_request(req: &Request, raw: &[u8]) -> Result<(), Fault> {
         .map_err(|_| bad("Missing To"))?
         .typed()
         .map_err(|_| bad("Bad To"))?;
-    if req.call_id_header().map_err(|_| bad("Missing Call-ID"))?.value().trim().is_empty() {
+    if req
+        .call_id_header()
+        .map_err(|_| bad("Missing Call-ID"))?
+        .value()
+        .trim()
+        .is_empty()
+    {
         return Err(bad("Missing Call-ID"));
     }
     let cseq = req
@@ -154,8 +160,14 @@ fn body_len(raw: &[u8]) -> usize {
 
 /// (end of headers, start of body)
 fn find_blank_line(raw: &[u8]) -> Option<(usize, usize)> {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    let crlf = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4));
+    let lf = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),

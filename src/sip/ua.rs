@@ -57,8 +57,14 @@ impl UserAgent {
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
         let socket = tokio::net::UdpSocket::bind(listen)
             .await
-            .map_err(|source| SipError::Bind { addr: listen, source })?;
-        let local = socket.local_addr().map_err(|source| SipError::Bind { addr: listen, source })?;
+            .map_err(|source| SipError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| SipError::Bind {
+            addr: listen,
+            source,
+        })?;
         let advertised = public.unwrap_or_else(|| advertised_ip(local.ip()));
         let external = public.map(|ip| SocketAddr::new(ip, local.port()));
         let stack = |e: rsipstack::Error| SipError::Stack(e.to_string());
@@ -72,7 +78,9 @@ impl UserAgent {
         .await
         .map_err(stack)?;
         transport.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(local, external).await.map_err(stack)?;
+        let tcp = TcpListenerConnection::new(local, external)
+            .await
+            .map_err(stack)?;
         transport.add_transport(tcp.into());
 
         let endpoint = EndpointBuilder::new()
@@ -95,8 +103,11 @@ impl UserAgent {
             .build();
         let incoming = endpoint.incoming_transactions().map_err(stack)?;
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        let contact = Uri::try_from(format!("sip:confgate@{}", SocketAddr::new(advertised, local.port())))
-            .map_err(|e| SipError::Stack(e.to_string()))?;
+        let contact = Uri::try_from(format!(
+            "sip:confgate@{}",
+            SocketAddr::new(advertised, local.port())
+        ))
+        .map_err(|e| SipError::Stack(e.to_string()))?;
 
         let inner = endpoint.inner.clone();
         let serve_cancel = cancel.clone();
@@ -106,10 +117,18 @@ impl UserAgent {
                 _ = serve_cancel.cancelled() => {}
             }
         });
+        wait_for_tcp(local).await;
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         tokio::spawn(route_requests(incoming, layer, contact, calls_tx));
         info!(%local, %advertised, "SIP listening on UDP and TCP");
-        Ok((UserAgent { local, advertised, cancel }, calls_rx))
+        Ok((
+            UserAgent {
+                local,
+                advertised,
+                cancel,
+            },
+            calls_rx,
+        ))
     }
 
     /// The bound SIP address (useful when the configured port was 0).
@@ -126,6 +145,27 @@ impl UserAgent {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+}
+
+/// rsipstack binds its TCP listener inside `serve()`; wait until it accepts,
+/// so that a started agent answers on both transports.
+async fn wait_for_tcp(local: SocketAddr) {
+    let probe = match local.ip() {
+        ip if ip.is_unspecified() && local.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), local.port())
+        }
+        _ => local,
+    };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(probe).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    warn!(%local, "SIP over TCP is not listening (port taken?); UDP only");
 }
 
 /// For a wildcard bind, advertise the first non-loopback interface address.
@@ -182,15 +222,16 @@ async fn route_requests(
                     });
                 }
                 _ => {
-                    tokio::spawn(async move {
-                        tx.reply(StatusCode::CallTransactionDoesNotExist).await
-                    });
+                    tokio::spawn(
+                        async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await },
+                    );
                 }
             },
             _ => {
                 let headers = vec![Header::Allow(ALLOW.into())];
                 tokio::spawn(async move {
-                    tx.reply_with(StatusCode::MethodNotAllowed, headers, None).await
+                    tx.reply_with(StatusCode::MethodNotAllowed, headers, None)
+                        .await
                 });
             }
         }
@@ -204,7 +245,10 @@ fn offer_call(
     calls: &mpsc::UnboundedSender<OfferedCall>,
 ) {
     let req = tx.original.clone();
-    let call_id = req.call_id_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let call_id = req
+        .call_id_header()
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
     let (state_tx, state_rx) = layer.new_dialog_state_channel();
     let dialog = match layer.get_or_create_server_invite(&tx, state_tx, None, Some(contact.clone()))
     {
@@ -237,8 +281,14 @@ fn offer_call(
     );
     let offered = OfferedCall {
         call_id,
-        from: req.from_header().map(|h| uri_text(h.value())).unwrap_or_default(),
-        to: req.to_header().map(|h| uri_text(h.value())).unwrap_or_default(),
+        from: req
+            .from_header()
+            .map(|h| uri_text(h.value()))
+            .unwrap_or_default(),
+        to: req
+            .to_header()
+            .map(|h| uri_text(h.value()))
+            .unwrap_or_default(),
         request_user: req.uri.auth.as_ref().map(|a| a.user.clone()),
         source,
         headers: req
@@ -293,7 +343,10 @@ async fn translate_states(
             },
             DialogState::Options(_, _, handle) => {
                 let headers = vec![Header::Allow(ALLOW.into()), Header::Accept(ACCEPT.into())];
-                handle.respond(StatusCode::OK, Some(headers), None).await.ok();
+                handle
+                    .respond(StatusCode::OK, Some(headers), None)
+                    .await
+                    .ok();
                 continue;
             }
             DialogState::Notify(_, _, h)

@@ -6,8 +6,8 @@ use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::tts::espeak::{self, TtsError};
 use crate::media::resample::resample;
+use crate::tts::espeak::{self, TtsError};
 
 mod tones;
 pub use tones::{early_media_loop, join_tone, leave_tone};
@@ -110,7 +110,13 @@ fn fnv1a64(parts: &[&[u8]]) -> u64 {
 /// Sidecar contents identifying the voice, rate and text a WAV was rendered from.
 fn stamp(voice: &str, words_per_minute: u32, text: &str) -> String {
     let rate = words_per_minute.to_string();
-    let hash = fnv1a64(&[voice.as_bytes(), b"\0", rate.as_bytes(), b"\0", text.as_bytes()]);
+    let hash = fnv1a64(&[
+        voice.as_bytes(),
+        b"\0",
+        rate.as_bytes(),
+        b"\0",
+        text.as_bytes(),
+    ]);
     format!("{STAMP_VERSION} fnv1a64:{hash:016x}\n")
 }
 
@@ -182,7 +188,12 @@ pub fn render(
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     specs
         .iter()
-        .map(|spec| Ok((spec.name.clone(), render_one(dir, voice, words_per_minute, spec)?)))
+        .map(|spec| {
+            Ok((
+                spec.name.clone(),
+                render_one(dir, voice, words_per_minute, spec)?,
+            ))
+        })
         .collect()
 }
 
@@ -212,11 +223,12 @@ fn render_one(
         _ => {}
     }
 
-    let speech =
-        espeak::synthesize(&spec.text, voice, words_per_minute).map_err(|source| PromptError::Tts {
+    let speech = espeak::synthesize(&spec.text, voice, words_per_minute).map_err(|source| {
+        PromptError::Tts {
             name: spec.name.clone(),
             source,
-        })?;
+        }
+    })?;
     let samples = resample(&speech.samples, speech.rate, RATE);
     write_atomic(&wav, &encode_wav(&wav, &samples)?)?;
     write_atomic(&sidecar, want.as_bytes())?;

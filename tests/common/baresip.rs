@@ -24,24 +24,45 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// An even port whose neighbour is free too, for UDP and TCP (baresip binds
+/// SIP on both and TLS on port + 1). bind(0) hands out odd ports, so probe.
+fn free_pair() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        let p = 21000
+            + (std::process::id() % 500) as u16 * 16
+            + NEXT.fetch_add(2, Ordering::Relaxed) % 16;
+        let free = |port: u16| {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        };
+        if free(p) && free(p + 1) {
+            return p;
+        }
+    }
+}
+
 impl Baresip {
     /// Start a phone whose microphone is `source_wav` (8 kHz mono 16-bit).
     /// `auto_answer` makes it answer incoming calls by itself.
     pub async fn start(name: &str, source_wav: &Path, auto_answer: bool) -> Baresip {
         assert!(
-            Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok(),
+            Command::new("baresip")
+                .arg("-h")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok(),
             "baresip is not installed: run scripts/setup --test"
         );
-        let dir = std::env::temp_dir().join(format!("confgate-baresip-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("confgate-baresip-{name}-{}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(dir.join("rec")).expect("baresip dir");
         // baresip also binds TCP on the SIP port and TLS on port + 1.
-        let (sip_port, ctrl_port) = loop {
-            let p = free_port();
-            if p % 2 == 0 && p < 60000 {
-                break (p, free_port());
-            }
-        };
+        let sip_port = free_pair();
+        let ctrl_port = free_port();
         let rtp_base = 40000 + (sip_port % 100) * 50;
         let config = format!(
             "poll_method epoll\n\
@@ -91,7 +112,9 @@ impl Baresip {
         let ctrl = loop {
             match TcpStream::connect(("127.0.0.1", ctrl_port)).await {
                 Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Err(e) => panic!("baresip ctrl_tcp never listened: {e}"),
             }
         };
@@ -112,7 +135,10 @@ impl Baresip {
             self.token
         );
         let frame = format!("{}:{msg},", msg.len());
-        self.ctrl.write_all(frame.as_bytes()).await.expect("ctrl write");
+        self.ctrl
+            .write_all(frame.as_bytes())
+            .await
+            .expect("ctrl write");
         let want = format!("\"token\":\"{}\"", self.token);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -162,7 +188,11 @@ impl Baresip {
         std::fs::read_dir(dir.join("rec"))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-dec.wav")))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with("-dec.wav"))
+            })
     }
 }
 

@@ -74,7 +74,12 @@ pub struct Received {
 }
 
 /// Collect RTP on `sock` until `quiet` passes without a packet or `max` elapses.
-pub async fn collect_rtp(sock: &UdpSocket, codec: Codec, quiet: Duration, max: Duration) -> Vec<Received> {
+pub async fn collect_rtp(
+    sock: &UdpSocket,
+    codec: Codec,
+    quiet: Duration,
+    max: Duration,
+) -> Vec<Received> {
     let mut out = Vec::new();
     let mut buf = [0u8; 2048];
     let end = Instant::now() + max;
@@ -82,7 +87,9 @@ pub async fn collect_rtp(sock: &UdpSocket, codec: Codec, quiet: Duration, max: D
         let Ok(Ok((n, _))) = tokio::time::timeout(quiet, sock.recv_from(&mut buf)).await else {
             break;
         };
-        let Ok(p) = packet::parse(&buf[..n]) else { continue };
+        let Ok(p) = packet::parse(&buf[..n]) else {
+            continue;
+        };
         let mut pcm = vec![0i16; p.payload.len()];
         codec.decode(p.payload, &mut pcm);
         out.push(Received {
@@ -99,7 +106,9 @@ pub async fn collect_rtp(sock: &UdpSocket, codec: Codec, quiet: Duration, max: D
 
 /// Index of the packet that starts `prompt` (first frame with sound), if any.
 pub fn find_prompt_start(packets: &[Received], expected: &[i16]) -> Option<(usize, usize)> {
-    let first_frame = expected.chunks(160).position(|f| f.iter().any(|&s| s.abs() > 64))?;
+    let first_frame = expected
+        .chunks(160)
+        .position(|f| f.iter().any(|&s| s.abs() > 64))?;
     let frame = &expected[first_frame * 160..(first_frame + 1) * 160];
     packets
         .iter()

@@ -22,10 +22,14 @@ impl Response {
 
     /// First header value by name (case-insensitive), compact forms not handled.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text.lines().skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
+        self.text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+            })
     }
 
     pub fn body(&self) -> &str {
@@ -34,7 +38,9 @@ impl Response {
 
     pub fn to_tag(&self) -> Option<String> {
         let to = self.header("To")?;
-        to.split(';').find_map(|p| p.trim().strip_prefix("tag=")).map(str::to_owned)
+        to.split(';')
+            .find_map(|p| p.trim().strip_prefix("tag="))
+            .map(str::to_owned)
     }
 
     pub fn cseq_method(&self) -> Option<&str> {
@@ -73,9 +79,25 @@ impl RawPhone {
     }
 
     /// Build a request; `branch` identifies the transaction.
-    pub fn request(&self, method: &str, cseq: u32, cseq_method: &str, branch: &str, extra: &str, body: &str) -> String {
-        let to_tag = self.to_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
-        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    pub fn request(
+        &self,
+        method: &str,
+        cseq: u32,
+        cseq_method: &str,
+        branch: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         format!(
             "{method} sip:4000@{server} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}\r\n\
@@ -133,7 +155,10 @@ impl RawPhone {
     pub async fn recv(&self, wait: Duration) -> Option<Response> {
         let mut buf = vec![0u8; 65535];
         loop {
-            let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf)).await.ok()?.ok()?;
+            let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
             if let Some(r) = Response::parse(&buf[..n]) {
                 return Some(r);
             }
@@ -144,7 +169,10 @@ impl RawPhone {
     pub async fn until_final(&mut self, method: &str, wait: Duration) -> Vec<Response> {
         let mut seen = Vec::new();
         let end = tokio::time::Instant::now() + wait;
-        while let Some(r) = self.recv(end.saturating_duration_since(tokio::time::Instant::now())).await {
+        while let Some(r) = self
+            .recv(end.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
             let done = r.code >= 200 && r.cseq_method() == Some(method);
             if r.cseq_method() == Some("INVITE") && r.code >= 200 {
                 self.to_tag = r.to_tag();

@@ -35,9 +35,13 @@ impl Uac {
     pub async fn new() -> Uac {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection("127.0.0.1:0".parse().unwrap(), None, Some(cancel.child_token()))
-            .await
-            .expect("uac socket");
+        let udp = UdpConnection::create_connection(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            Some(cancel.child_token()),
+        )
+        .await
+        .expect("uac socket");
         let local = udp.get_addr().get_socketaddr().expect("uac addr");
         transport.add_transport(udp.into());
         let endpoint = EndpointBuilder::new()
@@ -48,7 +52,11 @@ impl Uac {
         let inner = endpoint.inner.clone();
         tokio::spawn(async move { inner.serve().await });
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        Uac { layer, local, cancel }
+        Uac {
+            layer,
+            local,
+            cancel,
+        }
     }
 
     /// Dial `sip:{user}@{server}` with `sdp`; returns once a final response arrived.
