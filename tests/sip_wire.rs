@@ -44,9 +44,8 @@ async fn invite_gets_trying_progress_then_ok_with_sdp_answer() {
         body.contains("a=ptime:20") && body.contains("a=sendrecv"),
         "{body}"
     );
-    assert_eq!(
-        seen[1].body().is_empty(),
-        false,
+    assert!(
+        !seen[1].body().is_empty(),
         "183 carries SDP for early media"
     );
     phone.ack(None).await;
@@ -277,4 +276,51 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
     );
     phone.in_dialog("BYE", "", "").await;
     d.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_call_is_hung_up_with_bye() {
+    let d = daemon(&["sip.early_media=false", "calls.idle_timeout_secs=1"]).await;
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), "wire-idle").await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    assert_eq!(
+        phone
+            .until_final("INVITE", WAIT)
+            .await
+            .last()
+            .map(|r| r.code),
+        Some(200)
+    );
+    phone.ack(None).await;
+    let bye = phone.recv_request(WAIT).await.expect("confgate hangs up");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(bye.contains("Call-ID: wire-idle"));
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_hangs_up_every_call() {
+    let d = daemon(&["sip.early_media=false"]).await;
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), "wire-shutdown").await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    assert_eq!(
+        phone
+            .until_final("INVITE", WAIT)
+            .await
+            .last()
+            .map(|r| r.code),
+        Some(200)
+    );
+    phone.ack(None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(d.shutdown());
+    let bye = phone.recv_request(WAIT).await.expect("BYE on shutdown");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    stopping.await.unwrap();
 }

@@ -60,6 +60,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         ack: ACK_TIMEOUT,
     };
     let mut flow = InboundFlow::new(Instant::now(), timers);
+    let mut answered = false;
     let reason = loop {
         while let Some(action) = flow.poll_action() {
             match action {
@@ -72,6 +73,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 }
                 Action::Ring => call.handle.ringing(),
                 Action::Answer => {
+                    answered = true;
                     leg.send(LegCommand::Stop);
                     call.handle.answer(answer.clone());
                     info!(after_ms = started.elapsed().as_millis() as u64, "answered");
@@ -83,11 +85,14 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     }),
                     None => flow.handle(Input::PlaybackDone, Instant::now()),
                 },
-                Action::Hangup(reason) => {
-                    if matches!(reason, EndReason::IdleTimeout | EndReason::Shutdown) {
-                        call.handle.hangup().await;
-                    }
+                // The caller's own BYE or CANCEL was already answered by the stack.
+                Action::Hangup(
+                    EndReason::CallerHungUp | EndReason::CallerCancelled | EndReason::NoAck,
+                ) => {}
+                Action::Hangup(EndReason::IdleTimeout | EndReason::Shutdown) if answered => {
+                    call.handle.hangup().await
                 }
+                Action::Hangup(_) => call.handle.reject(503),
             }
         }
         if let Some(reason) = flow.ended() {

@@ -165,6 +165,42 @@ impl RawPhone {
         }
     }
 
+    /// Next request the server sends us (e.g. its BYE) within `wait`; answers it 200.
+    pub async fn recv_request(&self, wait: Duration) -> Option<String> {
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let (n, from) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("SIP/2.0") {
+                continue;
+            }
+            let keep = |l: &&str| {
+                let n = l
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                ["via", "from", "to", "call-id", "cseq"].contains(&n.as_str())
+            };
+            let headers: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.is_empty())
+                .filter(keep)
+                .collect();
+            let ok = format!(
+                "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                headers.join("\r\n")
+            );
+            self.sock.send_to(ok.as_bytes(), from).await.ok();
+            return Some(text);
+        }
+    }
+
     /// Responses until one with a final code for `method` arrives (or `wait` passes).
     pub async fn until_final(&mut self, method: &str, wait: Duration) -> Vec<Response> {
         let mut seen = Vec::new();
