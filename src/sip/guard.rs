@@ -28,6 +28,11 @@ pub fn screen(datagram: &[u8]) -> Verdict {
     if datagram.iter().all(u8::is_ascii_whitespace) {
         return Verdict::Pass; // keep-alive (RFC 5626): the stack answers it
     }
+    if let Some(version) = request_version(datagram) {
+        if version != "SIP/2.0" && version.starts_with("SIP/") {
+            return reply_from_raw(datagram, Fault::VersionNotSupported);
+        }
+    }
     match SipMessage::try_from(datagram) {
         Ok(SipMessage::Request(req)) => match check_request(&req, datagram) {
             Ok(()) => Verdict::Pass,
@@ -43,6 +48,17 @@ pub fn screen(datagram: &[u8]) -> Verdict {
 enum Fault {
     BadRequest(&'static str),
     TooManyHops,
+    VersionNotSupported,
+}
+
+/// The last token of a request line (`SIP/2.0`), if the datagram starts with one.
+fn request_version(raw: &[u8]) -> Option<&str> {
+    let end = raw.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(&raw[..end]).ok()?;
+    if line.starts_with("SIP/") {
+        return None;
+    }
+    line.rsplit(' ').next()
 }
 
 fn check_request(req: &Request, raw: &[u8]) -> Result<(), Fault> {
@@ -66,12 +82,16 @@ fn check_request(req: &Request, raw: &[u8]) -> Result<(), Fault> {
     {
         return Err(bad("Missing Call-ID"));
     }
-    let cseq = req
-        .cseq_header()
-        .map_err(|_| bad("Missing CSeq"))?
-        .typed()
-        .map_err(|_| bad("Bad CSeq"))?;
-    if cseq.method != req.method {
+    // Compared as text: extension methods (RFC 4475 §3.1.1.2) have no typed form.
+    let cseq = req.cseq_header().map_err(|_| bad("Missing CSeq"))?.value();
+    let mut parts = cseq.split_whitespace();
+    let (Some(seq), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("Bad CSeq"));
+    };
+    if seq.parse::<u32>().is_err() {
+        return Err(bad("Bad CSeq"));
+    }
+    if Some(method) != request_method(raw) {
         return Err(bad("CSeq Method Mismatch"));
     }
     if let Ok(mf) = req.max_forwards_header() {
@@ -81,13 +101,17 @@ fn check_request(req: &Request, raw: &[u8]) -> Result<(), Fault> {
             Err(_) => return Err(bad("Bad Max-Forwards")),
         }
     }
-    if let Some(declared) = declared_content_length(raw) {
-        let body = body_len(raw);
-        if declared > body {
-            return Err(bad("Content-Length Too Large"));
-        }
+    match declared_content_length(raw) {
+        Some(Ok(declared)) if declared > body_len(raw) => Err(bad("Content-Length Too Large")),
+        Some(Err(())) => Err(bad("Bad Content-Length")),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The method token of the request line, as sent.
+fn request_method(raw: &[u8]) -> Option<&str> {
+    let end = raw.iter().position(|&b| b == b' ')?;
+    std::str::from_utf8(&raw[..end]).ok()
 }
 
 /// Build a response by copying Via, From, To, Call-ID and CSeq from the raw
@@ -98,7 +122,7 @@ fn reply_from_raw(raw: &[u8], fault: Fault) -> Verdict {
     let Some(first) = lines.next() else {
         return Verdict::Drop;
     };
-    if first.starts_with("SIP/") || !first.ends_with("SIP/2.0") || first.starts_with("ACK ") {
+    if first.starts_with("SIP/") || !first.contains(" SIP/") || first.starts_with("ACK ") {
         return Verdict::Drop; // a response, another protocol, or an ACK: never answered
     }
     let mut copied = String::new();
@@ -138,6 +162,7 @@ fn reply_from_raw(raw: &[u8], fault: Fault) -> Verdict {
     let status = match fault {
         Fault::BadRequest(reason) => format!("400 {reason}"),
         Fault::TooManyHops => "483 Too Many Hops".to_owned(),
+        Fault::VersionNotSupported => "505 Version Not Supported".to_owned(),
     };
     let user_agent = concat!("confgate/", env!("CARGO_PKG_VERSION"));
     Verdict::Reply(
@@ -174,14 +199,14 @@ fn find_blank_line(raw: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-fn declared_content_length(raw: &[u8]) -> Option<usize> {
+/// `Some(Err)` for a Content-Length that is not a plain decimal that fits.
+fn declared_content_length(raw: &[u8]) -> Option<Result<usize, ()>> {
     let text = String::from_utf8_lossy(head(raw));
     text.split('\n').skip(1).find_map(|line| {
         let (name, value) = line.split_once(':')?;
         let name = name.trim();
         (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
-            .then(|| value.trim().parse().ok())
-            .flatten()
+            .then(|| value.trim().parse::<usize>().map_err(|_| ()))
     })
 }
 
