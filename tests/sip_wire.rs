@@ -7,8 +7,23 @@ use std::time::Duration;
 
 use common::raw::RawPhone;
 use common::{daemon, offer, rtp_socket};
+use confgate::daemon::Daemon;
+use tokio::net::UdpSocket;
 
 const WAIT: Duration = Duration::from_secs(5);
+
+/// A PCMU call to `d`, answered and acknowledged; the phone and its RTP socket.
+async fn answered(d: &Daemon, call_id: &str) -> (RawPhone, UdpSocket) {
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), call_id).await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(seen.last().map(|r| r.code), Some(200), "{seen:#?}");
+    phone.ack(None).await;
+    (phone, rtp)
+}
 
 #[tokio::test]
 async fn invite_gets_trying_progress_then_ok_with_sdp_answer() {
@@ -281,20 +296,7 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
 #[tokio::test]
 async fn idle_call_is_hung_up_with_bye() {
     let d = daemon(&["sip.early_media=false", "calls.idle_timeout_secs=1"]).await;
-    let rtp = rtp_socket().await;
-    let mut phone = RawPhone::new(d.sip_addr(), "wire-idle").await;
-    phone
-        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
-        .await;
-    assert_eq!(
-        phone
-            .until_final("INVITE", WAIT)
-            .await
-            .last()
-            .map(|r| r.code),
-        Some(200)
-    );
-    phone.ack(None).await;
+    let (phone, _rtp) = answered(&d, "wire-idle").await;
     let bye = phone.recv_request(WAIT).await.expect("confgate hangs up");
     assert!(bye.starts_with("BYE "), "{bye}");
     assert!(bye.contains("Call-ID: wire-idle"));
@@ -304,20 +306,7 @@ async fn idle_call_is_hung_up_with_bye() {
 #[tokio::test]
 async fn shutdown_hangs_up_every_call() {
     let d = daemon(&["sip.early_media=false"]).await;
-    let rtp = rtp_socket().await;
-    let mut phone = RawPhone::new(d.sip_addr(), "wire-shutdown").await;
-    phone
-        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
-        .await;
-    assert_eq!(
-        phone
-            .until_final("INVITE", WAIT)
-            .await
-            .last()
-            .map(|r| r.code),
-        Some(200)
-    );
-    phone.ack(None).await;
+    let (phone, _rtp) = answered(&d, "wire-shutdown").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stopping = tokio::spawn(d.shutdown());
     let bye = phone.recv_request(WAIT).await.expect("BYE on shutdown");

@@ -32,6 +32,7 @@ fn check_generated(dir: &Path, name: &str) -> Vec<i16> {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // reports how long rendering took
 fn render_caches_and_rerenders_changes() {
     let dir = temp_dir("render").join("nested"); // render must create it
     let mut specs = default_specs();

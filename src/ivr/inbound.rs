@@ -198,6 +198,7 @@ impl InboundFlow {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
 mod tests {
     use super::*;
 

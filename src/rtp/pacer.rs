@@ -100,6 +100,7 @@ impl Pacer {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};

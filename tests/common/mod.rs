@@ -1,5 +1,6 @@
 //! Test phones and a daemon on loopback, shared by the integration tests.
 #![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // tests run in real time
 
 pub mod baresip;
 pub mod raw;
