@@ -63,7 +63,7 @@ impl Baresip {
         // baresip also binds TCP on the SIP port and TLS on port + 1.
         let sip_port = free_pair();
         let ctrl_port = free_port();
-        let rtp_base = 40000 + (sip_port % 100) * 50;
+        let rtp_base = 50000 + (sip_port % 100) * 50;
         let config = format!(
             "poll_method epoll\n\
              sip_listen 127.0.0.1:{sip_port}\n\
