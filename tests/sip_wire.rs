@@ -290,6 +290,8 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
         "marker bit on the first packet after hold"
     );
     phone.in_dialog("BYE", "", "").await;
+    let bye = phone.until_final("BYE", WAIT).await;
+    assert_eq!(bye.last().map(|r| r.code), Some(200));
     d.shutdown().await;
 }
 
@@ -312,4 +314,39 @@ async fn shutdown_hangs_up_every_call() {
     let bye = phone.recv_request(WAIT).await.expect("BYE on shutdown");
     assert!(bye.starts_with("BYE "), "{bye}");
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn late_offer_gets_our_offer_and_media_follows_the_answer_in_the_ack() {
+    let d = daemon(&[]).await;
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), "wire-late-offer").await;
+    phone.invite("").await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    let ok = seen.last().expect("answered");
+    assert_eq!(ok.code, 200, "{seen:#?}");
+    assert!(
+        !seen.iter().any(|r| r.code == 183),
+        "no early media without an offer"
+    );
+    assert!(
+        ok.body().contains("RTP/AVP 0 8 101"),
+        "our offer: {}",
+        ok.body()
+    );
+    // The answer in the ACK picks PCMA and says where to send.
+    let answer = offer(rtp.local_addr().unwrap(), "8", "");
+    let ack = phone.request("ACK", 1, "ACK", "lateack", "", &answer);
+    phone.send_raw(ack.as_bytes()).await;
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(WAIT, rtp.recv_from(&mut buf))
+        .await
+        .expect("RTP to the address in the ACK's answer")
+        .unwrap();
+    assert!(n > 12);
+    assert_eq!(buf[1] & 0x7f, 8, "PCMA, as answered");
+    phone.in_dialog("BYE", "", "").await;
+    let bye = phone.until_final("BYE", WAIT).await;
+    assert_eq!(bye.last().map(|r| r.code), Some(200));
+    d.shutdown().await;
 }

@@ -34,12 +34,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     let started = Instant::now();
     info!(from = %call.from, to = %call.to, source = %call.source, "call offered");
-    let neg = match sdp::negotiate(&call.offer, &ctx.settings.codecs) {
-        Ok(n) => n,
-        Err(e) => {
-            warn!(error = %e, "offer refused");
-            call.handle.reject(e.sip_status());
-            return;
+    // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
+    // the 200 OK and the answer comes in the ACK; there is no early media then.
+    let late_offer = call.offer.is_empty();
+    let neg = if late_offer {
+        None
+    } else {
+        match sdp::negotiate(&call.offer, &ctx.settings.codecs) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(error = %e, "offer refused");
+                call.handle.reject(e.sip_status());
+                return;
+            }
         }
     };
     let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
@@ -53,11 +60,36 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
     let session_id = u64::from(rand::random::<u32>());
     let mut sdp_version = session_id;
-    let answer = sdp::answer(&neg, ctx.advertised, port, session_id, sdp_version).into_bytes();
-    let mut leg = Leg::start(socket, media_params(&neg));
+    let (local_sdp, params) = match &neg {
+        Some(n) => (
+            sdp::answer(n, ctx.advertised, port, session_id, sdp_version),
+            media_params(n),
+        ),
+        None => {
+            let codec = ctx.settings.codecs[0]; // validated non-empty
+            let params = MediaParams {
+                codec,
+                payload_type: codec.payload_type(),
+                remote: None,
+                send: true,
+            };
+            (
+                sdp::offer(
+                    &ctx.settings.codecs,
+                    ctx.advertised,
+                    port,
+                    session_id,
+                    sdp_version,
+                ),
+                params,
+            )
+        }
+    };
+    let answer = local_sdp.into_bytes();
+    let mut leg = Leg::start(socket, params);
 
     let timers = Timers {
-        early_media: ctx.settings.early_media,
+        early_media: ctx.settings.early_media.filter(|_| !late_offer),
         idle: ctx.settings.idle_timeout,
         ack: ACK_TIMEOUT,
     };
@@ -105,6 +137,20 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
             .unwrap_or_else(|| Instant::now() + timers.idle);
         tokio::select! {
             ev = call.events.recv() => match ev {
+                Some(CallEvent::Confirmed) if late_offer => {
+                    match sdp::parse_answer(&call.handle.ack_body()) {
+                        Ok(n) => {
+                            leg.send(LegCommand::Update(media_params(&n)));
+                            flow.handle(Input::Acked, Instant::now());
+                        }
+                        Err(e) => {
+                            // §13.2.1: an unusable answer in the ACK ends the call with BYE.
+                            warn!(error = %e, "no usable SDP answer in the ACK");
+                            call.handle.hangup().await;
+                            break EndReason::NoAck;
+                        }
+                    }
+                }
                 Some(CallEvent::Confirmed) => flow.handle(Input::Acked, Instant::now()),
                 Some(CallEvent::Bye) => flow.handle(Input::Bye, Instant::now()),
                 Some(CallEvent::Cancelled) => flow.handle(Input::Cancel, Instant::now()),

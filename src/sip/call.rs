@@ -105,6 +105,14 @@ impl CallHandle {
         self.dialog.accept(Some(sdp_headers()), Some(sdp)).ok();
     }
 
+    /// The body of the ACK to our 200 OK (the SDP answer after a late offer).
+    pub fn ack_body(&self) -> Vec<u8> {
+        self.dialog
+            .last_remote_ack()
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
     /// Refuse the call with a final status (e.g. 488, 486, 503).
     pub fn reject(&self, code: u16) {
         self.dialog.reject(Some(StatusCode::from(code)), None).ok();
