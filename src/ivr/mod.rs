@@ -1,3 +1,5 @@
 //! Call flows as state machines fed inputs and the time.
 
 pub mod inbound;
+pub mod pin;
+pub mod throttle;
