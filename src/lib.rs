@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod dtmf;
 pub mod ivr;
 pub mod logging;
 pub mod media;
