@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use confgate::config::{Config, Settings};
 use confgate::daemon::{prompts::specs, Daemon};
+use confgate::dtmf::inband::InbandDetector;
 use confgate::logging::{self, LogFormat};
 use confgate::tts::prompts;
 
@@ -47,6 +48,14 @@ enum Command {
     },
     /// Render every prompt whose text or voice changed into prompts.dir.
     Prompts,
+    /// Print the DTMF digits the in-band detector finds in a WAV file.
+    Dtmf {
+        /// The recording (8 kHz 16-bit mono; other formats are converted).
+        file: PathBuf,
+        /// One line per digit: time, digit, tone levels and twist.
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Prompts => render_prompts(&settings),
+        Command::Dtmf { file, verbose } => detect_dtmf(&file, verbose),
         Command::Run => run(settings),
     }
 }
@@ -109,6 +119,32 @@ fn render_prompts(settings: &Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn detect_dtmf(file: &std::path::Path, verbose: bool) -> ExitCode {
+    let samples = match prompts::load_wav(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("confgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut found = Vec::new();
+    InbandDetector::new().feed(&samples, &mut found);
+    if verbose {
+        for d in &found {
+            println!(
+                "{:9.3} s  {}  low {:6.1} dBm0  high {:6.1} dBm0  twist {:+5.1} dB",
+                d.at_sample as f64 / 8000.0,
+                d.digit,
+                d.low_dbm0,
+                d.high_dbm0,
+                d.twist_db
+            );
+        }
+    }
+    println!("{}", found.iter().map(|d| d.digit).collect::<String>());
+    ExitCode::SUCCESS
 }
 
 fn run(settings: Settings) -> ExitCode {

@@ -1,6 +1,7 @@
 //! DTMF: one digit stream per call, whatever carried the key press
 //! (RFC 4733 events, SIP INFO, or tones in the audio). Sans-IO.
 
+pub mod inband;
 pub mod info;
 pub mod rfc4733;
 

@@ -53,3 +53,20 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// Reads a 16-bit mono WAV and checks that it is 8 kHz.
+pub fn read_wav(path: &std::path::Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    assert_eq!(spec.sample_rate, 8000, "{}", path.display());
+    assert_eq!(spec.channels, 1, "{}", path.display());
+    assert_eq!(spec.bits_per_sample, 16, "{}", path.display());
+    r.samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+/// The project's shared test material (`shared/` beside the checkout).
+pub fn shared(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
+}

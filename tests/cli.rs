@@ -1,0 +1,59 @@
+//! The `confgate` command as a user runs it.
+
+use std::process::Command;
+
+fn confgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_confgate"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_default_and_names_a_bad_key() {
+    let (code, out, _) = confgate(&["check-config"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("built-in configuration: ok"), "{out}");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    assert_eq!(confgate(&["check-config", shipped]).0, 0);
+
+    let (code, _, err) = confgate(&["check-config", "--set", "rtp.port_range=9-5"]);
+    assert_eq!(code, 64, "usage/config errors exit 64");
+    assert!(err.contains("rtp.port_range:"), "{err}");
+    let (code, _, err) = confgate(&["run", "--set", "sip.listen=not-an-address"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("sip.listen:"), "{err}");
+    assert_eq!(confgate(&["no-such-command"]).0, 64);
+}
+
+#[test]
+fn dtmf_prints_the_digits_in_a_recording() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/dtmf-inband/decoded/"
+    );
+    let (code, out, _) = confgate(&["dtmf", &format!("{dir}dtmf_4_digits_fast.pcm16.wav")]);
+    assert_eq!((code, out.as_str()), (0, "1234\n"));
+    let (code, out, _) = confgate(&["dtmf", &format!("{dir}g711a.pcm16.wav")]);
+    assert_eq!((code, out.as_str()), (0, "\n"), "speech: an empty line");
+    let (_, out, _) = confgate(&[
+        "dtmf",
+        "--verbose",
+        &format!("{dir}dtmf_2_digit_pairs.pcm16.wav"),
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].contains(" s  1  low ") && lines[0].contains("twist"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "1122");
+    let (code, _, err) = confgate(&["dtmf", "/nonexistent.wav"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent.wav"), "{err}");
+}

@@ -1,0 +1,67 @@
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn testset_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dtmf-q24");
+    if !dir.join("manifest.csv").exists() {
+        let st = Command::new("python3")
+            .arg(common::signal::shared("dtmf-q24/gen_dtmf_testset.py"))
+            .arg(&dir)
+            .status()
+            .expect("run generator");
+        assert!(st.success(), "generator failed");
+    }
+    dir
+}
+
+/// Splits one CSV line, honouring double quotes.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            _ => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn q24_testset() {
+    let dir = testset_dir();
+    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
+    // category -> (expectation, files, correct)
+    let mut table: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f = split_csv(line);
+        let (file, expected, category, expectation) = (&f[0], &f[1], &f[2], &f[3]);
+        let got = confgate::dtmf::inband::detect_all(&common::signal::read_wav(&dir.join(file)));
+        let want = match expectation.as_str() {
+            "must_reject" | "no_dtmf" => "",
+            _ => expected.as_str(),
+        };
+        let ok = got == want;
+        let e = table
+            .entry(category.clone())
+            .or_insert((expectation.clone(), 0, 0));
+        e.1 += 1;
+        e.2 += ok as usize;
+        if !ok && expectation != "should_detect" {
+            failures.push(format!("{file}: expected {want:?}, got {got:?}"));
+        }
+    }
+    println!(
+        "{:<24} {:<14} {:>5} {:>7}",
+        "category", "expectation", "files", "correct"
+    );
+    for (cat, (exp, n, ok)) in &table {
+        println!("{cat:<24} {exp:<14} {n:>5} {ok:>7}");
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
