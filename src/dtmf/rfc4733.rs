@@ -117,6 +117,12 @@ impl EventReceiver {
         };
         let end = flags & 0x80 != 0;
         let duration = u16::from_be_bytes([dur_hi, dur_lo]);
+        let complete = Press {
+            digit,
+            timestamp,
+            duration,
+            ended: true,
+        };
         let key = Key {
             ssrc,
             timestamp,
@@ -147,13 +153,7 @@ impl EventReceiver {
                 // A stray packet of an earlier press that was never seen:
                 // its end is still a complete press, anything else is stale.
                 if end {
-                    let press = Press {
-                        digit,
-                        timestamp,
-                        duration,
-                        ended: true,
-                    };
-                    self.report(key, press, out);
+                    self.report(key, complete, out);
                 }
                 return;
             }
@@ -161,13 +161,7 @@ impl EventReceiver {
         }
 
         if end {
-            let press = Press {
-                digit,
-                timestamp,
-                duration,
-                ended: true,
-            };
-            self.report(key, press, out);
+            self.report(key, complete, out);
         } else {
             self.open = Some(Open {
                 key,
