@@ -350,3 +350,26 @@ async fn late_offer_gets_our_offer_and_media_follows_the_answer_in_the_ack() {
     assert_eq!(bye.last().map(|r| r.code), Some(200));
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn rport_sends_the_response_to_where_the_request_came_from() {
+    let d = daemon(&[]).await;
+    let phone = RawPhone::new(d.sip_addr(), "wire-rport").await;
+    // The Via claims port 9 (as behind NAT); with rport the answer must come
+    // back to the real source port and say which one it was.
+    let req = phone
+        .request("OPTIONS", 1, "OPTIONS", "rport1", "", "")
+        .replace(
+            &format!("Via: SIP/2.0/UDP {}", phone.local()),
+            "Via: SIP/2.0/UDP 127.0.0.1:9",
+        );
+    phone.send_raw(req.as_bytes()).await;
+    let r = phone.recv(WAIT).await.expect("answer at the source port");
+    assert_eq!(r.code, 200);
+    let via = r.header("Via").expect("Via");
+    assert!(
+        via.contains(&format!("rport={}", phone.local().port())),
+        "{via}"
+    );
+    d.shutdown().await;
+}
