@@ -17,9 +17,6 @@ use crate::media::player::{Player, FRAME};
 use crate::rtp::pacer::Pacer;
 use crate::rtp::packet::{self, RtpSender};
 
-/// Frames sent at once at most after the task was starved.
-const MAX_BURST: u32 = 3;
-
 /// How media flows, from the negotiated SDP.
 #[derive(Debug, Clone, Copy)]
 pub struct MediaParams {
@@ -137,9 +134,12 @@ async fn run(
             _ = tokio::time::sleep_until(pacer.next_deadline().into()) => {
                 let due = pacer.poll(Instant::now());
                 if due.skipped > 0 {
+                    // Starved for longer than a burst may catch up: leave a gap
+                    // in RTP time rather than send a flood of packets.
                     stats.late_ticks += due.skipped;
+                    sender.skip((due.skipped * FRAME as u64) as u32);
                 }
-                for _ in 0..due.frames.min(MAX_BURST) {
+                for _ in 0..due.frames {
                     player.next_frame(&mut pcm);
                     if player.take_finished() {
                         events.send(LegEvent::PlaybackDone).ok();
