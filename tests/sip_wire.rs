@@ -373,3 +373,53 @@ async fn rport_sends_the_response_to_where_the_request_came_from() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn session_refresh_without_sdp_is_answered() {
+    let d = daemon(&["sip.early_media=false"]).await;
+    let (mut phone, _rtp) = answered(&d, "wire-refresh").await;
+    phone.in_dialog("UPDATE", "", "").await;
+    let update = phone.until_final("UPDATE", WAIT).await;
+    assert_eq!(update.last().map(|r| r.code), Some(200), "{update:#?}");
+    phone.in_dialog("INVITE", "", "").await;
+    let reinvite = phone.until_final("INVITE", WAIT).await;
+    let ok = reinvite.last().expect("answered");
+    assert_eq!(ok.code, 200);
+    assert!(
+        ok.body().contains("m=audio"),
+        "our current session as the offer: {}",
+        ok.body()
+    );
+    phone.ack(None).await;
+    phone.in_dialog("BYE", "", "").await;
+    assert_eq!(
+        phone.until_final("BYE", WAIT).await.last().map(|r| r.code),
+        Some(200)
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_during_early_media_are_answered() {
+    let d = daemon(&["sip.early_media_ms=3000"]).await;
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), "wire-early-info").await;
+    let branch = phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    let mut progress = None;
+    while let Some(r) = phone.recv(WAIT).await {
+        if r.code == 183 {
+            progress = Some(r);
+            break;
+        }
+    }
+    phone.to_tag = progress.expect("183").to_tag();
+    phone
+        .in_dialog("INFO", "Content-Type: application/dtmf-relay\r\n", "")
+        .await;
+    let info = phone.until_final("INFO", WAIT).await;
+    assert_eq!(info.last().map(|r| r.code), Some(200), "{info:#?}");
+    phone.cancel(&branch).await;
+    d.shutdown().await;
+}

@@ -86,6 +86,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         }
     };
     let answer = local_sdp.into_bytes();
+    let mut current = answer.clone();
     let mut leg = Leg::start(socket, params);
 
     let timers = Timers {
@@ -154,13 +155,22 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 Some(CallEvent::Confirmed) => flow.handle(Input::Acked, Instant::now()),
                 Some(CallEvent::Bye) => flow.handle(Input::Bye, Instant::now()),
                 Some(CallEvent::Cancelled) => flow.handle(Input::Cancel, Instant::now()),
-                Some(CallEvent::Reoffer { offer, reply }) => {
+                // A session refresh without SDP: nothing changes.
+                Some(CallEvent::Reoffer { offer, is_update: true, reply }) if offer.is_empty() => {
+                    reply.status(200).await
+                }
+                // A re-INVITE without SDP asks for our offer: the current session.
+                Some(CallEvent::Reoffer { offer, reply, .. }) if offer.is_empty() => {
+                    reply.sdp(current.clone()).await
+                }
+                Some(CallEvent::Reoffer { offer, reply, .. }) => {
                     match sdp::negotiate(&offer, &ctx.settings.codecs) {
                         Ok(n) => {
                             sdp_version += 1;
                             info!(hold = n.on_hold(), codec = ?n.codec, "re-INVITE");
                             leg.send(LegCommand::Update(media_params(&n)));
-                            reply.sdp(sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes()).await;
+                            current = sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes();
+                            reply.sdp(current.clone()).await;
                         }
                         Err(e) => reply.status(e.sip_status()).await,
                     }

@@ -78,6 +78,11 @@ impl Daemon {
                     _ = stop.cancelled() => break,
                 }
             }
+            // Calls offered from now on are refused; those already queued get 503.
+            offered.close();
+            while let Ok(call) = offered.try_recv() {
+                call.handle.reject(503);
+            }
             // Calls see the same token and hang up; give them time to say BYE.
             let drained = tokio::time::timeout(Duration::from_secs(5), async {
                 while running.join_next().await.is_some() {}

@@ -57,8 +57,13 @@ pub enum CallEvent {
         body: Vec<u8>,
         reply: Responder,
     },
-    /// A re-INVITE or UPDATE with a new offer (hold, unhold, codec change).
-    Reoffer { offer: Vec<u8>, reply: Responder },
+    /// A re-INVITE or UPDATE (hold, unhold, codec change, session refresh).
+    /// `offer` is empty when it carries no SDP.
+    Reoffer {
+        offer: Vec<u8>,
+        is_update: bool,
+        reply: Responder,
+    },
     /// The dialog ended some other way (no ACK, transport error, our own BYE).
     Ended(String),
 }

@@ -214,6 +214,21 @@ async fn route_requests(
             | Method::Update
             | Method::Options
             | Method::PRack => match layer.match_dialog(&tx) {
+                // Before the ACK the stack only handles BYE, CANCEL and PRACK
+                // itself; anything else would go unanswered.
+                Some(Dialog::Invite(dialog))
+                    if !confirmed(&dialog.state())
+                        && !matches!(
+                            tx.original.method,
+                            Method::Bye | Method::Cancel | Method::PRack
+                        ) =>
+                {
+                    let status = match tx.original.method {
+                        Method::Invite | Method::Update => StatusCode::RequestPending,
+                        _ => StatusCode::OK,
+                    };
+                    tokio::spawn(async move { tx.reply(status).await });
+                }
                 Some(Dialog::Invite(mut dialog)) => {
                     tokio::spawn(async move {
                         if let Err(e) = dialog.handle(&mut tx).await {
@@ -300,9 +315,21 @@ fn offer_call(
         handle: CallHandle { dialog },
         events: events_rx,
     };
-    if calls.send(offered).is_err() {
+    if let Err(refused) = calls.send(offered) {
         warn!("call offered while shutting down");
+        refused.0.handle.reject(503);
     }
+}
+
+/// Whether the dialog is past its ACK (mid-dialog requests are handled then).
+fn confirmed(state: &DialogState) -> bool {
+    !matches!(
+        state,
+        DialogState::Calling(_)
+            | DialogState::Trying(_)
+            | DialogState::Early(..)
+            | DialogState::WaitAck(..)
+    )
 }
 
 /// `"Alice" <sip:alice@host>;tag=x` → `sip:alice@host`
@@ -329,6 +356,7 @@ async fn translate_states(
             }
             DialogState::Updated(_, req, handle) => CallEvent::Reoffer {
                 offer: req.body.clone(),
+                is_update: req.method == Method::Update,
                 reply: Responder(handle),
             },
             DialogState::Info(_, req, handle) => CallEvent::Info {
