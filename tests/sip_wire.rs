@@ -12,6 +12,13 @@ use tokio::net::UdpSocket;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// BYE from the phone, answered 200.
+async fn hang_up(phone: &mut RawPhone) {
+    phone.in_dialog("BYE", "", "").await;
+    let bye = phone.until_final("BYE", WAIT).await;
+    assert_eq!(bye.last().map(|r| r.code), Some(200), "{bye:#?}");
+}
+
 /// A PCMU call to `d`, answered and acknowledged; the phone and its RTP socket.
 async fn answered(d: &Daemon, call_id: &str) -> (RawPhone, UdpSocket) {
     let rtp = rtp_socket().await;
@@ -64,9 +71,7 @@ async fn invite_gets_trying_progress_then_ok_with_sdp_answer() {
         "183 carries SDP for early media"
     );
     phone.ack(None).await;
-    phone.in_dialog("BYE", "", "").await;
-    let bye = phone.until_final("BYE", WAIT).await;
-    assert_eq!(bye.last().map(|r| r.code), Some(200));
+    hang_up(&mut phone).await;
     d.shutdown().await;
 }
 
@@ -222,11 +227,7 @@ async fn garbage_and_truncated_invite_then_a_call_still_works() {
     let seen = phone.until_final("INVITE", WAIT).await;
     assert_eq!(seen.last().map(|r| r.code), Some(200), "{seen:#?}");
     phone.ack(None).await;
-    phone.in_dialog("BYE", "", "").await;
-    assert_eq!(
-        phone.until_final("BYE", WAIT).await.last().map(|r| r.code),
-        Some(200)
-    );
+    hang_up(&mut phone).await;
     d.shutdown().await;
 }
 
@@ -289,9 +290,7 @@ async fn reinvite_to_hold_is_answered_recvonly_and_media_stops() {
         0,
         "marker bit on the first packet after hold"
     );
-    phone.in_dialog("BYE", "", "").await;
-    let bye = phone.until_final("BYE", WAIT).await;
-    assert_eq!(bye.last().map(|r| r.code), Some(200));
+    hang_up(&mut phone).await;
     d.shutdown().await;
 }
 
@@ -345,9 +344,7 @@ async fn late_offer_gets_our_offer_and_media_follows_the_answer_in_the_ack() {
         .unwrap();
     assert!(n > 12);
     assert_eq!(buf[1] & 0x7f, 8, "PCMA, as answered");
-    phone.in_dialog("BYE", "", "").await;
-    let bye = phone.until_final("BYE", WAIT).await;
-    assert_eq!(bye.last().map(|r| r.code), Some(200));
+    hang_up(&mut phone).await;
     d.shutdown().await;
 }
 
@@ -391,11 +388,7 @@ async fn session_refresh_without_sdp_is_answered() {
         ok.body()
     );
     phone.ack(None).await;
-    phone.in_dialog("BYE", "", "").await;
-    assert_eq!(
-        phone.until_final("BYE", WAIT).await.last().map(|r| r.code),
-        Some(200)
-    );
+    hang_up(&mut phone).await;
     d.shutdown().await;
 }
 
