@@ -85,8 +85,9 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
             )
         }
     };
-    let answer = local_sdp.into_bytes();
-    let mut current = answer.clone();
+    // Our side of the session: the answer (or late offer) now, replaced by
+    // each re-INVITE's answer.
+    let mut current = local_sdp.into_bytes();
     let mut leg = Leg::start(socket, params);
 
     let timers = Timers {
@@ -100,7 +101,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         while let Some(action) = flow.poll_action() {
             match action {
                 Action::EarlyMedia => {
-                    call.handle.progress(answer.clone());
+                    call.handle.progress(current.clone());
                     leg.send(LegCommand::Play {
                         samples: ctx.prompts.early_media(),
                         looped: true,
@@ -110,7 +111,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 Action::Answer => {
                     answered = true;
                     leg.send(LegCommand::Stop);
-                    call.handle.answer(answer.clone());
+                    call.handle.answer(current.clone());
                     info!(after_ms = started.elapsed().as_millis() as u64, "answered");
                 }
                 Action::Play(prompt) => match ctx.prompts.get(prompt.name()) {
