@@ -199,12 +199,9 @@ async fn route_requests(
         match tx.original.method {
             Method::Invite if !in_dialog => offer_call(tx, &layer, &contact, &calls),
             Method::Options if !in_dialog => {
-                let headers = vec![
-                    Header::Allow(ALLOW.into()),
-                    Header::Accept(ACCEPT.into()),
-                    Header::Other("Accept-Language".into(), "en".into()),
-                ];
-                tokio::spawn(async move { tx.reply_with(StatusCode::OK, headers, None).await });
+                tokio::spawn(
+                    async move { tx.reply_with(StatusCode::OK, capabilities(), None).await },
+                );
             }
             Method::Ack => {}
             Method::Invite
@@ -321,6 +318,15 @@ fn offer_call(
     }
 }
 
+/// What an OPTIONS answer advertises, in or out of a dialog.
+fn capabilities() -> Vec<Header> {
+    vec![
+        Header::Allow(ALLOW.into()),
+        Header::Accept(ACCEPT.into()),
+        Header::Other("Accept-Language".into(), "en".into()),
+    ]
+}
+
 /// Whether the dialog is past its ACK (mid-dialog requests are handled then).
 fn confirmed(state: &DialogState) -> bool {
     !matches!(
@@ -370,9 +376,8 @@ async fn translate_states(
                 reply: Responder(handle),
             },
             DialogState::Options(_, _, handle) => {
-                let headers = vec![Header::Allow(ALLOW.into()), Header::Accept(ACCEPT.into())];
                 handle
-                    .respond(StatusCode::OK, Some(headers), None)
+                    .respond(StatusCode::OK, Some(capabilities()), None)
                     .await
                     .ok();
                 continue;
