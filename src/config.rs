@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::dtmf::DtmfMode;
+use crate::ivr::directory::{Cidr, Directory, RoomEntry};
+use crate::ivr::pin::PinRules;
 use crate::media::g711::Codec;
 
 /// The documented default configuration, built into the binary.
@@ -50,6 +53,9 @@ pub struct Config {
     pub media: MediaConfig,
     pub prompts: PromptsConfig,
     pub calls: CallsConfig,
+    pub dtmf: DtmfConfig,
+    pub pin: PinConfig,
+    pub rooms: RoomsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +94,50 @@ pub struct CallsConfig {
     pub idle_timeout_secs: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DtmfConfig {
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinConfig {
+    pub min_len: usize,
+    pub max_len: usize,
+    pub attempts: u32,
+    pub first_digit_timeout_secs: u64,
+    pub inter_digit_timeout_secs: u64,
+    pub caller_failures: usize,
+    pub number_failures: usize,
+    pub failure_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    pub open: bool,
+    pub trusted: Vec<String>,
+    pub direct_uri: String,
+    pub room: Vec<RoomConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    pub id: String,
+    pub pin: String,
+    pub moderator_pin: Option<String>,
+}
+
+/// Limits of the PIN guessing defence.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleRules {
+    pub caller_failures: usize,
+    pub number_failures: usize,
+    pub window: Duration,
+}
+
 /// The configuration after validation, in the types the daemon uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -101,6 +151,10 @@ pub struct Settings {
     pub words_per_minute: u32,
     pub prompt_texts: BTreeMap<String, String>,
     pub idle_timeout: Duration,
+    pub dtmf_mode: DtmfMode,
+    pub pin: PinRules,
+    pub throttle: ThrottleRules,
+    pub directory: Directory,
 }
 
 /// Prompts the call flow plays; each must have a text.
@@ -228,6 +282,21 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let dtmf_mode = match self.dtmf.mode.as_str() {
+            "auto" => DtmfMode::Auto,
+            "rfc4733" => DtmfMode::Rfc4733,
+            "info" => DtmfMode::Info,
+            "inband" => DtmfMode::Inband,
+            other => {
+                return Err(ConfigError::invalid(
+                    "dtmf.mode",
+                    format!("`{other}` is not one of auto, rfc4733, info, inband"),
+                ))
+            }
+        };
+        let pin = pin_rules(&self.pin)?;
+        let throttle = throttle_rules(&self.pin)?;
+        let directory = directory(&self.rooms, &pin)?;
         Ok(Settings {
             sip_listen,
             public_address,
@@ -239,8 +308,131 @@ impl Config {
             words_per_minute: self.prompts.words_per_minute,
             prompt_texts: self.prompts.text,
             idle_timeout: Duration::from_secs(self.calls.idle_timeout_secs),
+            dtmf_mode,
+            pin,
+            throttle,
+            directory,
         })
     }
+}
+
+fn pin_rules(c: &PinConfig) -> Result<PinRules, ConfigError> {
+    if !(1..=32).contains(&c.min_len) {
+        return Err(ConfigError::invalid(
+            "pin.min_len",
+            format!("{} is outside 1-32", c.min_len),
+        ));
+    }
+    if !(c.min_len..=32).contains(&c.max_len) {
+        return Err(ConfigError::invalid(
+            "pin.max_len",
+            format!("{} is outside pin.min_len-32", c.max_len),
+        ));
+    }
+    let at_least_one = [
+        ("pin.attempts", u64::from(c.attempts)),
+        ("pin.first_digit_timeout_secs", c.first_digit_timeout_secs),
+        ("pin.inter_digit_timeout_secs", c.inter_digit_timeout_secs),
+    ];
+    for (key, value) in at_least_one {
+        if value == 0 {
+            return Err(ConfigError::invalid(key, "must be at least 1"));
+        }
+    }
+    Ok(PinRules {
+        min_len: c.min_len,
+        max_len: c.max_len,
+        attempts: c.attempts,
+        first_digit: Duration::from_secs(c.first_digit_timeout_secs),
+        inter_digit: Duration::from_secs(c.inter_digit_timeout_secs),
+    })
+}
+
+fn throttle_rules(c: &PinConfig) -> Result<ThrottleRules, ConfigError> {
+    let at_least_one = [
+        ("pin.caller_failures", c.caller_failures as u64),
+        ("pin.number_failures", c.number_failures as u64),
+        ("pin.failure_window_secs", c.failure_window_secs),
+    ];
+    for (key, value) in at_least_one {
+        if value == 0 {
+            return Err(ConfigError::invalid(key, "must be at least 1"));
+        }
+    }
+    Ok(ThrottleRules {
+        caller_failures: c.caller_failures,
+        number_failures: c.number_failures,
+        window: Duration::from_secs(c.failure_window_secs),
+    })
+}
+
+fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> {
+    let mut trusted = Vec::new();
+    for (i, t) in c.trusted.iter().enumerate() {
+        trusted.push(Cidr::parse(t).ok_or_else(|| {
+            ConfigError::invalid(
+                &format!("rooms.trusted[{i}]"),
+                format!("`{t}` is not an address or CIDR"),
+            )
+        })?);
+    }
+    let direct_uri = match c.direct_uri.trim() {
+        "" => None,
+        pattern => match pattern.split_once("{id}") {
+            Some((pre, post)) if !post.contains("{id}") => Some((pre.to_owned(), post.to_owned())),
+            _ => {
+                return Err(ConfigError::invalid(
+                    "rooms.direct_uri",
+                    format!("`{pattern}` must contain {{id}} once"),
+                ))
+            }
+        },
+    };
+    let mut rooms: Vec<RoomEntry> = Vec::new();
+    let mut pins: Vec<&str> = Vec::new();
+    for (i, r) in c.room.iter().enumerate() {
+        let key = |field: &str| format!("rooms.room[{i}].{field}");
+        if r.id.trim().is_empty() {
+            return Err(ConfigError::invalid(&key("id"), "must not be empty"));
+        }
+        if rooms.iter().any(|have| have.id == r.id) {
+            return Err(ConfigError::invalid(
+                &key("id"),
+                format!("room `{}` is listed twice", r.id),
+            ));
+        }
+        for (field, value) in [("pin", Some(&r.pin)), ("moderator_pin", r.moderator_pin.as_ref())] {
+            let Some(value) = value else { continue };
+            let digits = value.bytes().all(|b| b.is_ascii_digit());
+            if !digits || !(pin.min_len..=pin.max_len).contains(&value.len()) {
+                return Err(ConfigError::invalid(
+                    &key(field),
+                    format!(
+                        "must be {}-{} digits (pin.min_len-pin.max_len)",
+                        pin.min_len, pin.max_len
+                    ),
+                ));
+            }
+            if pins.contains(&value.as_str()) {
+                return Err(ConfigError::invalid(
+                    &key(field),
+                    "is already the PIN of another room",
+                ));
+            }
+            pins.push(value);
+        }
+        rooms.push(RoomEntry {
+            id: r.id.clone(),
+            pin: r.pin.clone(),
+            moderator_pin: r.moderator_pin.clone(),
+        });
+    }
+    Ok(Directory {
+        open: c.open,
+        rooms,
+        trusted,
+        direct_uri,
+    })
 }
 
 /// `sip.listen=127.0.0.1:5070`: walk the dotted key (it must exist) and set the
@@ -325,6 +517,45 @@ mod tests {
         assert!(msg(&["sip.listn=1"]).contains("sip.listn: no such key"));
         assert!(msg(&["prompts.text.welcome="]).starts_with("prompts.text.welcome:"));
         assert!(msg(&["novalue"]).contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn rooms_pins_and_dtmf() {
+        let s = load(&[
+            "rooms.open=false",
+            "rooms.trusted=[\"10.0.0.0/8\"]",
+            "rooms.room=[{id=\"sales\", pin=\"4321\", moderator_pin=\"98765\"}]",
+            "dtmf.mode=inband",
+            "pin.first_digit_timeout_secs=7",
+        ])
+        .unwrap();
+        assert_eq!(s.dtmf_mode, DtmfMode::Inband);
+        assert_eq!(s.pin.first_digit, Duration::from_secs(7));
+        assert!(!s.directory.open);
+        assert_eq!(s.directory.by_pin("98765").map(|a| a.room), Some("sales".into()));
+        assert_eq!(
+            s.directory.direct_uri,
+            Some(("room-".to_owned(), String::new()))
+        );
+
+        let msg = |ov: &[&str]| load(ov).unwrap_err().to_string();
+        assert!(msg(&["dtmf.mode=loud"]).starts_with("dtmf.mode:"));
+        assert!(msg(&["pin.max_len=2"]).starts_with("pin.max_len:"));
+        assert!(msg(&["pin.attempts=0"]).starts_with("pin.attempts:"));
+        assert!(msg(&["rooms.trusted=[\"10.0.0.0/40\"]"]).starts_with("rooms.trusted[0]:"));
+        assert!(msg(&["rooms.direct_uri=room"]).starts_with("rooms.direct_uri:"));
+        let twice = "rooms.room=[{id=\"a\", pin=\"1111\"}, {id=\"b\", pin=\"1111\"}]";
+        assert!(msg(&[twice]).starts_with("rooms.room[1].pin:"), "{}", msg(&[twice]));
+        assert!(msg(&["rooms.room=[{id=\"a\", pin=\"12\"}]"]).starts_with("rooms.room[0].pin:"));
+        assert!(msg(&["rooms.room=[{id=\"a\"}]"]).contains("pin"));
+
+        // The documented way: one [[rooms.room]] block per room in place of `room = []`.
+        let text = DEFAULT_TOML.replace(
+            "room = []",
+            "[[rooms.room]]\nid = \"sales\"\npin = \"4321\"\n\n[[rooms.room]]\nid = \"ops\"\npin = \"5678\"",
+        );
+        let s = Config::from_toml("x.toml", &text, &[]).unwrap().validate().unwrap();
+        assert_eq!(s.directory.rooms.len(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dtmf;
+pub mod events;
 pub mod ivr;
 pub mod logging;
 pub mod media;

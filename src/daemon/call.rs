@@ -4,15 +4,19 @@
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO parts
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::ivr::inbound::{Action, EndReason, InboundFlow, Input, Timers};
-use crate::sip::call::{CallEvent, OfferedCall};
+use crate::dtmf::info::digit_from_info;
+use crate::dtmf::{DigitStream, DtmfMode, Source};
+use crate::events::{Event, Events};
+use crate::ivr::inbound::{Action, EndReason, Entry, InboundFlow, Input, Timers, Verdict};
+use crate::ivr::throttle::{self, PinGuard};
+use crate::sip::call::{CallEvent, OfferedCall, Responder};
 use crate::sip::sdp::{self, Negotiated};
 
 use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
@@ -26,14 +30,27 @@ pub struct CallContext {
     pub ports: PortPool,
     pub advertised: IpAddr,
     pub shutdown: CancellationToken,
+    pub events: Events,
+    pub pin_guard: Mutex<PinGuard>,
 }
 
 /// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 
+/// Which DTMF receivers a mode turns on: (RFC 4733 events, in-band tones).
+fn listens(mode: DtmfMode) -> (bool, bool) {
+    match mode {
+        DtmfMode::Auto => (true, true),
+        DtmfMode::Rfc4733 => (true, false),
+        DtmfMode::Info => (false, false),
+        DtmfMode::Inband => (false, true),
+    }
+}
+
 pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     let started = Instant::now();
     info!(from = %call.from, to = %call.to, source = %call.source, "call offered");
+    let (events_on, inband_on) = listens(ctx.settings.dtmf_mode);
     // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
     // the 200 OK and the answer comes in the ACK; there is no early media then.
     let late_offer = call.offer.is_empty();
@@ -41,7 +58,12 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         None
     } else {
         match sdp::negotiate(&call.offer, &ctx.settings.codecs) {
-            Ok(n) => Some(n),
+            // Without an events receiver telephone-event stays out of the
+            // answer, so the phone sends tones (or INFO) instead.
+            Ok(n) => Some(Negotiated {
+                dtmf_pt: n.dtmf_pt.filter(|_| events_on),
+                ..n
+            }),
             Err(e) => {
                 warn!(error = %e, "offer refused");
                 call.handle.reject(e.sip_status());
@@ -72,10 +94,12 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 payload_type: codec.payload_type(),
                 remote: None,
                 send: true,
+                dtmf_pt: None,
             };
             (
                 sdp::offer(
                     &ctx.settings.codecs,
+                    events_on,
                     ctx.advertised,
                     port,
                     session_id,
@@ -88,23 +112,37 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     // Our side of the session: the answer (or late offer) now, replaced by
     // each re-INVITE's answer.
     let mut current = local_sdp.into_bytes();
-    let mut leg = Leg::start(socket, params);
+    let mut leg = Leg::start(socket, params, inband_on);
 
     let timers = Timers {
         early_media: ctx.settings.early_media.filter(|_| !late_offer),
         idle: ctx.settings.idle_timeout,
         ack: ACK_TIMEOUT,
     };
-    let mut flow = InboundFlow::new(Instant::now(), timers);
+    let entry = entry(&call, &ctx.settings);
+    let direct = matches!(entry, Entry::Direct(_));
+    let mut flow = InboundFlow::new(Instant::now(), timers, entry);
+    let mut digits = DigitStream::new(ctx.settings.dtmf_mode);
+    let from_user = uri_user(&call.from);
+    let (caller_key, number_key) = throttle::keys(
+        from_user,
+        call.source.ip(),
+        call.request_user.as_deref().unwrap_or(""),
+    );
     let mut answered = false;
+    // The prompt whose end the flow waits for; ends of replaced prompts are stale.
+    let mut plays = 0u64;
+    let mut waiting_for: Option<u64> = None;
     let reason = loop {
         while let Some(action) = flow.poll_action() {
             match action {
                 Action::EarlyMedia => {
                     call.handle.progress(current.clone());
+                    plays += 1;
                     leg.send(LegCommand::Play {
                         samples: ctx.prompts.early_media(),
                         looped: true,
+                        id: plays,
                     });
                 }
                 Action::Ring => call.handle.ringing(),
@@ -115,19 +153,53 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     info!(after_ms = started.elapsed().as_millis() as u64, "answered");
                 }
                 Action::Play(prompt) => match ctx.prompts.get(prompt.name()) {
-                    Some(samples) => leg.send(LegCommand::Play {
-                        samples,
-                        looped: false,
-                    }),
+                    Some(samples) => {
+                        plays += 1;
+                        waiting_for = Some(plays);
+                        leg.send(LegCommand::Play {
+                            samples,
+                            looped: false,
+                            id: plays,
+                        });
+                    }
                     None => flow.handle(Input::PlaybackDone, Instant::now()),
                 },
+                Action::StopPrompt => {
+                    waiting_for = None;
+                    leg.send(LegCommand::Stop);
+                }
+                Action::CheckPin(pin) => {
+                    let verdict = check_pin(&ctx, &call.call_id, &pin, &caller_key, &number_key);
+                    match &verdict {
+                        Verdict::Room(room) => info!(%room, "PIN accepted"),
+                        Verdict::Wrong => {
+                            let failures = flow.pin_failures() + 1;
+                            info!(pin = %throttle::redact(&pin), failures, "PIN rejected");
+                            ctx.events.publish(Event::PinRejected {
+                                call: call.call_id.clone(),
+                                failures,
+                            });
+                        }
+                        Verdict::LockedOut => {}
+                    }
+                    flow.verdict(verdict);
+                }
+                Action::Join(room) => {
+                    // Until the conference bridge takes the call, the join is
+                    // where the gatekeeper's work ends.
+                    info!(%room, direct, "joined room");
+                    ctx.events.publish(Event::MemberJoined {
+                        call: call.call_id.clone(),
+                        room,
+                        from: call.from.clone(),
+                        direct,
+                    });
+                }
                 // The caller's own BYE or CANCEL was already answered by the stack.
                 Action::Hangup(
                     EndReason::CallerHungUp | EndReason::CallerCancelled | EndReason::NoAck,
                 ) => {}
-                Action::Hangup(EndReason::IdleTimeout | EndReason::Shutdown) if answered => {
-                    call.handle.hangup().await
-                }
+                Action::Hangup(_) if answered => call.handle.hangup().await,
                 Action::Hangup(_) => call.handle.reject(503),
             }
         }
@@ -136,12 +208,14 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         }
         let deadline = flow
             .next_deadline()
-            .unwrap_or_else(|| Instant::now() + timers.idle);
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let mut digit = None;
         tokio::select! {
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Confirmed) if late_offer => {
                     match sdp::parse_answer(&call.handle.ack_body()) {
                         Ok(n) => {
+                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
                             leg.send(LegCommand::Update(media_params(&n)));
                             flow.handle(Input::Acked, Instant::now());
                         }
@@ -167,6 +241,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 Some(CallEvent::Reoffer { offer, reply, .. }) => {
                     match sdp::negotiate(&offer, &ctx.settings.codecs) {
                         Ok(n) => {
+                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
                             sdp_version += 1;
                             info!(hold = n.on_hold(), codec = ?n.codec, "re-INVITE");
                             leg.send(LegCommand::Update(media_params(&n)));
@@ -176,21 +251,39 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                         Err(e) => reply.status(e.sip_status()).await,
                     }
                 }
-                Some(CallEvent::Info { reply, .. }) => reply.status(200).await,
+                Some(CallEvent::Info { content_type, body, reply }) => {
+                    digit = info_digit(&content_type, &body, reply).await;
+                }
                 Some(CallEvent::Ended(why)) => {
                     warn!(%why, "dialog ended");
                     break EndReason::NoAck;
                 }
                 None => break EndReason::CallerHungUp,
             },
-            ev = leg.events.recv() => if let Some(LegEvent::PlaybackDone) = ev {
-                flow.handle(Input::PlaybackDone, Instant::now());
+            ev = leg.events.recv() => match ev {
+                Some(LegEvent::PlaybackDone(id)) if waiting_for == Some(id) => {
+                    waiting_for = None;
+                    flow.handle(Input::PlaybackDone, Instant::now());
+                }
+                Some(LegEvent::Digit { digit: d, source, at }) => digit = Some((d, source, at)),
+                _ => {}
             },
             _ = tokio::time::sleep_until(deadline.into()) => flow.handle_timeout(Instant::now()),
             _ = ctx.shutdown.cancelled() => flow.handle(Input::Shutdown, Instant::now()),
         }
+        if let Some((d, source, at)) = digit {
+            if let Some(press) = digits.offer(d, source, at) {
+                ctx.events.publish(Event::Digit {
+                    call: call.call_id.clone(),
+                    digit: press.digit,
+                    source: press.source,
+                });
+                flow.handle(Input::Digit(press.digit), Instant::now());
+            }
+        }
     };
     let stats = leg.close().await;
+    let dtmf = digits.counters();
     info!(
         ?reason,
         secs = started.elapsed().as_secs_f32(),
@@ -198,8 +291,92 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         rtp_received = stats.received,
         rtp_foreign = stats.foreign,
         late_ticks = stats.late_ticks,
+        dtmf_rfc4733 = dtmf.rfc4733,
+        dtmf_info = dtmf.info,
+        dtmf_inband = dtmf.inband,
+        dtmf_duplicates = dtmf.duplicates,
+        dtmf_inband_suppressed = dtmf.inband_suppressed,
         "call ended"
     );
+}
+
+/// A trusted source may name the room; everyone else is asked for the PIN.
+fn entry(call: &OfferedCall, settings: &Settings) -> Entry {
+    let named = call.header("X-Conference-Id");
+    let dir = &settings.directory;
+    match dir.direct(call.source.ip(), call.request_user.as_deref(), named) {
+        Some(room) => Entry::Direct(room),
+        None => {
+            if named.is_some() && !dir.trusts(call.source.ip()) {
+                info!("X-Conference-Id from an untrusted source ignored");
+            }
+            Entry::Pin(settings.pin)
+        }
+    }
+}
+
+/// Look a PIN up behind the lockout: a locked-out caller is refused even
+/// with the right PIN, and a wrong PIN counts against caller and number.
+fn check_pin(ctx: &CallContext, call: &str, pin: &str, caller: &str, number: &str) -> Verdict {
+    let now = Instant::now();
+    // A poisoned lock only means another call panicked mid-update; the
+    // counts are still usable.
+    let mut guard = ctx.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
+    let locked = match guard.locked(caller, number, now) {
+        Some(key) => Some(key),
+        None => match ctx.settings.directory.by_pin(pin) {
+            Some(admission) => return Verdict::Room(admission.room),
+            None => match guard.failed(caller, number, now) {
+                None => return Verdict::Wrong,
+                locked => locked,
+            },
+        },
+    };
+    drop(guard);
+    if let Some(key) = locked {
+        warn!(%key, "PIN lockout");
+        ctx.events.publish(Event::PinLockout {
+            call: call.to_owned(),
+            key,
+        });
+    }
+    Verdict::LockedOut
+}
+
+/// Answer an INFO; a DTMF body becomes a digit.
+async fn info_digit(
+    content_type: &str,
+    body: &[u8],
+    reply: Responder,
+) -> Option<(char, Source, Instant)> {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let dtmf_type = mime.eq_ignore_ascii_case("application/dtmf-relay")
+        || mime.eq_ignore_ascii_case("application/dtmf");
+    match digit_from_info(content_type, body) {
+        Some(d) => {
+            reply.status(200).await;
+            Some((d, Source::Info, Instant::now()))
+        }
+        // An empty INFO is a keep-alive.
+        None if body.iter().all(u8::is_ascii_whitespace) => {
+            reply.status(200).await;
+            None
+        }
+        None if dtmf_type => {
+            reply.status(400).await;
+            None
+        }
+        None => {
+            reply.status(415).await;
+            None
+        }
+    }
+}
+
+/// The user part of a SIP URI (`sip:alice@host` → `alice`), or "" if none.
+fn uri_user(uri: &str) -> &str {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    rest.split_once('@').map_or("", |(user, _)| user)
 }
 
 fn media_params(n: &Negotiated) -> MediaParams {
@@ -208,5 +385,6 @@ fn media_params(n: &Negotiated) -> MediaParams {
         payload_type: n.codec_pt,
         remote: n.remote,
         send: n.answer_direction.sends(),
+        dtmf_pt: n.dtmf_pt,
     }
 }

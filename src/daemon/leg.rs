@@ -1,6 +1,7 @@
-//! One call's media leg: the RTP socket, the 20 ms send clock and prompt
-//! playback. It only moves bytes between the socket and the sans-IO parts
-//! (pacer, player, G.711, RTP packets).
+//! One call's media leg: the RTP socket, the 20 ms send clock, prompt
+//! playback and the DTMF receivers on what comes in. It only moves bytes
+//! between the socket and the sans-IO parts (pacer, player, G.711, RTP
+//! packets, RFC 4733 receiver, in-band detector).
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO parts
 
@@ -12,6 +13,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::dtmf::inband::{Detection, InbandDetector};
+use crate::dtmf::rfc4733::{EventReceiver, Press};
+use crate::dtmf::Source;
 use crate::media::g711::Codec;
 use crate::media::player::{Player, FRAME};
 use crate::rtp::pacer::Pacer;
@@ -26,18 +30,32 @@ pub struct MediaParams {
     pub remote: Option<SocketAddr>,
     /// False while the caller holds the call (sendonly/inactive/0.0.0.0).
     pub send: bool,
+    /// The negotiated telephone-event payload type, when events are listened to.
+    pub dtmf_pt: Option<u8>,
 }
 
 pub enum LegCommand {
-    Play { samples: Arc<[i16]>, looped: bool },
+    /// Play a clip; `id` comes back in [`LegEvent::PlaybackDone`].
+    Play {
+        samples: Arc<[i16]>,
+        looped: bool,
+        id: u64,
+    },
     Stop,
     Update(MediaParams),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegEvent {
-    /// The clip asked for with `looped: false` has been sent to its end.
-    PlaybackDone,
+    /// The clip `id`, asked for with `looped: false`, has been sent to its end.
+    PlaybackDone(u64),
+    /// A key press from the RTP stream (an event or a tone), not yet merged
+    /// with the call's other sources.
+    Digit {
+        digit: char,
+        source: Source,
+        at: Instant,
+    },
 }
 
 /// Counters reported when the call ends.
@@ -59,11 +77,18 @@ pub struct Leg {
 }
 
 impl Leg {
-    pub fn start(socket: UdpSocket, params: MediaParams) -> Leg {
+    /// Start the leg; `inband` runs the tone detector on received audio.
+    pub fn start(socket: UdpSocket, params: MediaParams, inband: bool) -> Leg {
         let (commands, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(socket, params, cmd_rx, ev_tx, cancel.clone()));
+        let dtmf = Dtmf {
+            events: params.dtmf_pt.map(EventReceiver::new),
+            tones: inband.then(|| Box::new(InbandDetector::new())),
+            presses: Vec::new(),
+            detections: Vec::new(),
+        };
+        let task = tokio::spawn(run(socket, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
         Leg {
             commands,
             events,
@@ -83,9 +108,76 @@ impl Leg {
     }
 }
 
+/// The DTMF receivers that listen to the RTP stream.
+struct Dtmf {
+    events: Option<EventReceiver>,
+    tones: Option<Box<InbandDetector>>,
+    presses: Vec<Press>,
+    detections: Vec<Detection>,
+}
+
+impl Dtmf {
+    /// Feed one received packet; key presses go to `events`.
+    fn on_packet(
+        &mut self,
+        rtp: &packet::RtpView<'_>,
+        params: &MediaParams,
+        now: Instant,
+        events: &mpsc::UnboundedSender<LegEvent>,
+    ) {
+        if let Some(rx) = self.events.as_mut().filter(|_| Some(rtp.pt) == params.dtmf_pt) {
+            rx.on_packet(
+                rtp.pt,
+                rtp.ssrc,
+                rtp.seq,
+                rtp.timestamp,
+                rtp.marker,
+                rtp.payload,
+                now,
+                &mut self.presses,
+            );
+        } else if let Some(det) = self.tones.as_mut().filter(|_| rtp.pt == params.payload_type) {
+            let mut pcm = [0i16; FRAME];
+            for chunk in rtp.payload.chunks(FRAME) {
+                let pcm = &mut pcm[..chunk.len()];
+                params.codec.decode(chunk, pcm);
+                det.feed(pcm, &mut self.detections);
+            }
+        }
+        self.report(now, events);
+    }
+
+    fn on_timeout(&mut self, now: Instant, events: &mpsc::UnboundedSender<LegEvent>) {
+        if let Some(rx) = self.events.as_mut() {
+            rx.on_timeout(now, &mut self.presses);
+        }
+        self.report(now, events);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.events.as_ref().and_then(EventReceiver::next_deadline)
+    }
+
+    fn report(&mut self, at: Instant, events: &mpsc::UnboundedSender<LegEvent>) {
+        let events_heard = self.presses.drain(..).map(|p| (p.digit, Source::Rfc4733));
+        let tones_heard = self.detections.drain(..).map(|d| (d.digit, Source::Inband));
+        for (digit, source) in events_heard.chain(tones_heard) {
+            events.send(LegEvent::Digit { digit, source, at }).ok();
+        }
+    }
+
+    /// The telephone-event payload type changed (a re-INVITE).
+    fn renegotiated(&mut self, dtmf_pt: Option<u8>) {
+        if self.events.as_ref().map(EventReceiver::payload_type) != dtmf_pt {
+            self.events = dtmf_pt.map(EventReceiver::new);
+        }
+    }
+}
+
 async fn run(
     socket: UdpSocket,
     mut params: MediaParams,
+    mut dtmf: Dtmf,
     mut commands: mpsc::UnboundedReceiver<LegCommand>,
     events: mpsc::UnboundedSender<LegEvent>,
     cancel: CancellationToken,
@@ -99,15 +191,21 @@ async fn run(
     let mut payload = [0u8; FRAME];
     let mut out = Vec::with_capacity(12 + FRAME);
     let mut buf = vec![0u8; 2048];
+    let mut playing: Option<u64> = None;
     loop {
+        let dtmf_deadline = dtmf.next_deadline();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             cmd = commands.recv() => match cmd {
                 None => break,
-                Some(LegCommand::Play { samples, looped }) => player.play(samples, looped),
+                Some(LegCommand::Play { samples, looped, id }) => {
+                    player.play(samples, looped);
+                    playing = Some(id);
+                }
                 Some(LegCommand::Stop) => player.stop(),
                 Some(LegCommand::Update(p)) => {
+                    dtmf.renegotiated(p.dtmf_pt);
                     if p.send && !params.send {
                         sender.start_talkspurt();
                     }
@@ -120,16 +218,23 @@ async fn run(
             r = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = r else { continue };
                 match packet::parse(&buf[..len]) {
-                    Ok(_) => {
+                    Ok(rtp) => {
                         stats.received += 1;
                         match latched {
                             None => latched = Some(from),
-                            Some(addr) if addr != from => stats.foreign += 1,
+                            Some(addr) if addr != from => {
+                                stats.foreign += 1;
+                                continue;
+                            }
                             Some(_) => {}
                         }
+                        dtmf.on_packet(&rtp, &params, Instant::now(), &events);
                     }
                     Err(_) => stats.not_rtp += 1,
                 }
+            }
+            _ = sleep_until_some(dtmf_deadline), if dtmf_deadline.is_some() => {
+                dtmf.on_timeout(Instant::now(), &events);
             }
             _ = tokio::time::sleep_until(pacer.next_deadline().into()) => {
                 let due = pacer.poll(Instant::now());
@@ -142,7 +247,9 @@ async fn run(
                 for _ in 0..due.frames {
                     player.next_frame(&mut pcm);
                     if player.take_finished() {
-                        events.send(LegEvent::PlaybackDone).ok();
+                        if let Some(id) = playing.take() {
+                            events.send(LegEvent::PlaybackDone(id)).ok();
+                        }
                     }
                     let dest = latched.or(params.remote);
                     match dest {
@@ -160,4 +267,11 @@ async fn run(
         }
     }
     stats
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -7,7 +7,7 @@ mod ports;
 pub mod prompts;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
 use crate::config::Settings;
+use crate::events::Events;
+use crate::ivr::throttle::PinGuard;
 use crate::sip::ua::{SipError, UserAgent};
 use crate::tts::prompts::PromptError;
 
@@ -39,6 +41,7 @@ pub struct Daemon {
     shutdown: CancellationToken,
     calls: tokio::task::JoinHandle<()>,
     ua: UserAgent,
+    events: Events,
 }
 
 impl Daemon {
@@ -55,12 +58,20 @@ impl Daemon {
             CancellationToken::new(),
         )
         .await?;
+        let events = Events::default();
+        let t = settings.throttle;
         let ctx = Arc::new(CallContext {
             ports: PortPool::new(settings.rtp_ports.clone()),
             advertised: ua.advertised_ip(),
+            pin_guard: Mutex::new(PinGuard::new(
+                t.caller_failures,
+                t.number_failures,
+                t.window,
+            )),
             settings,
             prompts,
             shutdown: shutdown.clone(),
+            events: events.clone(),
         });
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
@@ -96,7 +107,13 @@ impl Daemon {
             shutdown,
             calls,
             ua,
+            events,
         })
+    }
+
+    /// The daemon's events, from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.events.subscribe()
     }
 
     /// Where SIP listens (the real port when the configured one was 0).

@@ -2,26 +2,45 @@
 //! caller and when, given what happened and the time. The call task feeds
 //! it inputs and carries out its actions.
 //!
-//! Offered → (early media) → answered, waiting for the ACK → greeting (the
-//! welcome/PIN prompt) → listening → ended.
+//! Offered → (early media) → answered, waiting for the ACK → the PIN is
+//! collected (or the room was named by a trusted source) → in the room →
+//! ended.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::pin::{PinAction, PinCollector, PinPrompt, PinRules};
+
 /// Prompts the flow asks to play, by name in the prompt store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prompt {
+    /// The greeting that asks for the PIN.
     Welcome,
+    InvalidPin,
     Goodbye,
+    TryLater,
+    Joined,
 }
 
 impl Prompt {
     pub fn name(self) -> &'static str {
         match self {
             Prompt::Welcome => "welcome",
+            Prompt::InvalidPin => "invalid_pin",
             Prompt::Goodbye => "goodbye",
+            Prompt::TryLater => "try_later",
+            Prompt::Joined => "joined",
         }
     }
+}
+
+/// How the caller gets into a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Ask for the PIN.
+    Pin(PinRules),
+    /// A trusted source named the room.
+    Direct(String),
 }
 
 /// What the call task must do.
@@ -35,8 +54,23 @@ pub enum Action {
     Answer,
     /// Play a prompt (replacing what plays).
     Play(Prompt),
+    /// Barge-in: stop the prompt.
+    StopPrompt,
+    /// Look this PIN up (and check the lockout), then call [`InboundFlow::verdict`].
+    CheckPin(String),
+    /// The caller enters this room.
+    Join(String),
     /// End the call (BYE when answered); the reason goes to the log.
     Hangup(EndReason),
+}
+
+/// The answer to [`Action::CheckPin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Room(String),
+    Wrong,
+    /// Too many failures from this caller or to this number.
+    LockedOut,
 }
 
 /// Why a call ended.
@@ -47,6 +81,10 @@ pub enum EndReason {
     IdleTimeout,
     NoAck,
     Shutdown,
+    /// Attempts used up; goodbye was played.
+    PinAttempts,
+    /// Throttled; try-later was played.
+    LockedOut,
 }
 
 /// What happened to the call.
@@ -56,6 +94,8 @@ pub enum Input {
     Acked,
     /// The prompt we asked for played to its end.
     PlaybackDone,
+    /// A key press (already merged across DTMF sources).
+    Digit(char),
     /// The caller sent BYE.
     Bye,
     /// The caller sent CANCEL before the answer.
@@ -69,7 +109,8 @@ pub enum Input {
 pub struct Timers {
     /// Early media before answering; `None` answers at once after 180.
     pub early_media: Option<Duration>,
-    /// Hang up when nothing moves the call on for this long.
+    /// Hang up when nothing moves the call on for this long before it
+    /// reaches a room.
     pub idle: Duration,
     /// How long to wait for the ACK after our 200 OK (64·T1).
     pub ack: Duration,
@@ -78,21 +119,18 @@ pub struct Timers {
 #[derive(Debug)]
 enum State {
     /// 183 sent, early media playing until `answer_at`.
-    EarlyMedia {
-        answer_at: Instant,
-    },
+    EarlyMedia { answer_at: Instant },
     /// 200 OK sent; the stack retransmits it until the ACK or `give_up_at`.
-    ExpectAck {
-        give_up_at: Instant,
-    },
-    /// The prompt plays.
-    Greeting {
+    ExpectAck { give_up_at: Instant },
+    /// The PIN is being collected.
+    Pin {
+        collector: PinCollector,
         idle_at: Instant,
     },
-    /// Prompt done; the call stays up, listening.
-    Listening {
-        idle_at: Instant,
-    },
+    /// Throttled: try-later plays, then the call ends.
+    Refusing,
+    /// In the room.
+    Joined,
     Ended(EndReason),
 }
 
@@ -100,15 +138,17 @@ enum State {
 #[derive(Debug)]
 pub struct InboundFlow {
     state: State,
+    entry: Entry,
     timers: Timers,
     actions: VecDeque<Action>,
 }
 
 impl InboundFlow {
     /// A call was offered at `now` (100 Trying already went out).
-    pub fn new(now: Instant, timers: Timers) -> Self {
+    pub fn new(now: Instant, timers: Timers, entry: Entry) -> Self {
         let mut flow = InboundFlow {
             state: State::Ended(EndReason::Shutdown),
+            entry,
             timers,
             actions: VecDeque::new(),
         };
@@ -139,35 +179,101 @@ impl InboundFlow {
         }
     }
 
+    fn join(&mut self, room: String) {
+        self.actions.push_back(Action::Join(room));
+        self.actions.push_back(Action::Play(Prompt::Joined));
+        self.state = State::Joined;
+    }
+
+    /// Carry out what the PIN collector asks.
+    fn drain_collector(&mut self) {
+        let State::Pin { collector, .. } = &mut self.state else {
+            return;
+        };
+        let mut hangup = false;
+        while let Some(a) = collector.poll_action() {
+            self.actions.push_back(match a {
+                PinAction::Play(p) => Action::Play(match p {
+                    PinPrompt::EnterPin => Prompt::Welcome,
+                    PinPrompt::InvalidPin => Prompt::InvalidPin,
+                    PinPrompt::Goodbye => Prompt::Goodbye,
+                }),
+                PinAction::StopPrompt => Action::StopPrompt,
+                PinAction::Submit(pin) => Action::CheckPin(pin),
+                PinAction::Hangup => {
+                    hangup = true;
+                    continue;
+                }
+            });
+        }
+        if hangup {
+            self.end(EndReason::PinAttempts);
+        }
+    }
+
     /// Feed one input.
     pub fn handle(&mut self, input: Input, now: Instant) {
-        match (&self.state, input) {
+        match (&mut self.state, input) {
             (State::Ended(_), _) => {}
             (_, Input::Bye) => self.end(EndReason::CallerHungUp),
             (_, Input::Shutdown) => self.end(EndReason::Shutdown),
             (State::EarlyMedia { .. } | State::ExpectAck { .. }, Input::Cancel) => {
                 self.end(EndReason::CallerCancelled)
             }
-            (State::ExpectAck { .. }, Input::Acked) => {
-                self.actions.push_back(Action::Play(Prompt::Welcome));
-                self.state = State::Greeting {
-                    idle_at: now + self.timers.idle,
-                };
+            (State::ExpectAck { .. }, Input::Acked) => match self.entry.clone() {
+                Entry::Direct(room) => self.join(room),
+                Entry::Pin(rules) => {
+                    self.state = State::Pin {
+                        collector: PinCollector::new(rules),
+                        idle_at: now + self.timers.idle,
+                    };
+                    self.drain_collector();
+                }
+            },
+            (State::Pin { collector, .. }, Input::PlaybackDone) => {
+                collector.on_prompt_done(now);
+                self.drain_collector();
             }
-            (State::Greeting { idle_at }, Input::PlaybackDone) => {
-                self.state = State::Listening { idle_at: *idle_at };
+            (State::Pin { collector, idle_at }, Input::Digit(d)) => {
+                *idle_at = now + self.timers.idle;
+                collector.on_digit(d, now);
+                self.drain_collector();
             }
+            (State::Refusing, Input::PlaybackDone) => self.end(EndReason::LockedOut),
             _ => {}
+        }
+    }
+
+    /// The answer to the last [`Action::CheckPin`].
+    pub fn verdict(&mut self, verdict: Verdict) {
+        let State::Pin { collector, .. } = &mut self.state else {
+            return;
+        };
+        match verdict {
+            Verdict::Room(room) => {
+                collector.accept();
+                self.join(room);
+            }
+            Verdict::Wrong => {
+                collector.reject();
+                self.drain_collector();
+            }
+            Verdict::LockedOut => {
+                self.actions.push_back(Action::Play(Prompt::TryLater));
+                self.state = State::Refusing;
+            }
         }
     }
 
     /// Fire whatever deadline has passed at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::EarlyMedia { answer_at } if now >= answer_at => self.answer(now),
-            State::ExpectAck { give_up_at } if now >= give_up_at => self.end(EndReason::NoAck),
-            State::Greeting { idle_at } | State::Listening { idle_at } if now >= idle_at => {
-                self.end(EndReason::IdleTimeout)
+        match &mut self.state {
+            State::EarlyMedia { answer_at } if now >= *answer_at => self.answer(now),
+            State::ExpectAck { give_up_at } if now >= *give_up_at => self.end(EndReason::NoAck),
+            State::Pin { idle_at, .. } if now >= *idle_at => self.end(EndReason::IdleTimeout),
+            State::Pin { collector, .. } => {
+                collector.on_timeout(now);
+                self.drain_collector();
             }
             _ => {}
         }
@@ -175,11 +281,15 @@ impl InboundFlow {
 
     /// The next moment [`Self::handle_timeout`] must be called.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match self.state {
-            State::EarlyMedia { answer_at } => Some(answer_at),
-            State::ExpectAck { give_up_at } => Some(give_up_at),
-            State::Greeting { idle_at } | State::Listening { idle_at } => Some(idle_at),
-            State::Ended(_) => None,
+        match &self.state {
+            State::EarlyMedia { answer_at } => Some(*answer_at),
+            State::ExpectAck { give_up_at } => Some(*give_up_at),
+            State::Pin { collector, idle_at } => Some(
+                collector
+                    .next_deadline()
+                    .map_or(*idle_at, |d| d.min(*idle_at)),
+            ),
+            State::Refusing | State::Joined | State::Ended(_) => None,
         }
     }
 
@@ -195,6 +305,14 @@ impl InboundFlow {
             _ => None,
         }
     }
+
+    /// Failed PIN attempts so far.
+    pub fn pin_failures(&self) -> u32 {
+        match &self.state {
+            State::Pin { collector, .. } => collector.failures().0,
+            _ => 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,14 +326,144 @@ mod tests {
         ack: Duration::from_secs(32),
     };
 
+    const RULES: PinRules = PinRules {
+        min_len: 4,
+        max_len: 8,
+        attempts: 3,
+        first_digit: Duration::from_secs(10),
+        inter_digit: Duration::from_secs(5),
+    };
+
+    fn pin_entry() -> Entry {
+        Entry::Pin(RULES)
+    }
+
     fn drain(f: &mut InboundFlow) -> Vec<Action> {
         std::iter::from_fn(|| f.poll_action()).collect()
+    }
+
+    /// Answered and acked at `t0 + 1 s`, the welcome prompt requested.
+    fn acked(t0: Instant, entry: Entry) -> InboundFlow {
+        let mut f = InboundFlow::new(t0, TIMERS, entry);
+        f.handle_timeout(t0 + Duration::from_secs(1));
+        f.handle(Input::Acked, t0 + Duration::from_secs(1));
+        drain(&mut f);
+        f
+    }
+
+    fn keys(f: &mut InboundFlow, s: &str, at: Instant) {
+        for d in s.chars() {
+            f.handle(Input::Digit(d), at);
+        }
+    }
+
+    #[test]
+    fn a_pin_with_barge_in_reaches_the_room() {
+        let t0 = Instant::now();
+        let mut f = acked(t0, pin_entry());
+        let t = t0 + Duration::from_secs(2);
+        keys(&mut f, "1234#", t);
+        assert_eq!(
+            drain(&mut f),
+            [Action::StopPrompt, Action::CheckPin("1234".into())]
+        );
+        f.verdict(Verdict::Room("1234".into()));
+        assert_eq!(
+            drain(&mut f),
+            [Action::Join("1234".into()), Action::Play(Prompt::Joined)]
+        );
+        assert_eq!(f.next_deadline(), None, "no idle timeout in a room");
+        f.handle(Input::PlaybackDone, t);
+        keys(&mut f, "9#", t);
+        assert!(drain(&mut f).is_empty() && f.ended().is_none());
+    }
+
+    #[test]
+    fn a_trusted_direct_entry_skips_the_pin() {
+        let t0 = Instant::now();
+        let mut f = InboundFlow::new(t0, TIMERS, Entry::Direct("42".into()));
+        f.handle_timeout(t0 + Duration::from_secs(1));
+        f.handle(Input::Acked, t0 + Duration::from_secs(1));
+        assert_eq!(
+            drain(&mut f),
+            [
+                Action::EarlyMedia,
+                Action::Answer,
+                Action::Join("42".into()),
+                Action::Play(Prompt::Joined)
+            ]
+        );
+    }
+
+    #[test]
+    fn digits_before_the_answer_are_ignored() {
+        let t0 = Instant::now();
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
+        drain(&mut f);
+        keys(&mut f, "1234#", t0);
+        assert!(drain(&mut f).is_empty());
+    }
+
+    #[test]
+    fn wrong_pins_then_goodbye_and_hangup() {
+        let t0 = Instant::now();
+        let mut f = acked(t0, pin_entry());
+        let t = t0 + Duration::from_secs(2);
+        for attempt in 1..=3 {
+            f.handle(Input::PlaybackDone, t);
+            keys(&mut f, "0000#", t);
+            assert_eq!(drain(&mut f), [Action::CheckPin("0000".into())]);
+            f.verdict(Verdict::Wrong);
+            let want = if attempt < 3 {
+                Prompt::InvalidPin
+            } else {
+                Prompt::Goodbye
+            };
+            assert_eq!(drain(&mut f), [Action::Play(want)]);
+        }
+        f.handle(Input::PlaybackDone, t);
+        assert_eq!(drain(&mut f), [Action::Hangup(EndReason::PinAttempts)]);
+    }
+
+    #[test]
+    fn a_locked_out_caller_hears_try_later_then_is_hung_up() {
+        let t0 = Instant::now();
+        let mut f = acked(t0, pin_entry());
+        let t = t0 + Duration::from_secs(2);
+        keys(&mut f, "4321#", t);
+        drain(&mut f);
+        f.verdict(Verdict::LockedOut);
+        assert_eq!(drain(&mut f), [Action::Play(Prompt::TryLater)]);
+        keys(&mut f, "4321#", t);
+        assert!(drain(&mut f).is_empty(), "no more digits are taken");
+        f.handle(Input::PlaybackDone, t);
+        assert_eq!(drain(&mut f), [Action::Hangup(EndReason::LockedOut)]);
+    }
+
+    #[test]
+    fn silence_reprompts_until_attempts_are_used() {
+        let t0 = Instant::now();
+        let mut f = acked(t0, pin_entry());
+        let mut t = t0 + Duration::from_secs(2);
+        f.handle(Input::PlaybackDone, t);
+        for _ in 0..2 {
+            assert_eq!(f.next_deadline(), Some(t + RULES.first_digit));
+            t += RULES.first_digit;
+            f.handle_timeout(t);
+            assert_eq!(drain(&mut f), [Action::Play(Prompt::Welcome)]);
+            f.handle(Input::PlaybackDone, t);
+        }
+        t += RULES.first_digit;
+        f.handle_timeout(t);
+        assert_eq!(drain(&mut f), [Action::Play(Prompt::Goodbye)]);
+        f.handle(Input::PlaybackDone, t);
+        assert_eq!(drain(&mut f), [Action::Hangup(EndReason::PinAttempts)]);
     }
 
     #[test]
     fn early_media_then_answer_then_prompt() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS);
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
         assert_eq!(drain(&mut f), [Action::EarlyMedia]);
         assert_eq!(f.next_deadline(), Some(t0 + Duration::from_millis(1000)));
         f.handle_timeout(t0 + Duration::from_millis(999));
@@ -238,14 +486,14 @@ mod tests {
             early_media: None,
             ..TIMERS
         };
-        let mut f = InboundFlow::new(t0, timers);
+        let mut f = InboundFlow::new(t0, timers, pin_entry());
         assert_eq!(drain(&mut f), [Action::Ring, Action::Answer]);
     }
 
     #[test]
     fn cancel_during_early_media_ends_without_answer() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS);
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
         drain(&mut f);
         f.handle(Input::Cancel, t0 + Duration::from_millis(300));
         assert_eq!(drain(&mut f), [Action::Hangup(EndReason::CallerCancelled)]);
@@ -257,7 +505,7 @@ mod tests {
     #[test]
     fn idle_timeout_counts_from_the_ack() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS);
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
         f.handle_timeout(t0 + Duration::from_secs(1));
         let acked = t0 + Duration::from_secs(1);
         f.handle(Input::Acked, acked);
@@ -272,7 +520,7 @@ mod tests {
     #[test]
     fn missing_ack_gives_up_after_64_t1() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS);
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
         f.handle_timeout(t0 + Duration::from_secs(1));
         drain(&mut f);
         f.handle_timeout(t0 + Duration::from_secs(33));
@@ -282,7 +530,7 @@ mod tests {
     #[test]
     fn bye_ends_once() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS);
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
         f.handle_timeout(t0 + Duration::from_secs(1));
         f.handle(Input::Acked, t0 + Duration::from_secs(1));
         drain(&mut f);

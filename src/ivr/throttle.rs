@@ -63,6 +63,45 @@ impl Throttle {
     }
 }
 
+/// The two throttles a PIN attempt is counted against: the caller (From
+/// user and source address) and the number dialled.
+#[derive(Debug)]
+pub struct PinGuard {
+    callers: Throttle,
+    numbers: Throttle,
+}
+
+impl PinGuard {
+    pub fn new(caller_limit: usize, number_limit: usize, window: Duration) -> Self {
+        PinGuard {
+            callers: Throttle::new(caller_limit, window),
+            numbers: Throttle::new(number_limit, window),
+        }
+    }
+
+    /// The throttle key that refuses this attempt, if any.
+    pub fn locked(&mut self, caller: &str, number: &str, now: Instant) -> Option<String> {
+        let caller = self.callers.locked(&[caller], now);
+        let number = self.numbers.locked(&[number], now);
+        caller.or(number).map(str::to_owned)
+    }
+
+    /// Count a wrong PIN; returns the key now locked, if this was one too many.
+    pub fn failed(&mut self, caller: &str, number: &str, now: Instant) -> Option<String> {
+        self.callers.record_failure(&[caller], now);
+        self.numbers.record_failure(&[number], now);
+        self.locked(caller, number, now)
+    }
+}
+
+/// The throttle keys of a call: `caller:USER@IP` and `number:USER`.
+pub fn keys(from_user: &str, source: std::net::IpAddr, dialled: &str) -> (String, String) {
+    (
+        format!("caller:{from_user}@{source}"),
+        format!("number:{dialled}"),
+    )
+}
+
 /// Compare two PINs in time that depends only on their lengths, not on where
 /// they first differ.
 pub fn pins_equal(a: &str, b: &str) -> bool {
@@ -120,6 +159,26 @@ mod tests {
         assert_eq!(th.tracked(), 2);
         th.locked(&["c"], t + Duration::from_secs(61));
         assert_eq!(th.tracked(), 0, "memory does not grow with old callers");
+    }
+
+    #[test]
+    fn the_guard_counts_callers_and_numbers_apart() {
+        let t = Instant::now();
+        let mut g = PinGuard::new(2, 3, Duration::from_secs(600));
+        let (alice, number) = keys("alice", "192.0.2.7".parse().unwrap(), "8000");
+        let (bob, _) = keys("bob", "192.0.2.8".parse().unwrap(), "8000");
+        assert_eq!(g.failed(&alice, &number, t), None);
+        assert_eq!(
+            g.failed(&alice, &number, t),
+            Some("caller:alice@192.0.2.7".into())
+        );
+        assert_eq!(g.locked(&bob, &number, t), None, "bob is not alice");
+        assert_eq!(g.failed(&bob, &number, t), Some("number:8000".into()));
+        assert_eq!(
+            g.locked(&bob, "number:9000", t),
+            None,
+            "another number is open"
+        );
     }
 
     #[test]

@@ -184,16 +184,24 @@ pub fn answer(neg: &Negotiated, local: IpAddr, port: u16, session_id: u64, versi
     session(local, session_id, version, media).marshal()
 }
 
-/// Our offer for outbound calls: `prefs` in order, telephone-event at
-/// [`OFFER_DTMF_PT`], ptime 20, sendrecv.
-pub fn offer(prefs: &[Codec], local: IpAddr, port: u16, session_id: u64, version: u64) -> String {
+/// Our offer: `prefs` in order, telephone-event at [`OFFER_DTMF_PT`] when
+/// `telephone_event`, ptime 20, sendrecv.
+pub fn offer(
+    prefs: &[Codec],
+    telephone_event: bool,
+    local: IpAddr,
+    port: u16,
+    session_id: u64,
+    version: u64,
+) -> String {
     let mut codecs: Vec<(u8, Codec)> = Vec::with_capacity(prefs.len());
     for &c in prefs {
         if !codecs.iter().any(|&(_, have)| have == c) {
             codecs.push((c.payload_type(), c));
         }
     }
-    let media = audio_media(&codecs, Some(OFFER_DTMF_PT), port, Direction::SendRecv);
+    let dtmf = telephone_event.then_some(OFFER_DTMF_PT);
+    let media = audio_media(&codecs, dtmf, port, Direction::SendRecv);
     session(local, session_id, version, vec![media]).marshal()
 }
 
@@ -658,7 +666,10 @@ mod tests {
 
     #[test]
     fn offer_round_trips_through_parse_answer() {
-        let o = offer(&[Pcma, Pcmu, Pcma], LOCAL, 6000, 42, 3);
+        let without = offer(&[Pcmu], false, LOCAL, 6000, 42, 3);
+        assert_eq!(m_lines(&without), ["m=audio 6000 RTP/AVP 0"]);
+        assert!(!without.contains("telephone-event"));
+        let o = offer(&[Pcma, Pcmu, Pcma], true, LOCAL, 6000, 42, 3);
         assert_eq!(m_lines(&o), ["m=audio 6000 RTP/AVP 8 0 101"]);
         let n = parse_answer(o.as_bytes()).unwrap();
         assert_eq!(
