@@ -401,7 +401,10 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
                 format!("room `{}` is listed twice", r.id),
             ));
         }
-        for (field, value) in [("pin", Some(&r.pin)), ("moderator_pin", r.moderator_pin.as_ref())] {
+        for (field, value) in [
+            ("pin", Some(&r.pin)),
+            ("moderator_pin", r.moderator_pin.as_ref()),
+        ] {
             let Some(value) = value else { continue };
             let digits = value.bytes().all(|b| b.is_ascii_digit());
             if !digits || !(pin.min_len..=pin.max_len).contains(&value.len()) {
@@ -532,7 +535,10 @@ mod tests {
         assert_eq!(s.dtmf_mode, DtmfMode::Inband);
         assert_eq!(s.pin.first_digit, Duration::from_secs(7));
         assert!(!s.directory.open);
-        assert_eq!(s.directory.by_pin("98765").map(|a| a.room), Some("sales".into()));
+        assert_eq!(
+            s.directory.by_pin("98765").map(|a| a.room),
+            Some("sales".into())
+        );
         assert_eq!(
             s.directory.direct_uri,
             Some(("room-".to_owned(), String::new()))
@@ -545,7 +551,11 @@ mod tests {
         assert!(msg(&["rooms.trusted=[\"10.0.0.0/40\"]"]).starts_with("rooms.trusted[0]:"));
         assert!(msg(&["rooms.direct_uri=room"]).starts_with("rooms.direct_uri:"));
         let twice = "rooms.room=[{id=\"a\", pin=\"1111\"}, {id=\"b\", pin=\"1111\"}]";
-        assert!(msg(&[twice]).starts_with("rooms.room[1].pin:"), "{}", msg(&[twice]));
+        assert!(
+            msg(&[twice]).starts_with("rooms.room[1].pin:"),
+            "{}",
+            msg(&[twice])
+        );
         assert!(msg(&["rooms.room=[{id=\"a\", pin=\"12\"}]"]).starts_with("rooms.room[0].pin:"));
         assert!(msg(&["rooms.room=[{id=\"a\"}]"]).contains("pin"));
 
@@ -554,7 +564,10 @@ mod tests {
             "room = []",
             "[[rooms.room]]\nid = \"sales\"\npin = \"4321\"\n\n[[rooms.room]]\nid = \"ops\"\npin = \"5678\"",
         );
-        let s = Config::from_toml("x.toml", &text, &[]).unwrap().validate().unwrap();
+        let s = Config::from_toml("x.toml", &text, &[])
+            .unwrap()
+            .validate()
+            .unwrap();
         assert_eq!(s.directory.rooms.len(), 2);
     }
 

@@ -125,7 +125,11 @@ impl Dtmf {
         now: Instant,
         events: &mpsc::UnboundedSender<LegEvent>,
     ) {
-        if let Some(rx) = self.events.as_mut().filter(|_| Some(rtp.pt) == params.dtmf_pt) {
+        if let Some(rx) = self
+            .events
+            .as_mut()
+            .filter(|_| Some(rtp.pt) == params.dtmf_pt)
+        {
             rx.on_packet(
                 rtp.pt,
                 rtp.ssrc,
@@ -136,7 +140,11 @@ impl Dtmf {
                 now,
                 &mut self.presses,
             );
-        } else if let Some(det) = self.tones.as_mut().filter(|_| rtp.pt == params.payload_type) {
+        } else if let Some(det) = self
+            .tones
+            .as_mut()
+            .filter(|_| rtp.pt == params.payload_type)
+        {
             let mut pcm = [0i16; FRAME];
             for chunk in rtp.payload.chunks(FRAME) {
                 let pcm = &mut pcm[..chunk.len()];

@@ -229,7 +229,9 @@ mod tests {
         assert!(!c.contains(ip("::1")));
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.9")));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains(ip("203.0.113.9")));
         assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
         for bad in ["10.0.0.0/33", "nonsense", "10.0.0.0/", "::/129"] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");

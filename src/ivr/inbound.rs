@@ -119,9 +119,13 @@ pub struct Timers {
 #[derive(Debug)]
 enum State {
     /// 183 sent, early media playing until `answer_at`.
-    EarlyMedia { answer_at: Instant },
+    EarlyMedia {
+        answer_at: Instant,
+    },
     /// 200 OK sent; the stack retransmits it until the ACK or `give_up_at`.
-    ExpectAck { give_up_at: Instant },
+    ExpectAck {
+        give_up_at: Instant,
+    },
     /// The PIN is being collected.
     Pin {
         collector: PinCollector,

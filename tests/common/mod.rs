@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 pub mod baresip;
+pub mod keypad;
 pub mod raw;
 pub mod signal;
 pub mod uac;
@@ -138,4 +139,18 @@ pub fn offer(rtp: SocketAddr, formats: &str, extra: &str) -> String {
 
 pub async fn rtp_socket() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.expect("rtp socket")
+}
+
+/// Where an SDP body says to send RTP (its c= address and audio port).
+pub fn sdp_rtp_addr(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?
+        .trim();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))?
+        .split_whitespace()
+        .next()?;
+    format!("{ip}:{port}").parse().ok()
 }

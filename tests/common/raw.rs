@@ -55,6 +55,10 @@ pub struct RawPhone {
     pub call_id: String,
     pub from_tag: String,
     pub to_tag: Option<String>,
+    /// The Request-URI and To user (`4000` unless a test names a room).
+    pub user: String,
+    /// The From user.
+    pub from_user: String,
     cseq: u32,
 }
 
@@ -66,6 +70,8 @@ impl RawPhone {
             call_id: call_id.to_owned(),
             from_tag: format!("ft{}", std::process::id()),
             to_tag: None,
+            user: "4000".to_owned(),
+            from_user: "caller".to_owned(),
             cseq: 0,
         }
     }
@@ -93,21 +99,23 @@ impl RawPhone {
             .as_ref()
             .map(|t| format!(";tag={t}"))
             .unwrap_or_default();
-        let ctype = if body.is_empty() {
+        let ctype = if body.is_empty() || extra.contains("Content-Type") {
             ""
         } else {
             "Content-Type: application/sdp\r\n"
         };
         format!(
-            "{method} sip:4000@{server} SIP/2.0\r\n\
+            "{method} sip:{user}@{server} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}\r\n\
              Max-Forwards: 70\r\n\
-             From: <sip:caller@{local}>;tag={from_tag}\r\n\
-             To: <sip:4000@{server}>{to_tag}\r\n\
+             From: <sip:{from_user}@{local}>;tag={from_tag}\r\n\
+             To: <sip:{user}@{server}>{to_tag}\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} {cseq_method}\r\n\
-             Contact: <sip:caller@{local}>\r\n\
+             Contact: <sip:{from_user}@{local}>\r\n\
              {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            user = self.user,
+            from_user = self.from_user,
             server = self.server,
             local = self.local(),
             from_tag = self.from_tag,
@@ -118,9 +126,14 @@ impl RawPhone {
 
     /// Send INVITE with `sdp`; returns the branch used.
     pub async fn invite(&mut self, sdp: &str) -> String {
+        self.invite_with(sdp, "").await
+    }
+
+    /// Send INVITE with `sdp` and extra header lines (each ending in CRLF).
+    pub async fn invite_with(&mut self, sdp: &str, extra: &str) -> String {
         self.cseq += 1;
         let branch = format!("inv{}", self.cseq);
-        let msg = self.request("INVITE", self.cseq, "INVITE", &branch, "", sdp);
+        let msg = self.request("INVITE", self.cseq, "INVITE", &branch, extra, sdp);
         self.send_raw(msg.as_bytes()).await;
         branch
     }

@@ -1,0 +1,331 @@
+//! Callers key their PIN over real sockets — as RFC 4733 events, as tones in
+//! the audio, or in SIP INFO — and reach the room; wrong PINs, lockouts and
+//! trusted direct entry behave as configured.
+
+mod common;
+
+use std::time::Duration;
+
+use common::keypad::{tones, Keypad};
+use common::raw::RawPhone;
+use common::{daemon, offer, rtp_socket, sdp_rtp_addr};
+use confgate::daemon::Daemon;
+use confgate::dtmf::Source;
+use confgate::events::Event;
+use confgate::media::g711::Codec;
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast::Receiver;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A call from `phone` offering `formats`, answered and acknowledged; the
+/// RTP socket and where the daemon wants RTP.
+async fn call(
+    phone: &mut RawPhone,
+    formats: &str,
+    extra: &str,
+) -> (UdpSocket, std::net::SocketAddr, String) {
+    let rtp = rtp_socket().await;
+    phone
+        .invite_with(&offer(rtp.local_addr().unwrap(), formats, ""), extra)
+        .await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    let ok = seen.last().expect("a final response");
+    assert_eq!(ok.code, 200, "{seen:#?}");
+    phone.ack(None).await;
+    let dest = sdp_rtp_addr(ok.body()).expect("answer has c= and m=audio");
+    (rtp, dest, ok.body().to_owned())
+}
+
+/// The next event that `pick` accepts within `wait`.
+async fn next<T>(
+    events: &mut Receiver<Event>,
+    wait: Duration,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let Some(t) = pick(e) {
+                        return t;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+async fn joined(events: &mut Receiver<Event>, wait: Duration) -> Option<(String, bool)> {
+    next(events, wait, |e| match e {
+        Event::MemberJoined { room, direct, .. } => Some((room, direct)),
+        _ => None,
+    })
+    .await
+}
+
+/// Every digit event until the join, as (digit, source).
+async fn digits_until_join(events: &mut Receiver<Event>) -> (Vec<(char, Source)>, Option<String>) {
+    let mut digits = Vec::new();
+    let room = next(events, WAIT * 2, |e| match e {
+        Event::Digit { digit, source, .. } => {
+            digits.push((digit, source));
+            None
+        }
+        Event::MemberJoined { room, .. } => Some(room),
+        _ => None,
+    })
+    .await;
+    (digits, room)
+}
+
+async fn hang_up(phone: &mut RawPhone) {
+    phone.in_dialog("BYE", "", "").await;
+    let bye = phone.until_final("BYE", WAIT).await;
+    assert_eq!(bye.last().map(|r| r.code), Some(200), "{bye:#?}");
+}
+
+fn sourced(digits: &str, source: Source) -> Vec<(char, Source)> {
+    digits.chars().map(|d| (d, source)).collect()
+}
+
+#[tokio::test]
+async fn a_pin_keyed_as_rfc4733_events_reaches_the_room() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-events").await;
+    let (rtp, dest, answer) = call(&mut phone, "0 101", "").await;
+    assert!(answer.contains("telephone-event"), "{answer}");
+    Keypad::new(&rtp, dest, Codec::Pcmu)
+        .events("1234#", 101)
+        .await;
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("1234#", Source::Rfc4733));
+    assert_eq!(room.as_deref(), Some("1234"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pin_keyed_as_tones_reaches_the_room_in_auto_mode() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-tones").await;
+    // telephone-event is negotiated, yet the phone sends tones: auto mode
+    // still hears them.
+    let (rtp, dest, _) = call(&mut phone, "8 101", "").await;
+    let mut keypad = Keypad::new(&rtp, dest, Codec::Pcma);
+    keypad.audio(&tones("4321#", 80, 80)).await;
+    keypad.audio(&[0; 1600]).await;
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("4321#", Source::Inband));
+    assert_eq!(room.as_deref(), Some("4321"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn inband_mode_leaves_telephone_event_out_and_ignores_events() {
+    let d = daemon(&["dtmf.mode=inband"]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-inband-mode").await;
+    let (rtp, dest, answer) = call(&mut phone, "0 101", "").await;
+    assert!(!answer.contains("telephone-event"), "{answer}");
+    assert!(answer.contains("RTP/AVP 0\r\n"), "{answer}");
+    let mut keypad = Keypad::new(&rtp, dest, Codec::Pcmu);
+    keypad.events("5555#", 101).await;
+    assert_eq!(
+        joined(&mut events, Duration::from_millis(500)).await,
+        None,
+        "events are not listened to"
+    );
+    keypad.audio(&tones("5555#", 100, 100)).await;
+    keypad.audio(&[0; 1600]).await;
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("5555#", Source::Inband));
+    assert_eq!(room.as_deref(), Some("5555"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pin_sent_in_sip_info_reaches_the_room() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-info").await;
+    let (_rtp, _, _) = call(&mut phone, "0", "").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bodies = [
+        ("application/dtmf-relay", "Signal=2\r\nDuration=160\r\n"),
+        ("application/dtmf-relay", "Signal=4\r\nDuration=160\r\n"),
+        ("application/dtmf", "6"),
+        ("application/dtmf", "8"),
+        ("application/dtmf-relay", "Signal=#\r\nDuration=160\r\n"),
+    ];
+    for (ctype, body) in bodies {
+        phone
+            .in_dialog("INFO", &format!("Content-Type: {ctype}\r\n"), body)
+            .await;
+        let r = phone.until_final("INFO", WAIT).await;
+        assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("2468#", Source::Info));
+    assert_eq!(room.as_deref(), Some("2468"));
+
+    // Other bodies are not digits.
+    phone
+        .in_dialog("INFO", "Content-Type: text/plain\r\n", "hello")
+        .await;
+    let r = phone.until_final("INFO", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(415), "{r:#?}");
+    phone
+        .in_dialog(
+            "INFO",
+            "Content-Type: application/dtmf-relay\r\n",
+            "Signal=Z\r\n",
+        )
+        .await;
+    let r = phone.until_final("INFO", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(400), "{r:#?}");
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+const SALES: &str = "rooms.room=[{id=\"sales\", pin=\"4321\"}]";
+
+/// The daemon's BYE, once it has played its last prompt.
+async fn expect_bye(phone: &RawPhone) {
+    let bye = phone.recv_request(Duration::from_secs(15)).await;
+    assert!(
+        bye.as_deref().is_some_and(|b| b.starts_with("BYE ")),
+        "{bye:?}"
+    );
+}
+
+async fn rejected(events: &mut Receiver<Event>) -> Option<u32> {
+    next(events, WAIT, |e| match e {
+        Event::PinRejected { failures, .. } => Some(failures),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wrong_pins_end_in_goodbye_and_bye() {
+    let d = daemon(&["rooms.open=false", SALES, "pin.attempts=2"]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-wrong").await;
+    let (rtp, dest, _) = call(&mut phone, "0 101", "").await;
+    let mut keypad = Keypad::new(&rtp, dest, Codec::Pcmu);
+    keypad.events("1111#", 101).await;
+    assert_eq!(rejected(&mut events).await, Some(1));
+    keypad.events("4320#", 101).await;
+    assert_eq!(rejected(&mut events).await, Some(2));
+    expect_bye(&phone).await;
+    assert_eq!(joined(&mut events, Duration::from_millis(200)).await, None);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_caller_who_guesses_is_locked_out_across_calls() {
+    let d = daemon(&[
+        "rooms.open=false",
+        SALES,
+        "pin.attempts=5",
+        "pin.caller_failures=2",
+    ])
+    .await;
+    let mut events = d.subscribe();
+    let lockout = |e| match e {
+        Event::PinLockout { key, .. } => Some(key),
+        _ => None,
+    };
+
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-guess-1").await;
+    let (rtp, dest, _) = call(&mut phone, "0 101", "").await;
+    let mut keypad = Keypad::new(&rtp, dest, Codec::Pcmu);
+    keypad.events("1111#", 101).await;
+    assert_eq!(rejected(&mut events).await, Some(1));
+    keypad.events("2222#", 101).await;
+    let key = next(&mut events, WAIT, lockout).await.expect("a lockout");
+    assert!(key.starts_with("caller:caller@127.0.0.1"), "{key}");
+    expect_bye(&phone).await;
+
+    // The same caller calls again with the right PIN: still refused.
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-guess-2").await;
+    let (rtp, dest, _) = call(&mut phone, "0 101", "").await;
+    Keypad::new(&rtp, dest, Codec::Pcmu)
+        .events("4321#", 101)
+        .await;
+    assert!(next(&mut events, WAIT, lockout).await.is_some());
+    expect_bye(&phone).await;
+
+    // Another caller is not.
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-guess-3").await;
+    phone.from_user = "alice".into();
+    let (rtp, dest, _) = call(&mut phone, "0 101", "").await;
+    Keypad::new(&rtp, dest, Codec::Pcmu)
+        .events("4321#", 101)
+        .await;
+    assert_eq!(
+        joined(&mut events, WAIT).await,
+        Some(("sales".to_owned(), false))
+    );
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+async fn direct_call(d: &Daemon, id: &str, user: &str, extra: &str) -> RawPhone {
+    let mut phone = RawPhone::new(d.sip_addr(), id).await;
+    phone.user = user.to_owned();
+    call(&mut phone, "0 101", extra).await;
+    phone
+}
+
+#[tokio::test]
+async fn a_trusted_source_names_the_room_directly() {
+    let d = daemon(&["rooms.trusted=[\"127.0.0.1\"]"]).await;
+    let mut events = d.subscribe();
+    let mut phone = direct_call(&d, "direct-header", "4000", "X-Conference-Id: 42\r\n").await;
+    assert_eq!(
+        joined(&mut events, WAIT).await,
+        Some(("42".to_owned(), true))
+    );
+    hang_up(&mut phone).await;
+    let mut phone = direct_call(&d, "direct-uri", "room-77", "").await;
+    assert_eq!(
+        joined(&mut events, WAIT).await,
+        Some(("77".to_owned(), true))
+    );
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_source_naming_a_room_is_asked_for_the_pin() {
+    let d = daemon(&["rooms.trusted=[\"10.0.0.0/8\"]"]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "direct-untrusted").await;
+    phone.user = "room-77".into();
+    let (rtp, dest, _) = call(&mut phone, "0 101", "X-Conference-Id: 42\r\n").await;
+    assert_eq!(
+        joined(&mut events, Duration::from_secs(1)).await,
+        None,
+        "no room without a PIN"
+    );
+    Keypad::new(&rtp, dest, Codec::Pcmu)
+        .events("9876#", 101)
+        .await;
+    assert_eq!(
+        joined(&mut events, WAIT).await,
+        Some(("9876".to_owned(), false))
+    );
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
