@@ -54,6 +54,21 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes 8 kHz 16-bit mono samples as a WAV.
+pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for &s in samples {
+        w.write_sample(s).expect("write wav");
+    }
+    w.finalize().expect("finish wav");
+}
+
 /// Reads a 16-bit mono WAV and checks that it is 8 kHz.
 pub fn read_wav(path: &std::path::Path) -> Vec<i16> {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
