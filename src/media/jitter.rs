@@ -1,0 +1,457 @@
+//! Adaptive jitter buffer (sans-IO) for one member's incoming audio.
+//!
+//! Frames are kept by RTP timestamp in a fixed ring of [`CAPACITY`] 20 ms
+//! slots, so reordered packets fall into place, duplicates are dropped and a
+//! packet older than the playout point is counted late and dropped. Playout
+//! starts once `target` frames are buffered; the target follows the RFC 3550
+//! interarrival jitter (20 ms to 200 ms) and is re-chosen at each talkspurt.
+//! A frame missing while later ones exist is a loss; a frame missing with
+//! nothing newer is an underrun, and after [`IDLE_FRAMES`] of those the
+//! talkspurt is over and the next packet prebuffers again.
+//!
+//! Missing frames are concealed by repeating the last frame while fading it
+//! out over [`FADE_FRAMES`], then silence: never a hole of zeros mid-word.
+//! Nothing here allocates after construction.
+
+use std::time::Instant;
+
+use super::player::FRAME;
+
+/// Ring size in 20 ms frames (640 ms).
+pub const CAPACITY: usize = 32;
+/// Most frames of delay the buffer aims for (200 ms).
+pub const MAX_TARGET: u32 = 10;
+/// Concealment fades the last frame out over this many frames.
+pub const FADE_FRAMES: u32 = 3;
+/// Consecutive underruns that end a talkspurt.
+pub const IDLE_FRAMES: u32 = 5;
+
+const FRAME_TS: u32 = FRAME as u32;
+
+/// What [`JitterBuffer::pop`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Popped {
+    /// A received frame.
+    Audio,
+    /// A missing frame, filled from the last one, fading.
+    Concealed,
+    /// Nothing to play (before the first packet, between talkspurts, or
+    /// after the fade).
+    Silence,
+}
+
+/// Counters for a member's line quality.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JitterStats {
+    pub received: u64,
+    /// Frames missing at playout while later ones had arrived.
+    pub lost: u64,
+    /// Packets that arrived after their playout time.
+    pub late: u64,
+    pub duplicates: u64,
+    /// Frames dropped to bring the delay back to the target.
+    pub trimmed: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    ts: u32,
+    valid: bool,
+    pcm: [i16; FRAME],
+}
+
+/// One member's jitter buffer.
+pub struct JitterBuffer {
+    slots: Box<[Slot; CAPACITY]>,
+    /// Timestamp of the next frame to play; `None` while prebuffering.
+    play_ts: Option<u32>,
+    /// Timestamp of the oldest and newest frames buffered since the last start.
+    oldest: Option<u32>,
+    newest: u32,
+    target: u32,
+    /// RFC 3550 interarrival jitter estimate, in samples, ×16.
+    jitter16: u32,
+    last_transit: Option<i64>,
+    epoch: Option<Instant>,
+    last: [i16; FRAME],
+    misses: u32,
+    stats: JitterStats,
+}
+
+impl Default for JitterBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `a - b` on the RTP timestamp circle.
+fn ts_diff(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+impl JitterBuffer {
+    pub fn new() -> Self {
+        JitterBuffer {
+            slots: Box::new(
+                [Slot {
+                    ts: 0,
+                    valid: false,
+                    pcm: [0; FRAME],
+                }; CAPACITY],
+            ),
+            play_ts: None,
+            oldest: None,
+            newest: 0,
+            target: 2,
+            jitter16: 0,
+            last_transit: None,
+            epoch: None,
+            last: [0; FRAME],
+            misses: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Interarrival jitter in milliseconds (RFC 3550 §6.4.1).
+    pub fn jitter_ms(&self) -> f32 {
+        self.jitter16 as f32 / 16.0 / 8.0
+    }
+
+    /// The current playout delay target in frames.
+    pub fn target(&self) -> u32 {
+        self.target
+    }
+
+    fn slot_of(ts: u32) -> usize {
+        (ts / FRAME_TS) as usize % CAPACITY
+    }
+
+    /// Store one 20 ms frame (decoded, [`FRAME`] samples) with its RTP
+    /// timestamp, received at `now`.
+    pub fn push(&mut self, ts: u32, pcm: &[i16; FRAME], now: Instant) {
+        self.stats.received += 1;
+        self.track_jitter(ts, now);
+        if let Some(play) = self.play_ts {
+            let ahead = ts_diff(ts, play);
+            if ahead < 0 {
+                self.stats.late += 1;
+                return;
+            }
+            if ahead >= (CAPACITY as i32 - 1) * FRAME as i32 {
+                // A jump (new talkspurt after silence suppression, or a
+                // restarted sender): start over from this packet.
+                self.restart();
+            }
+        } else if let Some(oldest) = self.oldest {
+            let span = ts_diff(ts, oldest);
+            if span.unsigned_abs() >= (CAPACITY as u32 - 1) * FRAME_TS {
+                self.restart();
+            }
+        }
+        let slot = &mut self.slots[Self::slot_of(ts)];
+        if slot.valid && slot.ts == ts {
+            self.stats.duplicates += 1;
+            return;
+        }
+        *slot = Slot {
+            ts,
+            valid: true,
+            pcm: *pcm,
+        };
+        let fresh = self.oldest.is_none();
+        if fresh || ts_diff(ts, self.newest) > 0 {
+            self.newest = ts;
+        }
+        match self.oldest {
+            Some(o) if ts_diff(ts, o) >= 0 => {}
+            _ => self.oldest = Some(ts),
+        }
+    }
+
+    fn restart(&mut self) {
+        for s in self.slots.iter_mut() {
+            s.valid = false;
+        }
+        self.play_ts = None;
+        self.oldest = None;
+    }
+
+    fn track_jitter(&mut self, ts: u32, now: Instant) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = (now.saturating_duration_since(epoch).as_micros() as i64) * 8 / 1000;
+        let transit = arrival - i64::from(ts);
+        if let Some(prev) = self.last_transit {
+            // Differences of wrapped timestamps: keep them small.
+            let d = (transit - prev).rem_euclid(1 << 32);
+            let d = if d >= 1 << 31 { (1 << 32) - d } else { d };
+            let d = d.min(8000) as u32; // a second of jump is a restart, not jitter
+            // J += (|D| - J) / 16, kept scaled by 16.
+            self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// The frame to play now, into `out`.
+    pub fn pop(&mut self, out: &mut [i16; FRAME]) -> Popped {
+        let play = match self.play_ts {
+            Some(p) => p,
+            None => {
+                let Some(oldest) = self.oldest else {
+                    return self.conceal(out);
+                };
+                let buffered = ts_diff(self.newest, oldest) / FRAME as i32 + 1;
+                if buffered < self.target as i32 {
+                    return self.conceal(out);
+                }
+                self.play_ts = Some(oldest);
+                oldest
+            }
+        };
+        // More buffered than the target allows: drop the oldest frame.
+        let ahead = ts_diff(self.newest, play) / FRAME as i32 + 1;
+        let play = if ahead > (self.target + 2) as i32 {
+            let s = &mut self.slots[Self::slot_of(play)];
+            if s.valid && s.ts == play {
+                s.valid = false;
+            }
+            self.stats.trimmed += 1;
+            play.wrapping_add(FRAME_TS)
+        } else {
+            play
+        };
+        let slot = &mut self.slots[Self::slot_of(play)];
+        if slot.valid && slot.ts == play {
+            slot.valid = false;
+            *out = slot.pcm;
+            self.last = slot.pcm;
+            self.misses = 0;
+            self.play_ts = Some(play.wrapping_add(FRAME_TS));
+            return Popped::Audio;
+        }
+        if ts_diff(self.newest, play) > 0 {
+            // Later frames are here: this one is lost.
+            self.stats.lost += 1;
+            self.play_ts = Some(play.wrapping_add(FRAME_TS));
+        } else if self.misses + 1 >= IDLE_FRAMES {
+            // The talkspurt ended; prebuffer the next one, with a target
+            // fitted to the jitter seen so far.
+            self.play_ts = None;
+            self.oldest = None;
+            self.target = self.fitted_target();
+        } else {
+            // Underrun: wait for the late frame rather than skip it.
+            self.play_ts = Some(play);
+        }
+        self.conceal(out)
+    }
+
+    /// Frames of delay for the measured jitter: about three times the
+    /// jitter plus one frame, 1 to [`MAX_TARGET`].
+    fn fitted_target(&self) -> u32 {
+        let jitter = self.jitter16 / 16;
+        (1 + (3 * jitter).div_ceil(FRAME_TS)).clamp(1, MAX_TARGET)
+    }
+
+    fn conceal(&mut self, out: &mut [i16; FRAME]) -> Popped {
+        self.misses += 1;
+        if self.misses > FADE_FRAMES {
+            *out = [0; FRAME];
+            return Popped::Silence;
+        }
+        // Ramp linearly from this frame's start gain to its end gain so the
+        // fade has no steps.
+        let from = (FADE_FRAMES + 1 - self.misses) as f32 / FADE_FRAMES as f32;
+        let to = (FADE_FRAMES - self.misses) as f32 / FADE_FRAMES as f32;
+        let mut any = false;
+        for (i, (o, &s)) in out.iter_mut().zip(self.last.iter()).enumerate() {
+            let g = from + (to - from) * (i as f32 / FRAME as f32);
+            *o = (f32::from(s) * g) as i16;
+            any |= *o != 0;
+        }
+        if self.misses == FADE_FRAMES {
+            self.last = [0; FRAME];
+        }
+        if any {
+            Popped::Concealed
+        } else {
+            Popped::Silence
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn frame(v: i16) -> [i16; FRAME] {
+        [v; FRAME]
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    /// Pop `n` frames, returning each frame's first sample and kind.
+    fn pops(jb: &mut JitterBuffer, n: usize) -> Vec<(i16, Popped)> {
+        let mut out = [0; FRAME];
+        (0..n)
+            .map(|_| {
+                let k = jb.pop(&mut out);
+                (out[0], k)
+            })
+            .collect()
+    }
+
+    /// Real time: at tick `k` the packets in `arrivals[k]` arrive (as
+    /// timestamp index, value), then one frame is played. The values heard.
+    fn stream(jb: &mut JitterBuffer, t0: Instant, base: u32, arrivals: &[&[(u32, i16)]]) -> Vec<(i16, Popped)> {
+        let mut heard = Vec::new();
+        for (k, packets) in arrivals.iter().enumerate() {
+            for &(i, v) in packets.iter() {
+                jb.push(base.wrapping_add(i * 160), &frame(v), at(t0, k as u64 * 20));
+            }
+            heard.extend(pops(jb, 1));
+        }
+        heard
+    }
+
+    fn audio(heard: &[(i16, Popped)]) -> Vec<i16> {
+        heard
+            .iter()
+            .filter(|(_, k)| *k == Popped::Audio)
+            .map(|(v, _)| *v)
+            .collect()
+    }
+
+    #[test]
+    fn in_order_frames_play_in_order_after_the_prebuffer() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let base = 4_294_967_000u32; // wraps during the test
+        let heard = stream(
+            &mut jb,
+            t0,
+            base,
+            &[&[(0, 1)], &[(1, 2)], &[(2, 3)], &[(3, 4)], &[(4, 5)], &[], &[]],
+        );
+        assert_eq!(heard[0].1, Popped::Silence, "prebuffering");
+        assert_eq!(audio(&heard), [1, 2, 3, 4, 5]);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn reordered_and_duplicate_packets() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let heard = stream(
+            &mut jb,
+            t0,
+            0,
+            &[&[(0, 1)], &[(2, 3)], &[(1, 2), (1, 2)], &[(3, 4)], &[(4, 5)], &[], &[]],
+        );
+        assert_eq!(audio(&heard), [1, 2, 3, 4, 5]);
+        assert_eq!(jb.stats().duplicates, 1);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn a_lost_frame_is_concealed_not_a_hole() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let heard = stream(
+            &mut jb,
+            t0,
+            0,
+            &[&[(0, 1000)], &[(1, 1000)], &[], &[(3, 1000)], &[(4, 1000)], &[], &[]],
+        );
+        let last_audio = heard.iter().rposition(|(_, k)| *k == Popped::Audio).unwrap();
+        let concealed: Vec<_> = heard[..last_audio]
+            .iter()
+            .filter(|(_, k)| *k == Popped::Concealed)
+            .collect();
+        assert_eq!(concealed.len(), 1, "{heard:?}");
+        assert!(concealed[0].0 > 500, "the missing frame repeats the last one");
+        assert_eq!(audio(&heard), [1000, 1000, 1000, 1000]);
+        assert_eq!(jb.stats().lost, 1);
+    }
+
+    #[test]
+    fn concealment_fades_to_silence_without_steps() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        jb.push(0, &frame(8000), t0);
+        jb.push(160, &frame(8000), at(t0, 20));
+        let mut out = [0; FRAME];
+        let mut samples = Vec::new();
+        for _ in 0..2 + FADE_FRAMES as usize + 2 {
+            jb.pop(&mut out);
+            samples.extend_from_slice(&out);
+        }
+        let biggest_step = samples
+            .windows(2)
+            .map(|w| (i32::from(w[0]) - i32::from(w[1])).abs())
+            .max()
+            .unwrap();
+        assert!(biggest_step < 100, "fade steps by {biggest_step}");
+        assert!(samples[samples.len() - FRAME..].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn late_packets_are_dropped_and_counted() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let heard = stream(
+            &mut jb,
+            t0,
+            0,
+            &[&[(0, 1)], &[(1, 2)], &[(3, 4)], &[(4, 5)], &[], &[(2, 3)], &[]],
+        );
+        assert_eq!(audio(&heard), [1, 2, 4, 5], "frame 2 came after its turn");
+        assert_eq!((jb.stats().late, jb.stats().lost), (1, 1));
+    }
+
+    #[test]
+    fn the_target_grows_with_jitter_and_stays_bounded() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        // Arrivals alternate 0 and 60 ms late: heavy jitter.
+        for i in 0..200u64 {
+            let late = if i % 2 == 0 { 0 } else { 60 };
+            jb.push(i as u32 * 160, &frame(1), at(t0, i * 20 + late));
+            let mut out = [0; FRAME];
+            jb.pop(&mut out);
+        }
+        // End the talkspurt so the target is re-fitted.
+        pops(&mut jb, IDLE_FRAMES as usize + 1);
+        assert!(jb.jitter_ms() > 15.0, "jitter {}", jb.jitter_ms());
+        assert!((3..=MAX_TARGET).contains(&jb.target()), "{}", jb.target());
+    }
+
+    #[test]
+    fn excess_delay_is_trimmed() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        // A burst of 12 frames at once (a stalled network catching up).
+        let burst: Vec<(u32, i16)> = (0..12).map(|i| (i, i as i16)).collect();
+        let heard = stream(&mut jb, t0, 0, &[&burst, &[], &[], &[], &[], &[]]);
+        assert_eq!(jb.stats().trimmed, 4, "{heard:?}");
+        // Frames 10 and 11 stay buffered: the 2-frame target, no more.
+        assert_eq!(audio(&heard).last(), Some(&9));
+    }
+
+    #[test]
+    fn a_timestamp_jump_restarts_playout() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let first = stream(&mut jb, t0, 0, &[&[(0, 1)], &[(1, 2)], &[], &[]]);
+        assert_eq!(audio(&first), [1, 2]);
+        let later = stream(&mut jb, t0, 1_000_000 * 160, &[&[(0, 7)], &[(1, 8)], &[], &[]]);
+        assert_eq!(audio(&later), [7, 8]);
+    }
+}
