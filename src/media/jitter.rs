@@ -189,7 +189,7 @@ impl JitterBuffer {
             let d = (transit - prev).rem_euclid(1 << 32);
             let d = if d >= 1 << 31 { (1 << 32) - d } else { d };
             let d = d.min(8000) as u32; // a second of jump is a restart, not jitter
-            // J += (|D| - J) / 16, kept scaled by 16.
+                                        // J += (|D| - J) / 16, kept scaled by 16.
             self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
         }
         self.last_transit = Some(transit);
@@ -310,7 +310,12 @@ mod tests {
 
     /// Real time: at tick `k` the packets in `arrivals[k]` arrive (as
     /// timestamp index, value), then one frame is played. The values heard.
-    fn stream(jb: &mut JitterBuffer, t0: Instant, base: u32, arrivals: &[&[(u32, i16)]]) -> Vec<(i16, Popped)> {
+    fn stream(
+        jb: &mut JitterBuffer,
+        t0: Instant,
+        base: u32,
+        arrivals: &[&[(u32, i16)]],
+    ) -> Vec<(i16, Popped)> {
         let mut heard = Vec::new();
         for (k, packets) in arrivals.iter().enumerate() {
             for &(i, v) in packets.iter() {
@@ -338,7 +343,15 @@ mod tests {
             &mut jb,
             t0,
             base,
-            &[&[(0, 1)], &[(1, 2)], &[(2, 3)], &[(3, 4)], &[(4, 5)], &[], &[]],
+            &[
+                &[(0, 1)],
+                &[(1, 2)],
+                &[(2, 3)],
+                &[(3, 4)],
+                &[(4, 5)],
+                &[],
+                &[],
+            ],
         );
         assert_eq!(heard[0].1, Popped::Silence, "prebuffering");
         assert_eq!(audio(&heard), [1, 2, 3, 4, 5]);
@@ -353,7 +366,15 @@ mod tests {
             &mut jb,
             t0,
             0,
-            &[&[(0, 1)], &[(2, 3)], &[(1, 2), (1, 2)], &[(3, 4)], &[(4, 5)], &[], &[]],
+            &[
+                &[(0, 1)],
+                &[(2, 3)],
+                &[(1, 2), (1, 2)],
+                &[(3, 4)],
+                &[(4, 5)],
+                &[],
+                &[],
+            ],
         );
         assert_eq!(audio(&heard), [1, 2, 3, 4, 5]);
         assert_eq!(jb.stats().duplicates, 1);
@@ -368,15 +389,29 @@ mod tests {
             &mut jb,
             t0,
             0,
-            &[&[(0, 1000)], &[(1, 1000)], &[], &[(3, 1000)], &[(4, 1000)], &[], &[]],
+            &[
+                &[(0, 1000)],
+                &[(1, 1000)],
+                &[],
+                &[(3, 1000)],
+                &[(4, 1000)],
+                &[],
+                &[],
+            ],
         );
-        let last_audio = heard.iter().rposition(|(_, k)| *k == Popped::Audio).unwrap();
+        let last_audio = heard
+            .iter()
+            .rposition(|(_, k)| *k == Popped::Audio)
+            .unwrap();
         let concealed: Vec<_> = heard[..last_audio]
             .iter()
             .filter(|(_, k)| *k == Popped::Concealed)
             .collect();
         assert_eq!(concealed.len(), 1, "{heard:?}");
-        assert!(concealed[0].0 > 500, "the missing frame repeats the last one");
+        assert!(
+            concealed[0].0 > 500,
+            "the missing frame repeats the last one"
+        );
         assert_eq!(audio(&heard), [1000, 1000, 1000, 1000]);
         assert_eq!(jb.stats().lost, 1);
     }
@@ -410,7 +445,15 @@ mod tests {
             &mut jb,
             t0,
             0,
-            &[&[(0, 1)], &[(1, 2)], &[(3, 4)], &[(4, 5)], &[], &[(2, 3)], &[]],
+            &[
+                &[(0, 1)],
+                &[(1, 2)],
+                &[(3, 4)],
+                &[(4, 5)],
+                &[],
+                &[(2, 3)],
+                &[],
+            ],
         );
         assert_eq!(audio(&heard), [1, 2, 4, 5], "frame 2 came after its turn");
         assert_eq!((jb.stats().late, jb.stats().lost), (1, 1));
@@ -451,7 +494,12 @@ mod tests {
         let mut jb = JitterBuffer::new();
         let first = stream(&mut jb, t0, 0, &[&[(0, 1)], &[(1, 2)], &[], &[]]);
         assert_eq!(audio(&first), [1, 2]);
-        let later = stream(&mut jb, t0, 1_000_000 * 160, &[&[(0, 7)], &[(1, 8)], &[], &[]]);
+        let later = stream(
+            &mut jb,
+            t0,
+            1_000_000 * 160,
+            &[&[(0, 7)], &[(1, 8)], &[], &[]],
+        );
         assert_eq!(audio(&later), [7, 8]);
     }
 }

@@ -1,6 +1,7 @@
 //! Audio: G.711, resampling and prompt playback.
 
 pub mod g711;
+pub mod jitter;
+pub mod mixer;
 pub mod player;
 pub mod resample;
-pub mod jitter;

@@ -1,0 +1,588 @@
+//! The conference mixer (sans-IO): every member hears everyone else.
+//!
+//! One [`Mixer::tick`] every 20 ms serves every room. Per member, the
+//! jitter buffer yields a frame (or its concealment); a talk detector
+//! (energy with hangover) decides whether the member is speaking; the room's
+//! mix is the i32 sum of its speaking, unmuted members. Each speaking member
+//! gets the mix minus its own frame, saturated to i16 and encoded in its
+//! codec; everyone else hears the full mix, encoded once per codec per room
+//! and shared. A room of silent members therefore costs a jitter-buffer pop
+//! and an energy sum per member, and one encode per codec.
+//!
+//! Prompts addressed to one member (the join announcement, tones) are mixed
+//! into that member's output only. Nothing here allocates per tick or per
+//! packet: rooms and members are slots reused after they leave, and a room's
+//! member list grows only on join.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::g711::Codec;
+use super::jitter::{JitterBuffer, JitterStats, Popped};
+use super::player::{Player, FRAME};
+
+/// A room's slot in the mixer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomId(usize);
+
+/// A member's slot in the mixer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemberId(usize);
+
+/// Mean square above which a frame counts as speech (RMS 180, about -45 dBFS).
+const TALK_ENERGY: i64 = 180 * 180;
+/// Frames a member stays "talking" after its last loud frame (300 ms), so
+/// word gaps do not switch it in and out of the mix.
+const HANGOVER: u16 = 15;
+
+/// What a member's line looks like, for listings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemberInfo {
+    pub room: RoomId,
+    pub codec: Codec,
+    pub talking: bool,
+    pub muted: bool,
+    pub deaf: bool,
+    pub held: bool,
+    pub jitter_ms: f32,
+    pub stats: JitterStats,
+}
+
+/// Where a member's output of this tick is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// Held: nothing is sent.
+    Nothing,
+    /// Its own buffer.
+    Own,
+    /// The room's shared full mix in its codec.
+    Shared,
+    /// Encoded silence.
+    Silence,
+}
+
+struct Member {
+    room: RoomId,
+    codec: Codec,
+    jitter: JitterBuffer,
+    frame: [i16; FRAME],
+    /// Frames of hangover left; talking while > 0.
+    hang: u16,
+    contributing: bool,
+    muted: bool,
+    deaf: bool,
+    held: bool,
+    prompt: Player,
+    queued: VecDeque<Arc<[i16]>>,
+    out: [u8; FRAME],
+    out_kind: Out,
+}
+
+struct Room {
+    members: Vec<MemberId>,
+    mix: [i32; FRAME],
+    /// The full mix encoded per codec (index [`codec_index`]), when used.
+    shared: [[u8; FRAME]; 2],
+    shared_ready: [bool; 2],
+}
+
+fn codec_index(c: Codec) -> usize {
+    match c {
+        Codec::Pcmu => 0,
+        Codec::Pcma => 1,
+    }
+}
+
+/// All rooms and members.
+pub struct Mixer {
+    rooms: Vec<Option<Room>>,
+    members: Vec<Option<Member>>,
+    silence: [[u8; FRAME]; 2],
+}
+
+impl Default for Mixer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn saturate(v: i32) -> i16 {
+    v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+}
+
+impl Mixer {
+    pub fn new() -> Self {
+        let mut silence = [[0u8; FRAME]; 2];
+        for c in [Codec::Pcmu, Codec::Pcma] {
+            c.encode(&[0; FRAME], &mut silence[codec_index(c)]);
+        }
+        Mixer {
+            rooms: Vec::new(),
+            members: Vec::new(),
+            silence,
+        }
+    }
+
+    pub fn open_room(&mut self) -> RoomId {
+        let room = Room {
+            members: Vec::with_capacity(8),
+            mix: [0; FRAME],
+            shared: [[0; FRAME]; 2],
+            shared_ready: [false; 2],
+        };
+        match self.rooms.iter().position(Option::is_none) {
+            Some(i) => {
+                self.rooms[i] = Some(room);
+                RoomId(i)
+            }
+            None => {
+                self.rooms.push(Some(room));
+                RoomId(self.rooms.len() - 1)
+            }
+        }
+    }
+
+    /// Close a room; its members (if any) are removed too.
+    pub fn close_room(&mut self, room: RoomId) {
+        if let Some(r) = self.rooms.get_mut(room.0).and_then(Option::take) {
+            for m in r.members {
+                if let Some(slot) = self.members.get_mut(m.0) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// Add a member who sends and receives `codec`. `None` if the room is not open.
+    pub fn add_member(&mut self, room: RoomId, codec: Codec) -> Option<MemberId> {
+        self.rooms.get(room.0)?.as_ref()?;
+        let member = Member {
+            room,
+            codec,
+            jitter: JitterBuffer::new(),
+            frame: [0; FRAME],
+            hang: 0,
+            contributing: false,
+            muted: false,
+            deaf: false,
+            held: false,
+            prompt: Player::new(),
+            queued: VecDeque::with_capacity(4),
+            out: [0; FRAME],
+            out_kind: Out::Silence,
+        };
+        let id = match self.members.iter().position(Option::is_none) {
+            Some(i) => {
+                self.members[i] = Some(member);
+                MemberId(i)
+            }
+            None => {
+                self.members.push(Some(member));
+                MemberId(self.members.len() - 1)
+            }
+        };
+        if let Some(Some(r)) = self.rooms.get_mut(room.0) {
+            r.members.push(id);
+        }
+        Some(id)
+    }
+
+    /// Remove a member; returns how many remain in its room.
+    pub fn remove_member(&mut self, id: MemberId) -> usize {
+        let Some(m) = self.members.get_mut(id.0).and_then(Option::take) else {
+            return 0;
+        };
+        match self.rooms.get_mut(m.room.0) {
+            Some(Some(r)) => {
+                r.members.retain(|&x| x != id);
+                r.members.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn member(&mut self, id: MemberId) -> Option<&mut Member> {
+        self.members.get_mut(id.0)?.as_mut()
+    }
+
+    /// A received RTP payload in the member's codec, `ts` its RTP timestamp.
+    /// Payloads of several frames are split; a short one is padded with silence.
+    pub fn push(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant) {
+        let Some(m) = self.member(id) else { return };
+        let mut pcm = [0i16; FRAME];
+        for (k, chunk) in payload.chunks(FRAME).enumerate() {
+            pcm.fill(0);
+            m.codec.decode(chunk, &mut pcm[..chunk.len()]);
+            let at = ts.wrapping_add((k * FRAME) as u32);
+            m.jitter.push(at, &pcm, now);
+        }
+    }
+
+    /// Play a clip to this member alone (after what is already queued).
+    pub fn play(&mut self, id: MemberId, clip: Arc<[i16]>) {
+        let Some(m) = self.member(id) else { return };
+        if m.prompt.is_playing() {
+            if m.queued.len() < m.queued.capacity() {
+                m.queued.push_back(clip);
+            }
+        } else {
+            m.prompt.play(clip, false);
+        }
+    }
+
+    /// Whether a prompt plays or waits for this member.
+    pub fn is_prompting(&self, id: MemberId) -> bool {
+        self.members
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .is_some_and(|m| m.prompt.is_playing() || !m.queued.is_empty())
+    }
+
+    pub fn set_muted(&mut self, id: MemberId, on: bool) {
+        if let Some(m) = self.member(id) {
+            m.muted = on;
+        }
+    }
+
+    pub fn set_deaf(&mut self, id: MemberId, on: bool) {
+        if let Some(m) = self.member(id) {
+            m.deaf = on;
+        }
+    }
+
+    /// On hold (`sendonly`/`inactive`): neither mixed nor sent anything.
+    pub fn set_held(&mut self, id: MemberId, on: bool) {
+        if let Some(m) = self.member(id) {
+            m.held = on;
+        }
+    }
+
+    pub fn members(&self, room: RoomId) -> &[MemberId] {
+        match self.rooms.get(room.0) {
+            Some(Some(r)) => &r.members,
+            _ => &[],
+        }
+    }
+
+    pub fn info(&self, id: MemberId) -> Option<MemberInfo> {
+        let m = self.members.get(id.0)?.as_ref()?;
+        Some(MemberInfo {
+            room: m.room,
+            codec: m.codec,
+            talking: m.hang > 0,
+            muted: m.muted,
+            deaf: m.deaf,
+            held: m.held,
+            jitter_ms: m.jitter.jitter_ms(),
+            stats: m.jitter.stats(),
+        })
+    }
+
+    /// Mix one 20 ms frame for every room.
+    pub fn tick(&mut self) {
+        let Mixer { rooms, members, .. } = self;
+        for room in rooms.iter_mut().flatten() {
+            room.mix = [0; FRAME];
+            room.shared_ready = [false; 2];
+            for &id in &room.members {
+                let Some(m) = members[id.0].as_mut() else {
+                    continue;
+                };
+                let kind = m.jitter.pop(&mut m.frame);
+                let energy = if kind == Popped::Silence {
+                    0
+                } else {
+                    m.frame
+                        .iter()
+                        .map(|&s| i64::from(s) * i64::from(s))
+                        .sum::<i64>()
+                        / FRAME as i64
+                };
+                m.hang = if energy > TALK_ENERGY {
+                    HANGOVER
+                } else {
+                    m.hang.saturating_sub(1)
+                };
+                m.contributing = m.hang > 0 && !m.muted && !m.held && kind != Popped::Silence;
+                if m.contributing {
+                    for (acc, &s) in room.mix.iter_mut().zip(m.frame.iter()) {
+                        *acc += i32::from(s);
+                    }
+                }
+            }
+            for &id in &room.members {
+                let Some(m) = members[id.0].as_mut() else {
+                    continue;
+                };
+                let c = codec_index(m.codec);
+                if m.held {
+                    m.out_kind = Out::Nothing;
+                    continue;
+                }
+                let prompting = m.prompt.is_playing();
+                if !m.contributing && !prompting {
+                    if m.deaf {
+                        m.out_kind = Out::Silence;
+                        continue;
+                    }
+                    if !room.shared_ready[c] {
+                        let mut pcm = [0i16; FRAME];
+                        for (p, &v) in pcm.iter_mut().zip(room.mix.iter()) {
+                            *p = saturate(v);
+                        }
+                        m.codec.encode(&pcm, &mut room.shared[c]);
+                        room.shared_ready[c] = true;
+                    }
+                    m.out_kind = Out::Shared;
+                    continue;
+                }
+                let mut pcm = [0i16; FRAME];
+                if !m.deaf {
+                    for ((p, &v), &own) in pcm.iter_mut().zip(room.mix.iter()).zip(m.frame.iter()) {
+                        let own = if m.contributing { i32::from(own) } else { 0 };
+                        *p = saturate(v - own);
+                    }
+                }
+                if prompting {
+                    let mut clip = [0i16; FRAME];
+                    m.prompt.next_frame(&mut clip);
+                    for (p, &v) in pcm.iter_mut().zip(clip.iter()) {
+                        *p = p.saturating_add(v);
+                    }
+                    if m.prompt.take_finished() {
+                        if let Some(next) = m.queued.pop_front() {
+                            m.prompt.play(next, false);
+                        }
+                    }
+                }
+                m.codec.encode(&pcm, &mut m.out);
+                m.out_kind = Out::Own;
+            }
+        }
+    }
+
+    /// This tick's payload for a member, in its codec; `None` when nothing
+    /// is to be sent (held, or not a member).
+    pub fn output(&self, id: MemberId) -> Option<&[u8; FRAME]> {
+        let m = self.members.get(id.0)?.as_ref()?;
+        match m.out_kind {
+            Out::Nothing => None,
+            Out::Own => Some(&m.out),
+            Out::Silence => Some(&self.silence[codec_index(m.codec)]),
+            Out::Shared => {
+                let room = self.rooms.get(m.room.0)?.as_ref()?;
+                Some(&room.shared[codec_index(m.codec)])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const FREQS: [f64; 3] = [500.0, 800.0, 1300.0];
+
+    fn sine(freq: f64, amp: f64, start: usize) -> [i16; FRAME] {
+        let mut f = [0i16; FRAME];
+        for (i, s) in f.iter_mut().enumerate() {
+            let t = (start + i) as f64 / 8000.0;
+            *s = (amp * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16;
+        }
+        f
+    }
+
+    /// Power of `freq` in `x` (Goertzel), normalised by length.
+    fn power(x: &[i16], freq: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+        let c = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in x {
+            let s0 = f64::from(v) + c * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2)
+    }
+
+    fn db(p: f64) -> f64 {
+        10.0 * p.max(1e-12).log10()
+    }
+
+    struct Run {
+        mixer: Mixer,
+        ids: Vec<MemberId>,
+        heard: Vec<Vec<i16>>,
+        t0: Instant,
+        tick: usize,
+    }
+
+    impl Run {
+        fn new(codecs: &[Codec]) -> Run {
+            let mut mixer = Mixer::new();
+            let room = mixer.open_room();
+            let ids = codecs
+                .iter()
+                .map(|&c| mixer.add_member(room, c).unwrap())
+                .collect();
+            Run {
+                mixer,
+                ids,
+                heard: vec![Vec::new(); codecs.len()],
+                t0: Instant::now(),
+                tick: 0,
+            }
+        }
+
+        /// One tick: member i sends `frames[i]` (None: its packet is lost).
+        fn step(&mut self, frames: &[Option<[i16; FRAME]>]) {
+            let now = self.t0 + Duration::from_millis(20 * self.tick as u64);
+            for (k, f) in frames.iter().enumerate() {
+                if let Some(f) = f {
+                    let id = self.ids[k];
+                    let codec = self.mixer.info(id).unwrap().codec;
+                    let mut enc = [0u8; FRAME];
+                    codec.encode(f, &mut enc);
+                    self.mixer.push(id, (self.tick * FRAME) as u32, &enc, now);
+                }
+            }
+            self.mixer.tick();
+            for (k, &id) in self.ids.iter().enumerate() {
+                let mut pcm = [0i16; FRAME];
+                if let Some(out) = self.mixer.output(id) {
+                    self.mixer.info(id).unwrap().codec.decode(out, &mut pcm);
+                }
+                self.heard[k].extend_from_slice(&pcm);
+            }
+            self.tick += 1;
+        }
+    }
+
+    #[test]
+    fn everyone_hears_the_others_and_not_themselves() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcma, Codec::Pcmu]);
+        for t in 0..100 {
+            let frames: Vec<_> = FREQS
+                .iter()
+                .map(|&f| Some(sine(f, 6000.0, t * FRAME)))
+                .collect();
+            run.step(&frames);
+        }
+        for (k, heard) in run.heard.iter().enumerate() {
+            let tail = &heard[20 * FRAME..];
+            let own = db(power(tail, FREQS[k]));
+            for (j, &f) in FREQS.iter().enumerate() {
+                if j != k {
+                    let other = db(power(tail, f));
+                    assert!(
+                        other - own > 40.0,
+                        "member {k}: {f} Hz at {other:.1} dB, own {} Hz at {own:.1} dB",
+                        FREQS[k]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_scale_mix_saturates_instead_of_wrapping() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcmu, Codec::Pcmu, Codec::Pcmu]);
+        let loud = [30000i16; FRAME];
+        for _ in 0..10 {
+            run.step(&[Some(loud), Some(loud), Some(loud), None]);
+        }
+        // The silent fourth member hears 3 × 30000: clipped, still positive.
+        let tail = &run.heard[3][5 * FRAME..];
+        assert!(tail.iter().all(|&s| s > 30000), "{:?}", &tail[..8]);
+        let tail = &run.heard[0][5 * FRAME..];
+        assert!(tail.iter().all(|&s| s > 30000), "60000 clips, no wrap");
+    }
+
+    #[test]
+    fn a_lost_packet_is_concealed_not_a_hole() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcmu]);
+        for t in 0..40 {
+            let f = (t != 20).then(|| sine(500.0, 8000.0, t * FRAME));
+            run.step(&[f, None]);
+        }
+        let heard = &run.heard[1];
+        // After the prebuffer, no 20 ms stretch of the talker's stream is silent.
+        let start = heard.iter().position(|&s| s != 0).unwrap();
+        for frame in heard[start..start + 30 * FRAME].chunks(FRAME) {
+            let peak = frame.iter().map(|s| s.unsigned_abs()).max().unwrap();
+            assert!(peak > 2000, "a hole in the audio: peak {peak}");
+        }
+        assert_eq!(run.mixer.info(run.ids[0]).unwrap().stats.lost, 1);
+    }
+
+    #[test]
+    fn muted_members_are_not_heard_and_deaf_members_hear_nothing() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcmu, Codec::Pcmu]);
+        run.mixer.set_muted(run.ids[0], true);
+        run.mixer.set_deaf(run.ids[2], true);
+        for t in 0..50 {
+            let frames: Vec<_> = FREQS
+                .iter()
+                .map(|&f| Some(sine(f, 6000.0, t * FRAME)))
+                .collect();
+            run.step(&frames);
+        }
+        let tail = |k: usize| &run.heard[k][10 * FRAME..];
+        // Member 1 hears member 2 but not the muted member 0.
+        assert!(db(power(tail(1), FREQS[2])) - db(power(tail(1), FREQS[0])) > 40.0);
+        // The deaf member hears nothing at all.
+        assert!(tail(2).iter().all(|&s| s.abs() <= 8), "deaf hears silence");
+        assert!(run.mixer.info(run.ids[0]).unwrap().muted);
+    }
+
+    #[test]
+    fn held_members_are_neither_mixed_nor_sent_anything() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcmu]);
+        run.mixer.set_held(run.ids[0], true);
+        for t in 0..20 {
+            run.step(&[Some(sine(500.0, 6000.0, t * FRAME)), None]);
+        }
+        assert_eq!(run.mixer.output(run.ids[0]), None);
+        assert!(run.heard[1].iter().all(|&s| s.abs() <= 8));
+    }
+
+    #[test]
+    fn a_prompt_reaches_only_its_member_and_silent_rooms_share_one_encode() {
+        let mut run = Run::new(&[Codec::Pcmu, Codec::Pcmu]);
+        let clip: Arc<[i16]> = (0..FRAME * 5)
+            .map(|i| ((i % 40) as i16 - 20) * 500)
+            .collect();
+        run.mixer.play(run.ids[0], clip);
+        run.step(&[None, None]);
+        let a = run.mixer.output(run.ids[0]).unwrap() as *const _;
+        let b = run.mixer.output(run.ids[1]).unwrap() as *const _;
+        assert_ne!(a, b, "the prompted member has its own payload");
+        for _ in 0..5 {
+            run.step(&[None, None]);
+        }
+        assert!(!run.mixer.is_prompting(run.ids[0]));
+        let a = run.mixer.output(run.ids[0]).unwrap() as *const _;
+        let b = run.mixer.output(run.ids[1]).unwrap() as *const _;
+        assert_eq!(a, b, "silent members share the room's payload");
+        assert!(run.heard[1].iter().all(|&s| s.abs() <= 8));
+        assert!(run.heard[0][..FRAME * 5].iter().any(|&s| s.abs() > 5000));
+    }
+
+    #[test]
+    fn slots_are_reused_after_leaving() {
+        let mut m = Mixer::new();
+        let room = m.open_room();
+        let a = m.add_member(room, Codec::Pcmu).unwrap();
+        let b = m.add_member(room, Codec::Pcmu).unwrap();
+        assert_eq!(m.remove_member(a), 1);
+        let c = m.add_member(room, Codec::Pcma).unwrap();
+        assert_eq!(c, a, "the slot is reused");
+        assert_eq!(m.members(room), [b, c]);
+        m.close_room(room);
+        assert_eq!(m.info(b), None);
+        assert!(m.add_member(room, Codec::Pcmu).is_none(), "closed");
+    }
+}
