@@ -71,6 +71,7 @@ pub struct SipConfig {
 #[serde(deny_unknown_fields)]
 pub struct RtpConfig {
     pub port_range: String,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +120,8 @@ pub struct RoomsConfig {
     pub open: bool,
     pub trusted: Vec<String>,
     pub direct_uri: String,
+    pub max_members: usize,
+    pub announce: String,
     pub room: Vec<RoomConfig>,
 }
 
@@ -155,6 +158,10 @@ pub struct Settings {
     pub pin: PinRules,
     pub throttle: ThrottleRules,
     pub directory: Directory,
+    pub rtp_timeout: Duration,
+    pub max_members: usize,
+    /// Join/leave tones for the others.
+    pub announce_tones: bool,
 }
 
 /// Prompts the call flow plays; each must have a text.
@@ -297,6 +304,28 @@ impl Config {
         let pin = pin_rules(&self.pin)?;
         let throttle = throttle_rules(&self.pin)?;
         let directory = directory(&self.rooms, &pin)?;
+        if self.rtp.timeout_secs == 0 {
+            return Err(ConfigError::invalid(
+                "rtp.timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.rooms.max_members < 2 {
+            return Err(ConfigError::invalid(
+                "rooms.max_members",
+                "a conference needs room for 2",
+            ));
+        }
+        let announce_tones = match self.rooms.announce.as_str() {
+            "tone" => true,
+            "none" => false,
+            other => {
+                return Err(ConfigError::invalid(
+                    "rooms.announce",
+                    format!("`{other}` is not tone or none"),
+                ))
+            }
+        };
         Ok(Settings {
             sip_listen,
             public_address,
@@ -312,6 +341,9 @@ impl Config {
             pin,
             throttle,
             directory,
+            rtp_timeout: Duration::from_secs(self.rtp.timeout_secs),
+            max_members: self.rooms.max_members,
+            announce_tones,
         })
     }
 }
@@ -550,6 +582,9 @@ mod tests {
         assert!(msg(&["pin.attempts=0"]).starts_with("pin.attempts:"));
         assert!(msg(&["rooms.trusted=[\"10.0.0.0/40\"]"]).starts_with("rooms.trusted[0]:"));
         assert!(msg(&["rooms.direct_uri=room"]).starts_with("rooms.direct_uri:"));
+        assert!(msg(&["rooms.announce=bell"]).starts_with("rooms.announce:"));
+        assert!(msg(&["rooms.max_members=1"]).starts_with("rooms.max_members:"));
+        assert!(msg(&["rtp.timeout_secs=0"]).starts_with("rtp.timeout_secs:"));
         let twice = "rooms.room=[{id=\"a\", pin=\"1111\"}, {id=\"b\", pin=\"1111\"}]";
         assert!(
             msg(&[twice]).starts_with("rooms.room[1].pin:"),

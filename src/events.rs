@@ -19,6 +19,16 @@ pub enum Event {
     /// A caller was refused for too many wrong PINs; `key` is what was
     /// throttled (`caller:USER@IP` or `number:USER`).
     PinLockout { call: String, key: String },
+    /// The first member arrived.
+    RoomOpened { room: String },
+    /// The last member left.
+    RoomClosed { room: String },
+    /// A call left its room: `hangup`, `kicked`, `rtp_timeout`, `shutdown`, ...
+    MemberLeft {
+        call: String,
+        room: String,
+        reason: &'static str,
+    },
     /// A call entered a room.
     MemberJoined {
         call: String,

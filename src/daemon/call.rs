@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::conference::{Conference, JoinError, JoinRequest, MemberKey, Notice};
 use crate::config::Settings;
 use crate::dtmf::info::digit_from_info;
 use crate::dtmf::{DigitStream, DtmfMode, Source};
 use crate::events::{Event, Events};
 use crate::ivr::inbound::{Action, EndReason, Entry, InboundFlow, Input, Timers, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
+use crate::rtp::packet::RtpSender;
 use crate::sip::call::{CallEvent, OfferedCall, Responder};
 use crate::sip::sdp::{self, Negotiated};
 
@@ -32,6 +34,7 @@ pub struct CallContext {
     pub shutdown: CancellationToken,
     pub events: Events,
     pub pin_guard: Mutex<PinGuard>,
+    pub conference: Conference,
 }
 
 /// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
@@ -80,6 +83,8 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         }
     };
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let socket = Arc::new(socket);
+    let rtp = Arc::new(Mutex::new(RtpSender::random()));
     let session_id = u64::from(rand::random::<u32>());
     let mut sdp_version = session_id;
     let (local_sdp, params) = match &neg {
@@ -112,7 +117,16 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     // Our side of the session: the answer (or late offer) now, replaced by
     // each re-INVITE's answer.
     let mut current = local_sdp.into_bytes();
-    let mut leg = Leg::start(socket, params, inband_on);
+    let mut media = params;
+    let mut leg = Leg::start(
+        socket.clone(),
+        params,
+        inband_on,
+        rtp.clone(),
+        ctx.settings.rtp_timeout,
+    );
+    let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let mut member: Option<MemberKey> = None;
 
     let timers = Timers {
         early_media: ctx.settings.early_media.filter(|_| !late_offer),
@@ -185,15 +199,36 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     flow.verdict(verdict);
                 }
                 Action::Join(room) => {
-                    // Until the conference bridge takes the call, the join is
-                    // where the gatekeeper's work ends.
-                    info!(%room, direct, "joined room");
-                    ctx.events.publish(Event::MemberJoined {
-                        call: call.call_id.clone(),
-                        room,
-                        from: call.from.clone(),
-                        direct,
-                    });
+                    let joined = ctx
+                        .conference
+                        .join(JoinRequest {
+                            room: room.clone(),
+                            call: call.call_id.clone(),
+                            from: call.from.clone(),
+                            direct,
+                            codec: media.codec,
+                            payload_type: media.payload_type,
+                            socket: socket.clone(),
+                            dest: media.remote,
+                            rtp: rtp.clone(),
+                            notices: notice_tx.clone(),
+                        })
+                        .await;
+                    match joined {
+                        Ok(key) => {
+                            member = Some(key);
+                            waiting_for = None;
+                            leg.send(LegCommand::Conferenced {
+                                conference: ctx.conference.clone(),
+                                member: key,
+                            });
+                        }
+                        Err(JoinError::Full) => {
+                            warn!(%room, "room full");
+                            flow.handle(Input::RoomFull, Instant::now());
+                        }
+                        Err(JoinError::Stopped) => flow.handle(Input::Shutdown, Instant::now()),
+                    }
                 }
                 // The caller's own BYE or CANCEL was already answered by the stack.
                 Action::Hangup(
@@ -216,7 +251,8 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     match sdp::parse_answer(&call.handle.ack_body()) {
                         Ok(n) => {
                             let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
-                            leg.send(LegCommand::Update(media_params(&n)));
+                            media = media_params(&n);
+                            leg.send(LegCommand::Update(media));
                             flow.handle(Input::Acked, Instant::now());
                         }
                         Err(e) => {
@@ -244,7 +280,12 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                             let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
                             sdp_version += 1;
                             info!(hold = n.on_hold(), codec = ?n.codec, "re-INVITE");
-                            leg.send(LegCommand::Update(media_params(&n)));
+                            if member.is_some() && n.codec != media.codec {
+                                // The room mixes in the codec chosen at the join.
+                                warn!(from = ?media.codec, to = ?n.codec, "codec change in a room is not followed");
+                            }
+                            media = media_params(&n);
+                            leg.send(LegCommand::Update(media));
                             current = sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes();
                             reply.sdp(current.clone()).await;
                         }
@@ -266,8 +307,13 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     flow.handle(Input::PlaybackDone, Instant::now());
                 }
                 Some(LegEvent::Digit { digit: d, source, at }) => digit = Some((d, source, at)),
+                Some(LegEvent::RtpTimeout) => {
+                    warn!(secs = ctx.settings.rtp_timeout.as_secs(), "no RTP");
+                    flow.handle(Input::RtpTimeout, Instant::now());
+                }
                 _ => {}
             },
+            Some(Notice::Kicked) = notices.recv() => flow.handle(Input::Kicked, Instant::now()),
             _ = tokio::time::sleep_until(deadline.into()) => flow.handle_timeout(Instant::now()),
             _ = ctx.shutdown.cancelled() => flow.handle(Input::Shutdown, Instant::now()),
         }
@@ -282,6 +328,9 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
             }
         }
     };
+    if let Some(key) = member {
+        ctx.conference.leave(key, reason.as_str());
+    }
     let stats = leg.close().await;
     let dtmf = digits.counters();
     info!(

@@ -6,13 +6,14 @@
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO parts
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::conference::{Conference, MediaIn, MemberKey};
 use crate::dtmf::inband::{Detection, InbandDetector};
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
@@ -43,6 +44,12 @@ pub enum LegCommand {
     },
     Stop,
     Update(MediaParams),
+    /// The call joined a room: from now on the conference sends, and
+    /// received audio goes to it.
+    Conferenced {
+        conference: Conference,
+        member: MemberKey,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +63,8 @@ pub enum LegEvent {
         source: Source,
         at: Instant,
     },
+    /// No RTP for the configured timeout while not on hold.
+    RtpTimeout,
 }
 
 /// Counters reported when the call ends.
@@ -78,7 +87,14 @@ pub struct Leg {
 
 impl Leg {
     /// Start the leg; `inband` runs the tone detector on received audio.
-    pub fn start(socket: UdpSocket, params: MediaParams, inband: bool) -> Leg {
+    /// `rtp` numbers what is sent, here and later by the conference.
+    pub fn start(
+        socket: Arc<UdpSocket>,
+        params: MediaParams,
+        inband: bool,
+        rtp: Arc<Mutex<RtpSender>>,
+        rtp_timeout: Duration,
+    ) -> Leg {
         let (commands, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
@@ -88,7 +104,12 @@ impl Leg {
             presses: Vec::new(),
             detections: Vec::new(),
         };
-        let task = tokio::spawn(run(socket, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
+        let io = Io {
+            socket,
+            rtp,
+            rtp_timeout,
+        };
+        let task = tokio::spawn(run(io, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
         Leg {
             commands,
             events,
@@ -182,8 +203,30 @@ impl Dtmf {
     }
 }
 
+/// The leg's socket and sending state.
+struct Io {
+    socket: Arc<UdpSocket>,
+    rtp: Arc<Mutex<RtpSender>>,
+    rtp_timeout: Duration,
+}
+
+/// Received audio for the conference, split into 20 ms frames.
+fn to_conference(conf: &Conference, member: MemberKey, rtp: &packet::RtpView<'_>, at: Instant) {
+    for (k, chunk) in rtp.payload.chunks(FRAME).enumerate() {
+        let mut payload = [0u8; FRAME];
+        payload[..chunk.len()].copy_from_slice(chunk);
+        conf.media(MediaIn {
+            member,
+            ts: rtp.timestamp.wrapping_add((k * FRAME) as u32),
+            len: chunk.len() as u16,
+            payload,
+            at,
+        });
+    }
+}
+
 async fn run(
-    socket: UdpSocket,
+    io: Io,
     mut params: MediaParams,
     mut dtmf: Dtmf,
     mut commands: mpsc::UnboundedReceiver<LegCommand>,
@@ -192,8 +235,15 @@ async fn run(
 ) -> LegStats {
     let mut stats = LegStats::default();
     let mut pacer = Pacer::new(Instant::now(), Duration::from_millis(20));
-    let mut sender = RtpSender::random();
+    let Io {
+        socket,
+        rtp: sender,
+        rtp_timeout,
+    } = io;
     let mut player = Player::new();
+    let mut conferenced: Option<(Conference, MemberKey)> = None;
+    let mut last_rx = Instant::now();
+    let mut timed_out = false;
     let mut latched: Option<SocketAddr> = None;
     let mut pcm = [0i16; FRAME];
     let mut payload = [0u8; FRAME];
@@ -202,6 +252,7 @@ async fn run(
     let mut playing: Option<u64> = None;
     loop {
         let dtmf_deadline = dtmf.next_deadline();
+        let watch_rtp = params.send && !timed_out;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -215,12 +266,31 @@ async fn run(
                 Some(LegCommand::Update(p)) => {
                     dtmf.renegotiated(p.dtmf_pt);
                     if p.send && !params.send {
-                        sender.start_talkspurt();
+                        lock(&sender).start_talkspurt();
+                        last_rx = Instant::now();
                     }
                     if p.remote != params.remote {
                         latched = None;
+                        if let (Some((conf, member)), Some(remote)) = (&conferenced, p.remote) {
+                            conf.set_dest(*member, remote);
+                        }
+                    }
+                    if let Some((conf, member)) = &conferenced {
+                        if p.send != params.send {
+                            conf.set_held(*member, !p.send);
+                        }
                     }
                     params = p;
+                }
+                Some(LegCommand::Conferenced { conference, member }) => {
+                    player.stop();
+                    if let Some(dest) = latched {
+                        conference.set_dest(member, dest);
+                    }
+                    if !params.send {
+                        conference.set_held(member, true);
+                    }
+                    conferenced = Some((conference, member));
                 }
             },
             r = socket.recv_from(&mut buf) => {
@@ -229,14 +299,26 @@ async fn run(
                     Ok(rtp) => {
                         stats.received += 1;
                         match latched {
-                            None => latched = Some(from),
+                            None => {
+                                latched = Some(from);
+                                if let Some((conf, member)) = &conferenced {
+                                    conf.set_dest(*member, from);
+                                }
+                            }
                             Some(addr) if addr != from => {
                                 stats.foreign += 1;
                                 continue;
                             }
                             Some(_) => {}
                         }
-                        dtmf.on_packet(&rtp, &params, Instant::now(), &events);
+                        let now = Instant::now();
+                        last_rx = now;
+                        dtmf.on_packet(&rtp, &params, now, &events);
+                        if let Some((conf, member)) = &conferenced {
+                            if rtp.pt == params.payload_type {
+                                to_conference(conf, *member, &rtp, now);
+                            }
+                        }
                     }
                     Err(_) => stats.not_rtp += 1,
                 }
@@ -244,13 +326,17 @@ async fn run(
             _ = sleep_until_some(dtmf_deadline), if dtmf_deadline.is_some() => {
                 dtmf.on_timeout(Instant::now(), &events);
             }
-            _ = tokio::time::sleep_until(pacer.next_deadline().into()) => {
+            _ = tokio::time::sleep_until((last_rx + rtp_timeout).into()), if watch_rtp => {
+                timed_out = true;
+                events.send(LegEvent::RtpTimeout).ok();
+            }
+            _ = tokio::time::sleep_until(pacer.next_deadline().into()), if conferenced.is_none() => {
                 let due = pacer.poll(Instant::now());
                 if due.skipped > 0 {
                     // Starved for longer than a burst may catch up: leave a gap
                     // in RTP time rather than send a flood of packets.
                     stats.late_ticks += due.skipped;
-                    sender.skip((due.skipped * FRAME as u64) as u32);
+                    lock(&sender).skip((due.skipped * FRAME as u64) as u32);
                 }
                 for _ in 0..due.frames {
                     player.next_frame(&mut pcm);
@@ -263,12 +349,12 @@ async fn run(
                     match dest {
                         Some(dest) if params.send => {
                             params.codec.encode(&pcm, &mut payload);
-                            sender.packetize(params.payload_type, &payload, FRAME as u32, &mut out);
+                            lock(&sender).packetize(params.payload_type, &payload, FRAME as u32, &mut out);
                             if socket.send_to(&out, dest).await.is_ok() {
                                 stats.sent += 1;
                             }
                         }
-                        _ => sender.skip(FRAME as u32),
+                        _ => lock(&sender).skip(FRAME as u32),
                     }
                 }
             }
@@ -282,4 +368,9 @@ async fn sleep_until_some(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The shared RTP numbering; a poisoned lock still holds valid counters.
+fn lock(rtp: &Mutex<RtpSender>) -> std::sync::MutexGuard<'_, RtpSender> {
+    rtp.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
+use crate::conference::{Announcements, Conference, Limits};
 use crate::config::Settings;
 use crate::events::Events;
 use crate::ivr::throttle::PinGuard;
@@ -42,6 +43,7 @@ pub struct Daemon {
     calls: tokio::task::JoinHandle<()>,
     ua: UserAgent,
     events: Events,
+    conference: Conference,
 }
 
 impl Daemon {
@@ -59,6 +61,21 @@ impl Daemon {
         )
         .await?;
         let events = Events::default();
+        let clip = |name: &str| prompts.get(name).unwrap_or_else(|| Vec::new().into());
+        let clips = Announcements {
+            joined: clip("joined"),
+            only_participant: clip("only_participant"),
+            join_tone: settings.announce_tones.then(|| clip("join_tone")),
+            leave_tone: settings.announce_tones.then(|| clip("leave_tone")),
+        };
+        let conference = Conference::start(
+            clips,
+            Limits {
+                max_members: settings.max_members,
+            },
+            events.clone(),
+            shutdown.clone(),
+        );
         let t = settings.throttle;
         let ctx = Arc::new(CallContext {
             ports: PortPool::new(settings.rtp_ports.clone()),
@@ -72,6 +89,7 @@ impl Daemon {
             prompts,
             shutdown: shutdown.clone(),
             events: events.clone(),
+            conference: conference.clone(),
         });
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
@@ -108,7 +126,13 @@ impl Daemon {
             calls,
             ua,
             events,
+            conference,
         })
+    }
+
+    /// The conference rooms.
+    pub fn conference(&self) -> &Conference {
+        &self.conference
     }
 
     /// The daemon's events, from now on.

@@ -19,7 +19,7 @@ pub enum Prompt {
     InvalidPin,
     Goodbye,
     TryLater,
-    Joined,
+    ConferenceFull,
 }
 
 impl Prompt {
@@ -29,7 +29,7 @@ impl Prompt {
             Prompt::InvalidPin => "invalid_pin",
             Prompt::Goodbye => "goodbye",
             Prompt::TryLater => "try_later",
-            Prompt::Joined => "joined",
+            Prompt::ConferenceFull => "conference_full",
         }
     }
 }
@@ -85,6 +85,30 @@ pub enum EndReason {
     PinAttempts,
     /// Throttled; try-later was played.
     LockedOut,
+    /// The room was full; conference-full was played.
+    RoomFull,
+    /// Removed from the room by a controller.
+    Kicked,
+    /// No RTP for the configured timeout.
+    RtpTimeout,
+}
+
+impl EndReason {
+    /// The reason as events and logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::CallerHungUp => "hangup",
+            EndReason::CallerCancelled => "cancelled",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::NoAck => "no_ack",
+            EndReason::Shutdown => "shutdown",
+            EndReason::PinAttempts => "pin_attempts",
+            EndReason::LockedOut => "locked_out",
+            EndReason::RoomFull => "room_full",
+            EndReason::Kicked => "kicked",
+            EndReason::RtpTimeout => "rtp_timeout",
+        }
+    }
 }
 
 /// What happened to the call.
@@ -102,6 +126,12 @@ pub enum Input {
     Cancel,
     /// The daemon is stopping.
     Shutdown,
+    /// The room refused the join: full.
+    RoomFull,
+    /// A controller removed the caller from its room.
+    Kicked,
+    /// The caller's RTP stopped.
+    RtpTimeout,
 }
 
 /// Timing knobs.
@@ -131,8 +161,8 @@ enum State {
         collector: PinCollector,
         idle_at: Instant,
     },
-    /// Throttled: try-later plays, then the call ends.
-    Refusing,
+    /// A last prompt plays (try-later, conference-full), then the call ends.
+    Refusing(EndReason),
     /// In the room.
     Joined,
     Ended(EndReason),
@@ -185,7 +215,6 @@ impl InboundFlow {
 
     fn join(&mut self, room: String) {
         self.actions.push_back(Action::Join(room));
-        self.actions.push_back(Action::Play(Prompt::Joined));
         self.state = State::Joined;
     }
 
@@ -221,6 +250,12 @@ impl InboundFlow {
             (State::Ended(_), _) => {}
             (_, Input::Bye) => self.end(EndReason::CallerHungUp),
             (_, Input::Shutdown) => self.end(EndReason::Shutdown),
+            (_, Input::Kicked) => self.end(EndReason::Kicked),
+            (_, Input::RtpTimeout) => self.end(EndReason::RtpTimeout),
+            (State::Joined, Input::RoomFull) => {
+                self.actions.push_back(Action::Play(Prompt::ConferenceFull));
+                self.state = State::Refusing(EndReason::RoomFull);
+            }
             (State::EarlyMedia { .. } | State::ExpectAck { .. }, Input::Cancel) => {
                 self.end(EndReason::CallerCancelled)
             }
@@ -243,7 +278,10 @@ impl InboundFlow {
                 collector.on_digit(d, now);
                 self.drain_collector();
             }
-            (State::Refusing, Input::PlaybackDone) => self.end(EndReason::LockedOut),
+            (State::Refusing(reason), Input::PlaybackDone) => {
+                let reason = *reason;
+                self.end(reason)
+            }
             _ => {}
         }
     }
@@ -264,7 +302,7 @@ impl InboundFlow {
             }
             Verdict::LockedOut => {
                 self.actions.push_back(Action::Play(Prompt::TryLater));
-                self.state = State::Refusing;
+                self.state = State::Refusing(EndReason::LockedOut);
             }
         }
     }
@@ -293,7 +331,7 @@ impl InboundFlow {
                     .next_deadline()
                     .map_or(*idle_at, |d| d.min(*idle_at)),
             ),
-            State::Refusing | State::Joined | State::Ended(_) => None,
+            State::Refusing(_) | State::Joined | State::Ended(_) => None,
         }
     }
 
@@ -372,10 +410,7 @@ mod tests {
             [Action::StopPrompt, Action::CheckPin("1234".into())]
         );
         f.verdict(Verdict::Room("1234".into()));
-        assert_eq!(
-            drain(&mut f),
-            [Action::Join("1234".into()), Action::Play(Prompt::Joined)]
-        );
+        assert_eq!(drain(&mut f), [Action::Join("1234".into())]);
         assert_eq!(f.next_deadline(), None, "no idle timeout in a room");
         f.handle(Input::PlaybackDone, t);
         keys(&mut f, "9#", t);
@@ -393,10 +428,32 @@ mod tests {
             [
                 Action::EarlyMedia,
                 Action::Answer,
-                Action::Join("42".into()),
-                Action::Play(Prompt::Joined)
+                Action::Join("42".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_full_room_plays_its_prompt_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut f = acked(t0, Entry::Direct("42".into()));
+        f.handle(Input::RoomFull, t0 + Duration::from_secs(2));
+        assert_eq!(drain(&mut f), [Action::Play(Prompt::ConferenceFull)]);
+        f.handle(Input::PlaybackDone, t0 + Duration::from_secs(5));
+        assert_eq!(drain(&mut f), [Action::Hangup(EndReason::RoomFull)]);
+    }
+
+    #[test]
+    fn kicks_and_dead_media_end_a_joined_call() {
+        let t0 = Instant::now();
+        for (input, reason) in [
+            (Input::Kicked, EndReason::Kicked),
+            (Input::RtpTimeout, EndReason::RtpTimeout),
+        ] {
+            let mut f = acked(t0, Entry::Direct("42".into()));
+            f.handle(input, t0 + Duration::from_secs(2));
+            assert_eq!(drain(&mut f), [Action::Hangup(reason)]);
+        }
     }
 
     #[test]
