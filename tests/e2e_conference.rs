@@ -1,0 +1,70 @@
+//! End to end with real softphones: three baresip phones, each with its own
+//! tone as microphone, key the same PIN; each one's recording holds the other
+//! two tones and not its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::baresip::Baresip;
+use common::daemon;
+use common::signal::{goertzel, read_wav, sine, temp_dir, write_wav};
+use confgate::events::Event;
+
+const FREQS: [f64; 3] = [500.0, 800.0, 1300.0];
+
+fn db(x: f64) -> f64 {
+    10.0 * x.max(1e-9).log10()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_baresip_phones_hear_each_other() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let dir = temp_dir("e2e-conference");
+    let mut phones = Vec::new();
+    for (k, &f) in FREQS.iter().enumerate() {
+        let mic = dir.join(format!("tone{k}.wav"));
+        write_wav(&mic, &sine(8000, f, 5000.0, 8000 * 40));
+        let mut phone = Baresip::start(&format!("conf{k}"), &mic, false).await;
+        let reply = phone
+            .command("dial", &format!("sip:4000@{}", d.sip_addr()))
+            .await;
+        assert!(reply.contains("\"ok\":true"), "dial: {reply}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        phone.command("sndcode", "2468#").await;
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(Event::MemberJoined { room, .. }) = events.recv().await {
+                    return room;
+                }
+            }
+        })
+        .await;
+        assert_eq!(joined.ok().as_deref(), Some("2468"), "phone {k} joined");
+        phones.push(phone);
+    }
+    // All three in the room; let them talk past the announcements.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut dirs = Vec::new();
+    for phone in phones {
+        dirs.push(phone.quit().await);
+    }
+    d.shutdown().await;
+    for (k, dir) in dirs.iter().enumerate() {
+        let rec = Baresip::heard(dir).expect("a recording");
+        let heard = read_wav(&rec);
+        assert!(heard.len() > 8000 * 4, "phone {k} recorded {} samples", heard.len());
+        // The last seconds with all three in the room, before the hang-ups.
+        let end = heard.len() - 8000;
+        let tail = &heard[end - 16000..end];
+        let own = db(goertzel(tail, 8000, FREQS[k]));
+        for (j, &f) in FREQS.iter().enumerate() {
+            if j != k {
+                let other = db(goertzel(tail, 8000, f));
+                eprintln!("phone {k}: {f} Hz {other:.1} dB, own {} Hz {own:.1} dB", FREQS[k]);
+                assert!(other - own > 20.0, "phone {k} hears {f} Hz over its own tone");
+            }
+        }
+    }
+}
