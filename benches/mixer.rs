@@ -1,0 +1,130 @@
+//! Mixer cost per 20 ms tick for one room of 3, 10, 100 and 1,000 members,
+//! and heap allocations per tick. `cargo bench --bench mixer` prints them.
+//!
+//! Each tick every member delivers one G.711 frame (as from the network):
+//! three talk (sines), the rest send low background noise that the talk
+//! detector ignores; then the mixer ticks and every member's payload is
+//! read, as the sender would. A second run has every member talking.
+#![allow(clippy::disallowed_methods)] // a benchmark reads the clock
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use confgate::media::g711::Codec;
+use confgate::media::mixer::{MemberId, Mixer};
+
+/// Counts allocations so the per-tick figure is measured, not assumed.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's layout unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `alloc`; `ptr` and `layout` come from this allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const WARMUP: usize = 100;
+const TICKS: usize = 1000;
+
+fn frames(talkers: usize) -> Vec<[u8; 160]> {
+    let mut x: u32 = 99;
+    (0..talkers.max(1) + 1)
+        .map(|k| {
+            let mut pcm = [0i16; 160];
+            for (i, s) in pcm.iter_mut().enumerate() {
+                *s = if k < talkers {
+                    let f = 300.0 + 170.0 * k as f64;
+                    (5000.0 * (std::f64::consts::TAU * f * i as f64 / 8000.0).sin()) as i16
+                } else {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    ((x >> 16) as i16) >> 10 // about -60 dBFS
+                };
+            }
+            let mut enc = [0u8; 160];
+            Codec::Pcmu.encode(&pcm, &mut enc);
+            enc
+        })
+        .collect()
+}
+
+struct Figures {
+    mean: Duration,
+    p99: Duration,
+    max: Duration,
+    allocs_per_tick: f64,
+}
+
+fn run(members: usize, talkers: usize) -> Figures {
+    let mut mixer = Mixer::new();
+    let room = mixer.open_room();
+    let ids: Vec<MemberId> = (0..members)
+        .map(|k| {
+            let codec = if k % 2 == 0 { Codec::Pcmu } else { Codec::Pcma };
+            mixer.add_member(room, codec).expect("room is open")
+        })
+        .collect();
+    let payloads = frames(talkers);
+    let t0 = Instant::now();
+    let mut times = Vec::with_capacity(TICKS);
+    let mut checksum = 0u64;
+    let mut allocs = 0;
+    for tick in 0..WARMUP + TICKS {
+        let at = t0 + Duration::from_millis(20 * tick as u64);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let start = Instant::now();
+        for (k, &id) in ids.iter().enumerate() {
+            let p = &payloads[k.min(talkers)];
+            mixer.push(id, (tick * 160) as u32, p, at);
+        }
+        mixer.tick();
+        for &id in &ids {
+            if let Some(out) = mixer.output(id) {
+                checksum = checksum.wrapping_add(u64::from(out[0]));
+            }
+        }
+        let took = start.elapsed();
+        if tick >= WARMUP {
+            times.push(took);
+            allocs += ALLOCS.load(Ordering::Relaxed) - before;
+        }
+    }
+    std::hint::black_box(checksum);
+    times.sort();
+    Figures {
+        mean: times.iter().sum::<Duration>() / times.len() as u32,
+        p99: times[times.len() * 99 / 100],
+        max: times[times.len() - 1],
+        allocs_per_tick: allocs as f64 / TICKS as f64,
+    }
+}
+
+fn main() {
+    println!("mixer: one 20 ms tick (push a frame per member, mix, read every payload), {TICKS} ticks");
+    println!("{:>8} {:>9} {:>10} {:>10} {:>10} {:>12}", "members", "talking", "mean µs", "p99 µs", "max µs", "allocs/tick");
+    for (members, talkers) in [(3, 3), (10, 3), (100, 3), (1000, 3), (100, 100), (1000, 1000)] {
+        let f = run(members, talkers);
+        println!(
+            "{members:>8} {talkers:>9} {:>10.1} {:>10.1} {:>10.1} {:>12.2}",
+            f.mean.as_secs_f64() * 1e6,
+            f.p99.as_secs_f64() * 1e6,
+            f.max.as_secs_f64() * 1e6,
+            f.allocs_per_tick
+        );
+    }
+}
