@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::media::resample::resample;
@@ -141,9 +142,13 @@ fn sidecar_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to a temp file next to `path`, syncs it, and renames it over `path`.
+/// The temp name is unique per write (process and a counter), so daemons
+/// rendering into one directory at once never rename each other's files.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PromptError> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    tmp.push(format!(".tmp{}-{n}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
