@@ -1,13 +1,45 @@
-//! What the daemon tells observers (tests now, the control socket later):
-//! one broadcast of events, each naming the call it concerns.
+//! What the daemon tells observers (the control socket, tests): one
+//! broadcast of events, each naming the call or room it concerns. The serde
+//! form is the control protocol's: `{"event":"member_joined","call":...}`.
 
 use tokio::sync::broadcast;
 
 use crate::dtmf::Source;
 
+/// Which way a call was set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The caller dialled in.
+    Inbound,
+    /// Placed from the control socket.
+    Outbound,
+}
+
 /// Something that happened to a call or a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// An outbound call is ringing (180 or 183).
+    CallRinging { call: String, room: String, to: String },
+    /// An outbound call was answered; it joins `room` next.
+    CallAnswered { call: String, room: String, to: String },
+    /// An outbound call ended before it joined: its one terminal event.
+    /// `status` is the SIP final response, if one came (486, 603, 408...);
+    /// `reason` says what happened (`busy`, `declined`, `no_answer`,
+    /// `unreachable`, `auth_failed`, `cancelled`, ...).
+    DialFailed {
+        call: String,
+        room: String,
+        to: String,
+        status: Option<u16>,
+        reason: String,
+    },
+    /// The trunk registration changed: `registering`, `registered`, `failed`.
+    Registration {
+        state: &'static str,
+        detail: Option<String>,
+    },
     /// A key press, once, whatever carried it.
     Digit {
         call: String,
@@ -34,6 +66,8 @@ pub enum Event {
         call: String,
         room: String,
         from: String,
+        to: String,
+        direction: Direction,
         /// True when a trusted source named the room (no PIN asked).
         direct: bool,
     },

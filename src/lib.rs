@@ -6,6 +6,7 @@
 
 pub mod conference;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dtmf;
 pub mod events;

@@ -2,6 +2,10 @@
 //! deadline clock, and sends each member's frame on that member's RTP
 //! socket. Call tasks join and leave through a [`Conference`] handle; their
 //! media legs forward received audio over a bounded channel.
+//!
+//! The task runs on a thread of its own (`confgate-mixer`), not among the
+//! runtime's workers: thousands of media legs waking on every packet would
+//! otherwise queue the tick behind them and make it late.
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the mixer
 
@@ -15,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::events::{Event, Events};
+use crate::events::{Direction, Event, Events};
 use crate::media::g711::Codec;
 use crate::media::mixer::{MemberId, Mixer, RoomId};
 use crate::media::player::FRAME;
@@ -55,6 +59,8 @@ pub struct JoinRequest {
     pub room: String,
     pub call: String,
     pub from: String,
+    pub to: String,
+    pub direction: Direction,
     /// A trusted source named the room (no PIN).
     pub direct: bool,
     pub codec: Codec,
@@ -71,7 +77,9 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberStatus {
     pub call: String,
+    pub direction: Direction,
     pub from: String,
+    pub to: String,
     pub codec: Codec,
     pub talking: bool,
     pub muted: bool,
@@ -150,6 +158,8 @@ struct Seat {
     room: String,
     call: String,
     from: String,
+    to: String,
+    direction: Direction,
     socket: Arc<UdpSocket>,
     dest: Option<SocketAddr>,
     payload_type: u8,
@@ -189,7 +199,21 @@ impl Conference {
             limits,
             packet: Vec::with_capacity(12 + FRAME),
         };
-        tokio::spawn(task.run(cmd_rx, media_rx, stats.clone(), shutdown));
+        let task_stats = stats.clone();
+        let spawned = std::thread::Builder::new()
+            .name("confgate-mixer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(task.run(cmd_rx, media_rx, task_stats, shutdown)),
+                    Err(e) => warn!(error = %e, "conference runtime did not start"),
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "conference thread did not start");
+        }
         Conference {
             commands,
             media,
@@ -404,6 +428,8 @@ impl Task {
             call: req.call.clone(),
             room: req.room.clone(),
             from: req.from.clone(),
+            to: req.to.clone(),
+            direction: req.direction,
             direct: req.direct,
         });
         self.seats.insert(
@@ -413,6 +439,8 @@ impl Task {
                 room: req.room,
                 call: req.call,
                 from: req.from,
+                to: req.to,
+                direction: req.direction,
                 socket: req.socket,
                 dest: req.dest,
                 payload_type: req.payload_type,
@@ -466,7 +494,9 @@ impl Task {
                         let info = self.mixer.info(id)?;
                         Some(MemberStatus {
                             call: seat.call.clone(),
+                            direction: seat.direction,
                             from: seat.from.clone(),
+                            to: seat.to.clone(),
                             codec: info.codec,
                             talking: info.talking,
                             muted: info.muted,

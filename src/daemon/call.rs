@@ -14,7 +14,7 @@ use crate::conference::{Conference, JoinError, JoinRequest, MemberKey, Notice};
 use crate::config::Settings;
 use crate::dtmf::info::digit_from_info;
 use crate::dtmf::{DigitStream, DtmfMode, Source};
-use crate::events::{Event, Events};
+use crate::events::{Direction, Event, Events};
 use crate::ivr::inbound::{Action, EndReason, Entry, InboundFlow, Input, Timers, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
 use crate::rtp::packet::RtpSender;
@@ -205,6 +205,8 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                             room: room.clone(),
                             call: call.call_id.clone(),
                             from: call.from.clone(),
+                            to: call.to.clone(),
+                            direction: Direction::Inbound,
                             direct,
                             codec: media.codec,
                             payload_type: media.payload_type,

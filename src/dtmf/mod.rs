@@ -18,7 +18,8 @@ pub enum DtmfMode {
 }
 
 /// What carried a digit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     Rfc4733,
     Info,

@@ -1,0 +1,10 @@
+//! The control socket: other programs place outbound calls into rooms,
+//! hang up, mute, kick, list rooms and follow events, as JSON lines over a
+//! Unix socket and, optionally, TCP with a token.
+//!
+//! The server speaks to the daemon only through [`Switchboard`], so the
+//! protocol is tested on its own and the daemon stays free of JSON.
+
+pub mod switchboard;
+
+pub use switchboard::{CommandError, DialRequest, Status, Switchboard, Target};

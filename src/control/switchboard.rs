@@ -1,0 +1,99 @@
+//! What the control server may ask of the daemon, and the errors it gets.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::conference::{Control, RoomStatus};
+use crate::events::Event;
+
+/// `dial`: call `to` and bring it into `room` on answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRequest {
+    pub room: String,
+    /// A number (`+15551234`, dialled as `sip:NUMBER@<trunk>`) or a full `sip:` URI.
+    pub to: String,
+    /// The From user to present (default: `trunk.from_user`).
+    pub from: Option<String>,
+    /// How long to let it ring (default: `trunk.ring_timeout_secs`).
+    pub timeout: Option<Duration>,
+}
+
+/// Where `say` plays its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Room(String),
+    Call(String),
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    /// Calls in progress, inbound and outbound.
+    pub calls: usize,
+    pub rooms: usize,
+    /// `disabled`, `registering`, `registered` or `failed`.
+    pub registration: String,
+}
+
+/// Why a command was refused. Each variant has a stable code for programs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A destination the dial rules refuse; `rule` names the rule.
+    #[error("refused by {rule}: {detail}")]
+    Refused { rule: &'static str, detail: String },
+    /// The destination is not a number or a SIP URI.
+    #[error("bad destination {0:?}")]
+    BadDestination(String),
+    /// An argument other than the destination is unusable.
+    #[error("bad argument {field}: {detail}")]
+    BadArgument { field: &'static str, detail: String },
+    #[error("no such call {0:?}")]
+    NoSuchCall(String),
+    #[error("no such room {0:?}")]
+    NoSuchRoom(String),
+    /// Outbound calls need `trunk.proxy`.
+    #[error("no trunk configured (trunk.proxy is empty)")]
+    NoTrunk,
+    /// Text to speech failed.
+    #[error("speech synthesis failed: {0}")]
+    Speech(String),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+impl CommandError {
+    /// The stable code sent in error responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Refused { .. } => "refused",
+            CommandError::BadDestination(_) => "bad_destination",
+            CommandError::BadArgument { .. } => "bad_argument",
+            CommandError::NoSuchCall(_) => "no_such_call",
+            CommandError::NoSuchRoom(_) => "no_such_room",
+            CommandError::NoTrunk => "no_trunk",
+            CommandError::Speech(_) => "speech_failed",
+            CommandError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// The daemon as the control server sees it.
+#[async_trait::async_trait]
+pub trait Switchboard: Send + Sync + 'static {
+    /// Start an outbound call; returns its call id at once. Its progress and
+    /// its one terminal event (`member_left` or `dial_failed`) follow as events.
+    async fn dial(&self, req: DialRequest) -> Result<String, CommandError>;
+    /// End a call: CANCEL while it rings, BYE once answered.
+    async fn hangup(&self, call: &str) -> Result<(), CommandError>;
+    async fn rooms(&self) -> Vec<RoomStatus>;
+    /// Mute, unmute, deafen, undeafen or kick a member.
+    async fn control(&self, call: &str, control: Control) -> Result<(), CommandError>;
+    /// Speak `text` to a room or one call (rendered off the media path).
+    async fn say(&self, target: Target, text: String) -> Result<(), CommandError>;
+    async fn status(&self) -> Status;
+    /// Every event from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
