@@ -243,7 +243,8 @@ fn run(members: usize, secs: u64) -> Report {
     let phones_cpu = thread_cpu("phones") - phones0;
     let stats1 = daemon.conference().stats();
     let rooms1 = rt.block_on(daemon.conference().rooms());
-    let sum = |rooms: &[confgate::conference::RoomStatus], f: fn(&confgate::conference::MemberStatus) -> u64| {
+    let sum = |rooms: &[confgate::conference::RoomStatus],
+               f: fn(&confgate::conference::MemberStatus) -> u64| {
         rooms.iter().flat_map(|r| &r.members).map(f).sum::<u64>()
     };
     let report = Report {
@@ -280,7 +281,17 @@ fn main() {
     );
     println!(
         "{:>8} {:>7} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8} {:>10} {:>12}",
-        "members", "joined", "cpu %", "phones %", "ticks", "late", "rx lost", "rx late", "dropped", "phone pkts", "to phones %"
+        "members",
+        "joined",
+        "cpu %",
+        "phones %",
+        "ticks",
+        "late",
+        "rx lost",
+        "rx late",
+        "dropped",
+        "phone pkts",
+        "to phones %"
     );
     for n in counts {
         let r = run(n, secs);

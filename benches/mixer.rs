@@ -115,9 +115,21 @@ fn run(members: usize, talkers: usize) -> Figures {
 }
 
 fn main() {
-    println!("mixer: one 20 ms tick (push a frame per member, mix, read every payload), {TICKS} ticks");
-    println!("{:>8} {:>9} {:>10} {:>10} {:>10} {:>12}", "members", "talking", "mean µs", "p99 µs", "max µs", "allocs/tick");
-    for (members, talkers) in [(3, 3), (10, 3), (100, 3), (1000, 3), (100, 100), (1000, 1000)] {
+    println!(
+        "mixer: one 20 ms tick (push a frame per member, mix, read every payload), {TICKS} ticks"
+    );
+    println!(
+        "{:>8} {:>9} {:>10} {:>10} {:>10} {:>12}",
+        "members", "talking", "mean µs", "p99 µs", "max µs", "allocs/tick"
+    );
+    for (members, talkers) in [
+        (3, 3),
+        (10, 3),
+        (100, 3),
+        (1000, 3),
+        (100, 100),
+        (1000, 1000),
+    ] {
         let f = run(members, talkers);
         println!(
             "{members:>8} {talkers:>9} {:>10.1} {:>10.1} {:>10.1} {:>12.2}",

@@ -56,6 +56,33 @@ pub struct Config {
     pub dtmf: DtmfConfig,
     pub pin: PinConfig,
     pub rooms: RoomsConfig,
+    pub control: ControlConfig,
+    pub trunk: TrunkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    pub tcp: String,
+    pub token: String,
+    pub max_clients: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub proxy: String,
+    pub username: String,
+    pub password: String,
+    pub from_user: String,
+    pub from_domain: String,
+    pub register: bool,
+    pub register_expires_secs: u32,
+    pub ring_timeout_secs: u64,
+    pub allow: Vec<String>,
+    pub max_outbound: usize,
+    pub dials_per_minute: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +189,39 @@ pub struct Settings {
     pub max_members: usize,
     /// Join/leave tones for the others.
     pub announce_tones: bool,
+    pub control: ControlSettings,
+    pub trunk: TrunkSettings,
+}
+
+/// Where the control server listens.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// The Unix socket (created with mode 0600); `None`: no Unix socket.
+    pub socket: Option<PathBuf>,
+    /// TCP address, with the token every client must send first.
+    pub tcp: Option<(SocketAddr, String)>,
+    pub max_clients: usize,
+}
+
+/// The trunk outbound calls go through, and the rules they must pass.
+#[derive(Debug, Clone)]
+pub struct TrunkSettings {
+    /// `host[:port]` (or `IP:PORT`) of the trunk's proxy; `None`: no trunk,
+    /// only full `sip:` URIs can be dialled.
+    pub proxy: Option<String>,
+    pub username: String,
+    pub password: String,
+    pub from_user: String,
+    /// From host; empty: the proxy's host.
+    pub from_domain: String,
+    pub register: bool,
+    pub register_expires: u32,
+    pub ring_timeout: Duration,
+    /// Number prefixes (`+1555`), patterns with `X` for any digit
+    /// (`+1555XXXXXXX`) or `*` (anything); empty: nothing may be dialled.
+    pub allow: Vec<String>,
+    pub max_outbound: usize,
+    pub dials_per_minute: usize,
 }
 
 /// Prompts the call flow plays; each must have a text.
@@ -326,7 +386,11 @@ impl Config {
                 ))
             }
         };
+        let control = control_settings(&self.control)?;
+        let trunk = trunk_settings(&self.trunk)?;
         Ok(Settings {
+            control,
+            trunk,
             sip_listen,
             public_address,
             early_media,
@@ -346,6 +410,102 @@ impl Config {
             announce_tones,
         })
     }
+}
+
+fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
+    let socket = (!c.socket.as_os_str().is_empty()).then(|| c.socket.clone());
+    let tcp = match c.tcp.trim() {
+        "" => None,
+        addr => {
+            let addr: SocketAddr = addr.parse().map_err(|_| {
+                ConfigError::invalid("control.tcp", format!("`{addr}` is not IP:PORT"))
+            })?;
+            if c.token.len() < 16 {
+                return Err(ConfigError::invalid(
+                    "control.token",
+                    "control.tcp needs a token of at least 16 characters",
+                ));
+            }
+            Some((addr, c.token.clone()))
+        }
+    };
+    if c.max_clients == 0 {
+        return Err(ConfigError::invalid(
+            "control.max_clients",
+            "must be at least 1",
+        ));
+    }
+    Ok(ControlSettings {
+        socket,
+        tcp,
+        max_clients: c.max_clients,
+    })
+}
+
+fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {
+    let proxy = match c.proxy.trim() {
+        "" => None,
+        p if p.contains(char::is_whitespace) || p.contains('@') || p.starts_with("sip:") => {
+            return Err(ConfigError::invalid(
+                "trunk.proxy",
+                format!("`{p}` is not HOST[:PORT]"),
+            ))
+        }
+        p => Some(p.to_owned()),
+    };
+    if c.register && proxy.is_none() {
+        return Err(ConfigError::invalid(
+            "trunk.register",
+            "registration needs trunk.proxy",
+        ));
+    }
+    if c.register && !(60..=86_400).contains(&c.register_expires_secs) {
+        return Err(ConfigError::invalid(
+            "trunk.register_expires_secs",
+            format!("{} is outside 60-86400", c.register_expires_secs),
+        ));
+    }
+    if !(1..=600).contains(&c.ring_timeout_secs) {
+        return Err(ConfigError::invalid(
+            "trunk.ring_timeout_secs",
+            format!("{} is outside 1-600", c.ring_timeout_secs),
+        ));
+    }
+    for (i, rule) in c.allow.iter().enumerate() {
+        let ok = rule == "*"
+            || (!rule.is_empty()
+                && rule
+                    .chars()
+                    .enumerate()
+                    .all(|(k, ch)| ch.is_ascii_digit() || ch == 'X' || (k == 0 && ch == '+')));
+        if !ok {
+            return Err(ConfigError::invalid(
+                &format!("trunk.allow[{i}]"),
+                format!("`{rule}` is not a number prefix, a pattern of digits and X, or *"),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("trunk.max_outbound", c.max_outbound),
+        ("trunk.dials_per_minute", c.dials_per_minute),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(key, "must be at least 1"));
+        }
+    }
+    Ok(TrunkSettings {
+        proxy,
+        username: c.username.clone(),
+        password: c.password.clone(),
+        from_user: c.from_user.clone(),
+        from_domain: c.from_domain.clone(),
+        register: c.register,
+        register_expires: c.register_expires_secs,
+        ring_timeout: Duration::from_secs(c.ring_timeout_secs),
+        allow: c.allow.clone(),
+        max_outbound: c.max_outbound,
+        dials_per_minute: c.dials_per_minute,
+    })
 }
 
 fn pin_rules(c: &PinConfig) -> Result<PinRules, ConfigError> {

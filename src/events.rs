@@ -21,9 +21,17 @@ pub enum Direction {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// An outbound call is ringing (180 or 183).
-    CallRinging { call: String, room: String, to: String },
+    CallRinging {
+        call: String,
+        room: String,
+        to: String,
+    },
     /// An outbound call was answered; it joins `room` next.
-    CallAnswered { call: String, room: String, to: String },
+    CallAnswered {
+        call: String,
+        room: String,
+        to: String,
+    },
     /// An outbound call ended before it joined: its one terminal event.
     /// `status` is the SIP final response, if one came (486, 603, 408...);
     /// `reason` says what happened (`busy`, `declined`, `no_answer`,

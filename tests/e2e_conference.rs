@@ -54,7 +54,11 @@ async fn three_baresip_phones_hear_each_other() {
     for (k, dir) in dirs.iter().enumerate() {
         let rec = Baresip::heard(dir).expect("a recording");
         let heard = read_wav(&rec);
-        assert!(heard.len() > 8000 * 4, "phone {k} recorded {} samples", heard.len());
+        assert!(
+            heard.len() > 8000 * 4,
+            "phone {k} recorded {} samples",
+            heard.len()
+        );
         // The last seconds with all three in the room, before the hang-ups.
         let end = heard.len() - 8000;
         let tail = &heard[end - 16000..end];
@@ -62,8 +66,14 @@ async fn three_baresip_phones_hear_each_other() {
         for (j, &f) in FREQS.iter().enumerate() {
             if j != k {
                 let other = db(goertzel(tail, 8000, f));
-                eprintln!("phone {k}: {f} Hz {other:.1} dB, own {} Hz {own:.1} dB", FREQS[k]);
-                assert!(other - own > 20.0, "phone {k} hears {f} Hz over its own tone");
+                eprintln!(
+                    "phone {k}: {f} Hz {other:.1} dB, own {} Hz {own:.1} dB",
+                    FREQS[k]
+                );
+                assert!(
+                    other - own > 20.0,
+                    "phone {k} hears {f} Hz over its own tone"
+                );
             }
         }
     }
