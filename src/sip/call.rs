@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use rsipstack::dialog::dialog::TransactionHandle;
+use rsipstack::dialog::dialog::{DialogState, TransactionHandle};
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, StatusCode};
+use rsipstack::sip::{Header, Method, StatusCode};
 use tokio::sync::mpsc;
 
 /// Methods we answer; sent in Allow headers.
@@ -129,6 +129,52 @@ impl CallHandle {
             tracing::debug!(error = %e, "BYE not sent");
         }
     }
+}
+
+/// A mid-dialog request as a call event; OPTIONS is answered here and
+/// methods we do not take in a dialog get 405. `None`: nothing for the call.
+pub(super) async fn in_dialog_event(state: DialogState) -> Option<CallEvent> {
+    match state {
+        DialogState::Updated(_, req, handle) => Some(CallEvent::Reoffer {
+            offer: req.body.clone(),
+            is_update: req.method == Method::Update,
+            reply: Responder(handle),
+        }),
+        DialogState::Info(_, req, handle) => Some(CallEvent::Info {
+            content_type: req
+                .headers
+                .iter()
+                .find(|h| matches!(h, Header::ContentType(_)))
+                .map(|h| h.value().to_owned())
+                .unwrap_or_default(),
+            body: req.body.clone(),
+            reply: Responder(handle),
+        }),
+        DialogState::Options(_, _, handle) => {
+            handle
+                .respond(StatusCode::OK, Some(capabilities()), None)
+                .await
+                .ok();
+            None
+        }
+        DialogState::Notify(_, _, h)
+        | DialogState::Refer(_, _, h)
+        | DialogState::Message(_, _, h)
+        | DialogState::Publish(_, _, h) => {
+            h.reply(StatusCode::MethodNotAllowed).await.ok();
+            None
+        }
+        _ => None,
+    }
+}
+
+/// What an OPTIONS answer advertises, in or out of a dialog.
+pub(super) fn capabilities() -> Vec<Header> {
+    vec![
+        Header::Allow(ALLOW.into()),
+        Header::Accept(ACCEPT.into()),
+        Header::Other("Accept-Language".into(), "en".into()),
+    ]
 }
 
 fn sdp_headers() -> Vec<Header> {

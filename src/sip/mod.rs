@@ -3,6 +3,7 @@
 //! [`call::CallEvent`]. SDP offer/answer is ours and sans-IO.
 
 pub mod call;
+pub mod dial;
 pub mod guard;
 pub mod sdp;
 pub mod ua;

@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::call::{CallEvent, CallHandle, OfferedCall, Responder, ACCEPT, ALLOW};
+use super::call::{capabilities, in_dialog_event, CallEvent, CallHandle, OfferedCall, ALLOW};
+use super::dial::{DialError, DialSpec, DialingCall};
 use super::guard::GuardedUdp;
 
 /// `User-Agent` / `Server` value.
@@ -45,6 +46,8 @@ pub struct UserAgent {
     local: SocketAddr,
     advertised: IpAddr,
     cancel: CancellationToken,
+    layer: Arc<DialogLayer>,
+    contact: Uri,
 }
 
 impl UserAgent {
@@ -119,13 +122,20 @@ impl UserAgent {
         });
         wait_for_tcp(local).await;
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        tokio::spawn(route_requests(incoming, layer, contact, calls_tx));
+        tokio::spawn(route_requests(
+            incoming,
+            layer.clone(),
+            contact.clone(),
+            calls_tx,
+        ));
         info!(%local, %advertised, "SIP listening on UDP and TCP");
         Ok((
             UserAgent {
                 local,
                 advertised,
                 cancel,
+                layer,
+                contact,
             },
             calls_rx,
         ))
@@ -139,6 +149,11 @@ impl UserAgent {
     /// The address advertised in Contact and SDP.
     pub fn advertised_ip(&self) -> IpAddr {
         self.advertised
+    }
+
+    /// Place an outbound call.
+    pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
+        super::dial::dial(&self.layer, &self.contact, spec)
     }
 
     /// Stop the SIP side.
@@ -318,15 +333,6 @@ fn offer_call(
     }
 }
 
-/// What an OPTIONS answer advertises, in or out of a dialog.
-fn capabilities() -> Vec<Header> {
-    vec![
-        Header::Allow(ALLOW.into()),
-        Header::Accept(ACCEPT.into()),
-        Header::Other("Accept-Language".into(), "en".into()),
-    ]
-}
-
 /// Whether the dialog is past its ACK (mid-dialog requests are handled then).
 fn confirmed(state: &DialogState) -> bool {
     !matches!(
@@ -360,35 +366,6 @@ async fn translate_states(
                 confirmed = true;
                 CallEvent::Confirmed
             }
-            DialogState::Updated(_, req, handle) => CallEvent::Reoffer {
-                offer: req.body.clone(),
-                is_update: req.method == Method::Update,
-                reply: Responder(handle),
-            },
-            DialogState::Info(_, req, handle) => CallEvent::Info {
-                content_type: req
-                    .headers
-                    .iter()
-                    .find(|h| matches!(h, Header::ContentType(_)))
-                    .map(|h| h.value().to_owned())
-                    .unwrap_or_default(),
-                body: req.body.clone(),
-                reply: Responder(handle),
-            },
-            DialogState::Options(_, _, handle) => {
-                handle
-                    .respond(StatusCode::OK, Some(capabilities()), None)
-                    .await
-                    .ok();
-                continue;
-            }
-            DialogState::Notify(_, _, h)
-            | DialogState::Refer(_, _, h)
-            | DialogState::Message(_, _, h)
-            | DialogState::Publish(_, _, h) => {
-                h.reply(StatusCode::MethodNotAllowed).await.ok();
-                continue;
-            }
             DialogState::Terminated(_, reason) => {
                 let event = match reason {
                     TerminatedReason::UacCancel => CallEvent::Cancelled,
@@ -398,7 +375,10 @@ async fn translate_states(
                 events.send(event).ok();
                 break;
             }
-            _ => continue,
+            other => match in_dialog_event(other).await {
+                Some(event) => event,
+                None => continue,
+            },
         };
         if events.send(event).is_err() {
             break;
