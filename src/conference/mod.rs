@@ -114,7 +114,17 @@ enum Command {
     Dest(MemberKey, SocketAddr),
     Hold(MemberKey, bool),
     Control(String, Control, oneshot::Sender<bool>),
+    Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
     List(oneshot::Sender<Vec<RoomStatus>>),
+}
+
+/// Who hears a clip played with [`Conference::say`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every member of the room.
+    Room(String),
+    /// The member that is this call.
+    Call(String),
 }
 
 /// The clips the conference plays.
@@ -264,6 +274,15 @@ impl Conference {
         rx.await.unwrap_or(false)
     }
 
+    /// Play `clip` to a room or one member; false if there is no such room or member.
+    pub async fn say(&self, audience: Audience, clip: Arc<[i16]>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Say(audience, clip, tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// Every open room and its members.
     pub async fn rooms(&self) -> Vec<RoomStatus> {
         let (tx, rx) = oneshot::channel();
@@ -379,6 +398,25 @@ impl Task {
                     (None, _) => false,
                 };
                 reply.send(ok).ok();
+            }
+            Command::Say(audience, clip, reply) => {
+                let ids: Vec<MemberId> = match &audience {
+                    Audience::Room(room) => self
+                        .rooms
+                        .get(room)
+                        .map(|&r| self.mixer.members(r).to_vec())
+                        .unwrap_or_default(),
+                    Audience::Call(call) => self
+                        .seats
+                        .values()
+                        .filter(|s| &s.call == call)
+                        .map(|s| s.id)
+                        .collect(),
+                };
+                for &id in &ids {
+                    self.mixer.play(id, clip.clone());
+                }
+                reply.send(!ids.is_empty()).ok();
             }
             Command::List(reply) => {
                 reply.send(self.list()).ok();

@@ -60,6 +60,9 @@ pub enum CommandError {
     /// Text to speech failed.
     #[error("speech synthesis failed: {0}")]
     Speech(String),
+    /// A resource ran out (no free RTP port, the SIP stack refused).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }
@@ -75,6 +78,7 @@ impl CommandError {
             CommandError::NoSuchRoom(_) => "no_such_room",
             CommandError::NoTrunk => "no_trunk",
             CommandError::Speech(_) => "speech_failed",
+            CommandError::Unavailable(_) => "unavailable",
             CommandError::ShuttingDown => "shutting_down",
         }
     }

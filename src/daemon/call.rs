@@ -24,6 +24,7 @@ use crate::sip::sdp::{self, Negotiated};
 use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
 use super::ports::PortPool;
 use super::prompts::PromptBook;
+use super::registry::{CallCommand, CallRegistry};
 
 /// What every call shares.
 pub struct CallContext {
@@ -35,13 +36,14 @@ pub struct CallContext {
     pub events: Events,
     pub pin_guard: Mutex<PinGuard>,
     pub conference: Conference,
+    pub calls: CallRegistry,
 }
 
 /// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Which DTMF receivers a mode turns on: (RFC 4733 events, in-band tones).
-fn listens(mode: DtmfMode) -> (bool, bool) {
+pub(super) fn listens(mode: DtmfMode) -> (bool, bool) {
     match mode {
         DtmfMode::Auto => (true, true),
         DtmfMode::Rfc4733 => (true, false),
@@ -127,6 +129,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     );
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let mut member: Option<MemberKey> = None;
+    let (_listed, mut commands) = ctx.calls.register(&call.call_id);
 
     let timers = Timers {
         early_media: ctx.settings.early_media.filter(|_| !late_offer),
@@ -316,6 +319,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                 _ => {}
             },
             Some(Notice::Kicked) = notices.recv() => flow.handle(Input::Kicked, Instant::now()),
+            Some(CallCommand::Hangup) = commands.recv() => flow.handle(Input::Hangup, Instant::now()),
             _ = tokio::time::sleep_until(deadline.into()) => flow.handle_timeout(Instant::now()),
             _ = ctx.shutdown.cancelled() => flow.handle(Input::Shutdown, Instant::now()),
         }
@@ -395,7 +399,7 @@ fn check_pin(ctx: &CallContext, call: &str, pin: &str, caller: &str, number: &st
 }
 
 /// Answer an INFO; a DTMF body becomes a digit.
-async fn info_digit(
+pub(super) async fn info_digit(
     content_type: &str,
     body: &[u8],
     reply: Responder,
@@ -430,7 +434,7 @@ fn uri_user(uri: &str) -> &str {
     rest.split_once('@').map_or("", |(user, _)| user)
 }
 
-fn media_params(n: &Negotiated) -> MediaParams {
+pub(super) fn media_params(n: &Negotiated) -> MediaParams {
     MediaParams {
         codec: n.codec,
         payload_type: n.codec_pt,

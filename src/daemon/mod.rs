@@ -3,8 +3,11 @@
 
 mod call;
 mod leg;
+mod outbound;
 mod ports;
 pub mod prompts;
+mod registry;
+mod switchboard;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,7 +24,11 @@ use crate::ivr::throttle::PinGuard;
 use crate::sip::ua::{SipError, UserAgent};
 use crate::tts::prompts::PromptError;
 
+use crate::control::Switchboard;
+use crate::ivr::dial_policy::DialPolicy;
 use call::CallContext;
+use registry::CallRegistry;
+use switchboard::Board;
 use ports::PortPool;
 use prompts::PromptBook;
 
@@ -41,9 +48,10 @@ pub struct Daemon {
     sip_addr: SocketAddr,
     shutdown: CancellationToken,
     calls: tokio::task::JoinHandle<()>,
-    ua: UserAgent,
+    ua: Arc<UserAgent>,
     events: Events,
     conference: Conference,
+    board: Arc<Board>,
 }
 
 impl Daemon {
@@ -90,7 +98,22 @@ impl Daemon {
             shutdown: shutdown.clone(),
             events: events.clone(),
             conference: conference.clone(),
+            calls: CallRegistry::default(),
         });
+        let ua = Arc::new(ua);
+        let trunk = &ctx.settings.trunk;
+        let board = Arc::new(Board {
+            policy: Arc::new(Mutex::new(DialPolicy::new(
+                trunk.allow.clone(),
+                trunk.max_outbound,
+                trunk.dials_per_minute,
+            ))),
+            ctx: ctx.clone(),
+            ua: ua.clone(),
+            started: std::time::Instant::now(),
+            registration: Arc::new(Mutex::new("disabled")),
+        });
+        let registry = ctx.calls.clone();
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
             let mut running = JoinSet::new();
@@ -119,6 +142,11 @@ impl Daemon {
             if drained.await.is_err() {
                 running.abort_all();
             }
+            // Outbound calls run on their own tasks; give them the same grace.
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !registry.is_empty() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         });
         Ok(Daemon {
             sip_addr: ua.local_addr(),
@@ -127,7 +155,13 @@ impl Daemon {
             ua,
             events,
             conference,
+            board,
         })
+    }
+
+    /// The daemon as the control socket drives it.
+    pub fn switchboard(&self) -> Arc<dyn Switchboard> {
+        self.board.clone()
     }
 
     /// The conference rooms.

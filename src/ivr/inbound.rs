@@ -89,6 +89,8 @@ pub enum EndReason {
     RoomFull,
     /// Removed from the room by a controller.
     Kicked,
+    /// Hung up from the control socket.
+    ControlHangup,
     /// No RTP for the configured timeout.
     RtpTimeout,
 }
@@ -106,6 +108,7 @@ impl EndReason {
             EndReason::LockedOut => "locked_out",
             EndReason::RoomFull => "room_full",
             EndReason::Kicked => "kicked",
+            EndReason::ControlHangup => "control_hangup",
             EndReason::RtpTimeout => "rtp_timeout",
         }
     }
@@ -130,6 +133,8 @@ pub enum Input {
     RoomFull,
     /// A controller removed the caller from its room.
     Kicked,
+    /// A controller hung the call up.
+    Hangup,
     /// The caller's RTP stopped.
     RtpTimeout,
 }
@@ -251,6 +256,7 @@ impl InboundFlow {
             (_, Input::Bye) => self.end(EndReason::CallerHungUp),
             (_, Input::Shutdown) => self.end(EndReason::Shutdown),
             (_, Input::Kicked) => self.end(EndReason::Kicked),
+            (_, Input::Hangup) => self.end(EndReason::ControlHangup),
             (_, Input::RtpTimeout) => self.end(EndReason::RtpTimeout),
             (State::Joined, Input::RoomFull) => {
                 self.actions.push_back(Action::Play(Prompt::ConferenceFull));

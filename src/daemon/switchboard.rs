@@ -1,0 +1,250 @@
+//! The daemon behind the control socket: dials, hang-ups, member controls,
+//! speech and status, checked against the dial rules before any INVITE.
+
+#![allow(clippy::disallowed_methods)] // an edge: reads the clock for the dial rules
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tracing::{info, Instrument};
+
+use crate::conference::{Audience, Control, RoomStatus};
+use crate::control::{CommandError, DialRequest, Status, Switchboard, Target};
+use crate::events::Event;
+use crate::ivr::dial_policy::{destination, DestinationError, DialPolicy};
+use crate::media::resample::resample;
+use crate::sip::dial::{DialError, DialSpec};
+use crate::sip::sdp;
+use crate::sip::ua::UserAgent;
+use crate::tts::espeak;
+use crate::tts::prompts::RATE;
+
+use super::call::{listens, CallContext};
+use super::outbound::{self, OutboundCall};
+use super::registry::CallCommand;
+
+/// Longest text `say` renders.
+const MAX_SAY_CHARS: usize = 2000;
+/// Longest ring timeout a dial may ask for.
+const MAX_RING: Duration = Duration::from_secs(600);
+
+/// What registration with the trunk looks like now.
+pub type RegistrationState = Arc<Mutex<&'static str>>;
+
+pub struct Board {
+    pub ctx: Arc<CallContext>,
+    pub ua: Arc<UserAgent>,
+    pub policy: Arc<Mutex<DialPolicy>>,
+    pub started: Instant,
+    pub registration: RegistrationState,
+}
+
+/// Room ids and From users: letters, digits, `_`, `-`, `.`, `+`.
+fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a task panicked mid-update; the value is usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn call_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+#[async_trait::async_trait]
+impl Switchboard for Board {
+    async fn dial(&self, req: DialRequest) -> Result<String, CommandError> {
+        let ctx = &self.ctx;
+        let trunk = &ctx.settings.trunk;
+        if ctx.shutdown.is_cancelled() {
+            return Err(CommandError::ShuttingDown);
+        }
+        if !plain(&req.room) {
+            return Err(CommandError::BadArgument {
+                field: "room",
+                detail: "use 1-64 letters, digits, '_', '-', '.', '+'".into(),
+            });
+        }
+        let ring_timeout = match req.timeout {
+            None => trunk.ring_timeout,
+            Some(t) if !t.is_zero() && t <= MAX_RING => t,
+            Some(_) => {
+                return Err(CommandError::BadArgument {
+                    field: "timeout",
+                    detail: "must be 1-600 seconds".into(),
+                })
+            }
+        };
+        let from_user = req.from.clone().unwrap_or_else(|| trunk.from_user.clone());
+        if !plain(&from_user) {
+            return Err(CommandError::BadArgument {
+                field: "from",
+                detail: "use 1-64 letters, digits, '_', '-', '.', '+'".into(),
+            });
+        }
+        let dest = destination(&req.to, trunk.proxy.as_deref()).map_err(|e| match e {
+            DestinationError::Malformed(_) => CommandError::BadDestination(req.to.clone()),
+            DestinationError::NoTrunk => CommandError::NoTrunk,
+        })?;
+        let is_number = !req.to.trim().to_ascii_lowercase().starts_with("sip");
+        lock(&self.policy)
+            .admit(&dest, Instant::now())
+            .map_err(|r| CommandError::Refused {
+                rule: r.rule(),
+                detail: r.to_string(),
+            })?;
+        let release = || lock(&self.policy).finished();
+
+        let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                release();
+                return Err(CommandError::Unavailable(format!("no RTP port: {e}")));
+            }
+        };
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let (events_on, _) = listens(ctx.settings.dtmf_mode);
+        let session_id = u64::from(rand::random::<u32>());
+        let offer = sdp::offer(
+            &ctx.settings.codecs,
+            events_on,
+            ctx.advertised,
+            port,
+            session_id,
+            session_id,
+        );
+        let domain = match (trunk.from_domain.as_str(), &trunk.proxy) {
+            ("", Some(proxy)) => proxy.split(':').next().unwrap_or(proxy).to_owned(),
+            ("", None) => ctx.advertised.to_string(),
+            (d, _) => d.to_owned(),
+        };
+        let id = call_id();
+        let from = format!("sip:{from_user}@{domain}");
+        let spec = DialSpec {
+            call_id: id.clone(),
+            from: from.clone(),
+            to: dest.uri.clone(),
+            proxy: trunk.proxy.clone().filter(|_| is_number),
+            credential: (!trunk.username.is_empty())
+                .then(|| (trunk.username.clone(), trunk.password.clone())),
+            offer: offer.into_bytes(),
+        };
+        let (listed, commands) = ctx.calls.register(&id);
+        let dialing = match self.ua.dial(spec) {
+            Ok(d) => d,
+            Err(e) => {
+                release();
+                return Err(match e {
+                    DialError::BadUri(_) => CommandError::BadDestination(req.to),
+                    other => CommandError::Unavailable(other.to_string()),
+                });
+            }
+        };
+        info!(call = %id, room = %req.room, to = %dest.uri, "dialling");
+        let call = OutboundCall {
+            call_id: id.clone(),
+            room: req.room,
+            from,
+            to: dest.uri,
+            ring_timeout,
+            socket,
+            session: (session_id, session_id),
+            dialing,
+            commands,
+        };
+        let ctx = ctx.clone();
+        let policy = self.policy.clone();
+        let span = tracing::info_span!("call", call_id = %id);
+        tokio::spawn(
+            async move {
+                outbound::run(call, ctx).await;
+                drop(listed);
+                lock(&policy).finished();
+            }
+            .instrument(span),
+        );
+        Ok(id)
+    }
+
+    async fn hangup(&self, call: &str) -> Result<(), CommandError> {
+        if self.ctx.calls.send(call, CallCommand::Hangup) {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchCall(call.to_owned()))
+        }
+    }
+
+    async fn rooms(&self) -> Vec<RoomStatus> {
+        self.ctx.conference.rooms().await
+    }
+
+    async fn control(&self, call: &str, control: Control) -> Result<(), CommandError> {
+        if self.ctx.conference.control(call, control).await {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchCall(call.to_owned()))
+        }
+    }
+
+    async fn say(&self, target: Target, text: String) -> Result<(), CommandError> {
+        if text.trim().is_empty() || text.chars().count() > MAX_SAY_CHARS {
+            return Err(CommandError::BadArgument {
+                field: "text",
+                detail: format!("must be 1-{MAX_SAY_CHARS} characters"),
+            });
+        }
+        let rooms = self.ctx.conference.rooms().await;
+        let known = match &target {
+            Target::Room(r) => rooms.iter().any(|x| &x.room == r),
+            Target::Call(c) => rooms.iter().flat_map(|r| &r.members).any(|m| &m.call == c),
+        };
+        let missing = || match &target {
+            Target::Room(r) => CommandError::NoSuchRoom(r.clone()),
+            Target::Call(c) => CommandError::NoSuchCall(c.clone()),
+        };
+        if !known {
+            return Err(missing());
+        }
+        let (voice, wpm) = (
+            self.ctx.settings.voice.clone(),
+            self.ctx.settings.words_per_minute,
+        );
+        let speech = tokio::task::spawn_blocking(move || espeak::synthesize(&text, &voice, wpm))
+            .await
+            .map_err(|e| CommandError::Speech(e.to_string()))?
+            .map_err(|e| CommandError::Speech(e.to_string()))?;
+        let clip: Arc<[i16]> = resample(&speech.samples, speech.rate, RATE).into();
+        let audience = match &target {
+            Target::Room(r) => Audience::Room(r.clone()),
+            Target::Call(c) => Audience::Call(c.clone()),
+        };
+        if self.ctx.conference.say(audience, clip).await {
+            Ok(())
+        } else {
+            Err(missing())
+        }
+    }
+
+    async fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            calls: self.ctx.calls.len(),
+            rooms: self.ctx.conference.rooms().await.len(),
+            registration: (*lock(&self.registration)).to_owned(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.ctx.events.subscribe()
+    }
+}
