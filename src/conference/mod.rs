@@ -277,7 +277,11 @@ impl Conference {
     /// Play `clip` to a room or one member; false if there is no such room or member.
     pub async fn say(&self, audience: Audience, clip: Arc<[i16]>) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Say(audience, clip, tx)).is_err() {
+        if self
+            .commands
+            .send(Command::Say(audience, clip, tx))
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)

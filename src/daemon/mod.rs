@@ -1,6 +1,8 @@
 //! The daemon's life: prompts prepared and sockets bound at start, one task
 //! per call, and a graceful stop that hangs up every call.
 
+#![allow(clippy::disallowed_methods)] // an edge: notes when the daemon started
+
 mod call;
 mod leg;
 mod outbound;
@@ -27,10 +29,10 @@ use crate::tts::prompts::PromptError;
 use crate::control::Switchboard;
 use crate::ivr::dial_policy::DialPolicy;
 use call::CallContext;
-use registry::CallRegistry;
-use switchboard::Board;
 use ports::PortPool;
 use prompts::PromptBook;
+use registry::CallRegistry;
+use switchboard::Board;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,9 @@ impl Drop for Listed {
 }
 
 impl CallRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<CallCommand>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<CallCommand>>> {
         // A poisoned lock only means a call task panicked mid-insert; the
         // map itself is intact.
         self.calls.lock().unwrap_or_else(|e| e.into_inner())

@@ -144,6 +144,8 @@ async fn follow(
     let mut confirmed_id = None;
     loop {
         tokio::select! {
+            // States first: a 180 queued before the final response is reported before it.
+            biased;
             state = states.recv() => {
                 let Some(state) = state else { break };
                 match state {

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Request, SipMessage};
 
+use super::digest_names;
+
 /// What to do with one datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -227,7 +229,16 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
         loop {
             let (len, from) = self.socket.recv_from(buf).await?;
             match screen(&buf[..len]) {
-                Verdict::Pass => return Ok((len, from)),
+                Verdict::Pass => {
+                    // The renamed challenge is never longer than the original.
+                    if let Some(renamed) = digest_names::received(&buf[..len]) {
+                        if renamed.len() <= len {
+                            buf[..renamed.len()].copy_from_slice(&renamed);
+                            return Ok((renamed.len(), from));
+                        }
+                    }
+                    return Ok((len, from));
+                }
                 Verdict::Reply(bytes) => {
                     tracing::info!(%from, len, "refused a malformed SIP request");
                     self.socket.send_to(&bytes, from).await.ok();
@@ -238,6 +249,10 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        if let Some(renamed) = digest_names::sent(buf) {
+            self.socket.send_to(&renamed, addr).await?;
+            return Ok(buf.len());
+        }
         Ok(self.socket.send_to(buf, addr).await?)
     }
 

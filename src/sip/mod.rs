@@ -4,6 +4,7 @@
 
 pub mod call;
 pub mod dial;
+mod digest_names;
 pub mod guard;
 pub mod sdp;
 pub mod ua;

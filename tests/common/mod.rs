@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 pub mod baresip;
+pub mod callee;
 pub mod keypad;
 pub mod raw;
 pub mod signal;
