@@ -459,6 +459,12 @@ fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {
             "registration needs trunk.proxy",
         ));
     }
+    if c.register && c.username.is_empty() {
+        return Err(ConfigError::invalid(
+            "trunk.username",
+            "registration needs a username",
+        ));
+    }
     if c.register && !(60..=86_400).contains(&c.register_expires_secs) {
         return Err(ConfigError::invalid(
             "trunk.register_expires_secs",

@@ -386,3 +386,60 @@ async fn destinations_outside_the_allow_list_are_refused_before_any_invite() {
     ));
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn trunk_registration_is_retried_after_a_failure_and_reported() {
+    let trunk = Callee::new().await;
+    let d = daemon(&[
+        &format!("trunk.proxy={}", trunk.addr()),
+        "trunk.username=reguser",
+        "trunk.password=regpass",
+        "trunk.register=true",
+        "trunk.register_expires_secs=120",
+    ])
+    .await;
+    let mut events = d.subscribe();
+    let first = trunk.expect("REGISTER", WAIT).await.expect("REGISTER");
+    assert!(first.header("To").unwrap_or("").contains("reguser"));
+    trunk.reply(&first, 403, "", "").await;
+    let state = |e: Event| match e {
+        Event::Registration { state, .. } => Some(state),
+        _ => None,
+    };
+    let mut next_state = async || loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(e)) => {
+                if let Some(s) = state(e) {
+                    return Some(s);
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    };
+    assert_eq!(next_state().await, Some("failed"));
+    // Retried after the 1 s backoff, answered with a challenge, then accepted.
+    let retry = trunk
+        .expect("REGISTER", WAIT)
+        .await
+        .expect("REGISTER retried");
+    trunk
+        .reply(
+            &retry,
+            401,
+            "WWW-Authenticate: Digest realm=\"reg\", nonce=\"rn1\", algorithm=MD5\r\n",
+            "",
+        )
+        .await;
+    let authed = trunk
+        .expect("REGISTER", WAIT)
+        .await
+        .expect("REGISTER with credentials");
+    assert!(authed
+        .header("Authorization")
+        .is_some_and(|a| a.contains("username=\"reguser\"")));
+    trunk.reply(&authed, 200, "Expires: 120\r\n", "").await;
+    assert_eq!(next_state().await, Some("registered"));
+    assert_eq!(d.switchboard().status().await.registration, "registered");
+    d.shutdown().await;
+}

@@ -21,8 +21,9 @@ use tracing::{info, Instrument};
 
 use crate::conference::{Announcements, Conference, Limits};
 use crate::config::Settings;
-use crate::events::Events;
+use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
+use crate::sip::register::RegistrationOutcome;
 use crate::sip::ua::{SipError, UserAgent};
 use crate::tts::prompts::PromptError;
 
@@ -115,6 +116,38 @@ impl Daemon {
             started: std::time::Instant::now(),
             registration: Arc::new(Mutex::new("disabled")),
         });
+        if let (true, Some(proxy)) = (trunk.register, &trunk.proxy) {
+            let state = board.registration.clone();
+            let events = events.clone();
+            *state.lock().unwrap_or_else(|e| e.into_inner()) = "registering";
+            let report = move |outcome: RegistrationOutcome| {
+                let (now, detail) = match outcome {
+                    RegistrationOutcome::Registered => ("registered", None),
+                    RegistrationOutcome::Rejected(code) => {
+                        ("failed", Some(format!("status {code}")))
+                    }
+                    RegistrationOutcome::Failed(why) => ("failed", Some(why)),
+                };
+                let mut current = state.lock().unwrap_or_else(|e| e.into_inner());
+                // A refresh that changes nothing is not news; failures always are.
+                if *current != now || detail.is_some() {
+                    info!(
+                        state = now,
+                        detail = detail.as_deref().unwrap_or(""),
+                        "trunk registration"
+                    );
+                    events.publish(Event::Registration { state: now, detail });
+                }
+                *current = now;
+            };
+            ua.register(
+                proxy,
+                trunk.username.clone(),
+                trunk.password.clone(),
+                trunk.register_expires,
+                report,
+            )?;
+        }
         let registry = ctx.calls.clone();
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {

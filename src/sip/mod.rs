@@ -6,5 +6,6 @@ pub mod call;
 pub mod dial;
 mod digest_names;
 pub mod guard;
+pub mod register;
 pub mod sdp;
 pub mod ua;

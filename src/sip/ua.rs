@@ -11,7 +11,7 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::{dialog::Dialog, DialogId};
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Uri};
-use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::{CallIdFormat, TransactionReceiver};
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::call::{capabilities, in_dialog_event, CallEvent, CallHandle, OfferedCall, ALLOW};
 use super::dial::{DialError, DialSpec, DialingCall};
 use super::guard::GuardedUdp;
+use super::register::RegistrationOutcome;
 
 /// `User-Agent` / `Server` value.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
@@ -48,6 +49,7 @@ pub struct UserAgent {
     cancel: CancellationToken,
     layer: Arc<DialogLayer>,
     contact: Uri,
+    endpoint: EndpointInnerRef,
 }
 
 impl UserAgent {
@@ -136,6 +138,7 @@ impl UserAgent {
                 cancel,
                 layer,
                 contact,
+                endpoint: endpoint.inner.clone(),
             },
             calls_rx,
         ))
@@ -154,6 +157,28 @@ impl UserAgent {
     /// Place an outbound call.
     pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
         super::dial::dial(&self.layer, &self.contact, spec)
+    }
+
+    /// Register with `registrar` and keep the binding fresh until the agent
+    /// stops; every attempt's outcome goes to `report`.
+    pub fn register(
+        &self,
+        registrar: &str,
+        username: String,
+        password: String,
+        expires: u32,
+        report: impl FnMut(RegistrationOutcome) + Send + 'static,
+    ) -> Result<(), SipError> {
+        super::register::keep_registered(
+            self.endpoint.clone(),
+            registrar,
+            username,
+            password,
+            expires,
+            self.cancel.child_token(),
+            report,
+        )
+        .map_err(SipError::Stack)
     }
 
     /// Stop the SIP side.
