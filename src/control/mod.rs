@@ -5,6 +5,8 @@
 //! The server speaks to the daemon only through [`Switchboard`], so the
 //! protocol is tested on its own and the daemon stays free of JSON.
 
+pub mod lines;
+pub mod protocol;
 pub mod switchboard;
 
 pub use switchboard::{CommandError, DialRequest, Status, Switchboard, Target};
