@@ -5,6 +5,7 @@
 //! The server speaks to the daemon only through [`Switchboard`], so the
 //! protocol is tested on its own and the daemon stays free of JSON.
 
+pub mod cli;
 pub mod client;
 mod connection;
 pub mod lines;
