@@ -219,7 +219,7 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
         assert!(lines[0].starts_with("ROOM   CALL  DIR  FROM"), "{table}");
-        assert!(lines[1].contains("c1   in   alice"), "{table}");
+        assert!(lines[1].contains("sales  c1    in   alice"), "{table}");
         assert!(lines[1].contains("talking,muted"), "{table}");
         assert!(
             lines[2].contains("out  confgate  +15551234  PCMA   -"),
