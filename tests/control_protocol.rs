@@ -215,6 +215,13 @@ async fn bad_lines_get_their_code_and_the_connection_answers_on() {
         json!({"version":"test","uptime_secs":5,"calls":1,"rooms":1,"registration":"disabled"});
 
     assert_eq!(code(&peer.ask("{not json").await), "bad_json");
+    assert_eq!(code(&peer.ask("\u{0}\u{7f}[]").await), "bad_json");
+    peer.0
+        .get_mut()
+        .write_all(b"\xff\xfe{\r\n\n")
+        .await
+        .unwrap();
+    assert_eq!(code(&peer.line().await.unwrap()), "bad_json", "not UTF-8");
     assert_eq!(
         code(&peer.ask(r#"{"id":1,"cmd":"reboot"}"#).await),
         "unknown_command"
@@ -439,6 +446,7 @@ async fn subscribers_get_the_events_they_asked_for_between_responses() {
     let status = peer.ask(r#"{"id":2,"cmd":"status"}"#).await;
     assert_eq!(status["id"], 2);
     run.stop().await;
+    assert_eq!(peer.line().await, None, "shutdown closes connections");
 }
 
 #[tokio::test]

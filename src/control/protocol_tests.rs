@@ -344,3 +344,34 @@ fn rooms_list_every_member_field() {
         }]}]})
     );
 }
+
+#[test]
+fn no_input_panics_the_parser() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let seeds: [&[u8]; 4] = [
+        br#"{"id":1,"cmd":"dial","room":"r","to":"+1555","from":"x","timeout":30}"#,
+        br#"{"cmd":"subscribe","events":["member_joined","digit"]}"#,
+        br#"{"cmd":"say","room":"r","call":null,"text":"hi"}"#,
+        br#"{"id":[{"a":null}],"cmd":"kick","call":"c"}"#,
+    ];
+    for round in 0..20_000 {
+        let mut line: Vec<u8> = seeds[round % seeds.len()].to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..line.len());
+            match rng.random_range(0..3) {
+                0 => line[at] = rng.random(),
+                1 => {
+                    line.remove(at);
+                }
+                _ => line.insert(at, b"{}[]\":,0e-.\\"[rng.random_range(0..12)]),
+            }
+        }
+        let _ = parse(&line);
+    }
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        parse(deep.as_bytes()).request.map_err(|e| e.code()),
+        Err("bad_json")
+    );
+}
