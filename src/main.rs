@@ -90,41 +90,17 @@ enum Command {
         connect: Connect,
     },
     /// End a call.
-    Hangup {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Hangup(Member),
     /// Mute a member.
-    Mute {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Mute(Member),
     /// Unmute a member.
-    Unmute {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Unmute(Member),
     /// Stop a member hearing the room.
-    Deaf {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Deaf(Member),
     /// Let a member hear the room again.
-    Undeaf {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Undeaf(Member),
     /// Remove a member from its room and hang up.
-    Kick {
-        call: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Kick(Member),
     /// Speak TEXT to ROOM, or with --call to one call: `say ROOM TEXT`, `say --call CALL TEXT`.
     Say {
         /// Speak to this call instead of a room.
@@ -152,6 +128,15 @@ enum Command {
         #[command(flatten)]
         connect: Connect,
     },
+}
+
+/// A command on one call.
+#[derive(Args)]
+struct Member {
+    /// The call id (as `rooms` and the events name it).
+    call: String,
+    #[command(flatten)]
+    connect: Connect,
 }
 
 /// Where the control commands find the daemon.
@@ -239,12 +224,12 @@ fn main() -> ExitCode {
             }
             control(&settings, connect, request, Show::Call)
         }
-        Command::Hangup { call, connect } => member(&settings, connect, "hangup", call),
-        Command::Mute { call, connect } => member(&settings, connect, "mute", call),
-        Command::Unmute { call, connect } => member(&settings, connect, "unmute", call),
-        Command::Deaf { call, connect } => member(&settings, connect, "deaf", call),
-        Command::Undeaf { call, connect } => member(&settings, connect, "undeaf", call),
-        Command::Kick { call, connect } => member(&settings, connect, "kick", call),
+        Command::Hangup(m) => member(&settings, "hangup", m),
+        Command::Mute(m) => member(&settings, "mute", m),
+        Command::Unmute(m) => member(&settings, "unmute", m),
+        Command::Deaf(m) => member(&settings, "deaf", m),
+        Command::Undeaf(m) => member(&settings, "undeaf", m),
+        Command::Kick(m) => member(&settings, "kick", m),
         Command::Say {
             call,
             words,
@@ -292,13 +277,9 @@ fn control(
     }
 }
 
-fn member(settings: &Settings, connect: Connect, cmd: &str, call: String) -> ExitCode {
-    control(
-        settings,
-        connect,
-        json!({"cmd": cmd, "call": call}),
-        Show::Nothing,
-    )
+fn member(settings: &Settings, cmd: &str, m: Member) -> ExitCode {
+    let request = json!({"cmd": cmd, "call": m.call});
+    control(settings, m.connect, request, Show::Nothing)
 }
 
 fn events(settings: &Settings, connect: Connect, names: Vec<String>) -> ExitCode {

@@ -551,6 +551,12 @@ async fn the_cli_speaks_through_the_socket() {
         .board
         .asked()
         .contains(&r#"say Call("in-1") hello there"#.to_owned()));
+    let out = confgate(&["deaf", "in-1", "--socket", p]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(run
+        .board
+        .asked()
+        .contains(&"control in-1 Deaf(true)".to_owned()));
 
     let missing = socket_path("missing");
     let out = confgate(&["status", "--socket", missing.to_str().unwrap()]).await;
