@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 
 use confgate::config::{Config, Settings};
+use confgate::control::cli::{self as control_cli, Show};
+use confgate::control::Endpoint;
 use confgate::daemon::{prompts::specs, Daemon};
 use confgate::dtmf::inband::InbandDetector;
 use confgate::logging::{self, LogFormat};
@@ -56,6 +59,98 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// List the rooms and their members.
+    Rooms {
+        /// Print the JSON array of rooms.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show one room.
+    Room {
+        room: String,
+        /// Print the room as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Call TO (a number or a sip: URI) and bring it into ROOM; prints the call id.
+    Dial {
+        room: String,
+        to: String,
+        /// The From user to present (default: trunk.from_user).
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+        /// How long to let it ring (default: trunk.ring_timeout_secs).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// End a call.
+    Hangup(Member),
+    /// Mute a member.
+    Mute(Member),
+    /// Unmute a member.
+    Unmute(Member),
+    /// Stop a member hearing the room.
+    Deaf(Member),
+    /// Let a member hear the room again.
+    Undeaf(Member),
+    /// Remove a member from its room and hang up.
+    Kick(Member),
+    /// Speak TEXT to ROOM, or with --call to one call: `say ROOM TEXT`, `say --call CALL TEXT`.
+    Say {
+        /// Speak to this call instead of a room.
+        #[arg(long, value_name = "CALL")]
+        call: Option<String>,
+        /// ROOM TEXT, or TEXT with --call.
+        #[arg(value_name = "ROOM TEXT", num_args = 1..=2, required = true)]
+        words: Vec<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print events as JSON lines until interrupted or the daemon closes the socket.
+    Events {
+        /// Only these events (e.g. member_joined dial_failed); default: all.
+        #[arg(value_name = "EVENT")]
+        names: Vec<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// The daemon's version, uptime, calls, rooms and registration.
+    Status {
+        /// Print the JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
+
+/// A command on one call.
+#[derive(Args)]
+struct Member {
+    /// The call id (as `rooms` and the events name it).
+    call: String,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+/// Where the control commands find the daemon.
+#[derive(Args)]
+struct Connect {
+    /// The control socket (default: control.socket of the configuration).
+    #[arg(long, value_name = "PATH", conflicts_with = "tcp")]
+    socket: Option<PathBuf>,
+    /// Connect over TCP to ADDR (HOST:PORT) instead; needs --token.
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    tcp: Option<String>,
+    /// The daemon's control.token, for --tcp.
+    #[arg(long, value_name = "TOKEN", requires = "tcp")]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -97,7 +192,108 @@ fn main() -> ExitCode {
         Command::Prompts => render_prompts(&settings),
         Command::Dtmf { file, verbose } => detect_dtmf(&file, verbose),
         Command::Run => run(settings),
+        Command::Rooms { json, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "rooms"}),
+            Show::Rooms { json },
+        ),
+        Command::Room {
+            room,
+            json,
+            connect,
+        } => control(
+            &settings,
+            connect,
+            json!({"cmd": "room", "room": room}),
+            Show::Room { json },
+        ),
+        Command::Dial {
+            room,
+            to,
+            from,
+            timeout,
+            connect,
+        } => {
+            let mut request = json!({"cmd": "dial", "room": room, "to": to});
+            if let Some(from) = from {
+                request["from"] = json!(from);
+            }
+            if let Some(secs) = timeout {
+                request["timeout"] = json!(secs);
+            }
+            control(&settings, connect, request, Show::Call)
+        }
+        Command::Hangup(m) => member(&settings, "hangup", m),
+        Command::Mute(m) => member(&settings, "mute", m),
+        Command::Unmute(m) => member(&settings, "unmute", m),
+        Command::Deaf(m) => member(&settings, "deaf", m),
+        Command::Undeaf(m) => member(&settings, "undeaf", m),
+        Command::Kick(m) => member(&settings, "kick", m),
+        Command::Say {
+            call,
+            words,
+            connect,
+        } => {
+            let request = match (call, words.as_slice()) {
+                (Some(call), [text]) => json!({"cmd": "say", "call": call, "text": text}),
+                (None, [room, text]) => json!({"cmd": "say", "room": room, "text": text}),
+                (Some(_), _) => return usage("say --call CALL TEXT: one TEXT after the call"),
+                (None, _) => return usage("say ROOM TEXT: give the room and the text"),
+            };
+            control(&settings, connect, request, Show::Nothing)
+        }
+        Command::Events { names, connect } => events(&settings, connect, names),
+        Command::Status { json, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "status"}),
+            Show::Status { json },
+        ),
     }
+}
+
+/// Where `connect` points: --tcp, --socket, else control.socket.
+fn endpoint(settings: &Settings, connect: Connect) -> Option<Endpoint> {
+    match (connect.tcp, connect.token, connect.socket) {
+        (Some(addr), Some(token), _) => Some(Endpoint::Tcp { addr, token }),
+        (_, _, Some(path)) => Some(Endpoint::Unix(path)),
+        _ => settings.control.socket.clone().map(Endpoint::Unix),
+    }
+}
+
+/// Send one request and show its result.
+fn control(
+    settings: &Settings,
+    connect: Connect,
+    request: serde_json::Value,
+    show: Show,
+) -> ExitCode {
+    match endpoint(settings, connect) {
+        Some(endpoint) => control_cli::request(&endpoint, request, show),
+        None => {
+            usage("no control socket configured (control.socket is empty): give --socket or --tcp")
+        }
+    }
+}
+
+fn member(settings: &Settings, cmd: &str, m: Member) -> ExitCode {
+    let request = json!({"cmd": cmd, "call": m.call});
+    control(settings, m.connect, request, Show::Nothing)
+}
+
+fn events(settings: &Settings, connect: Connect, names: Vec<String>) -> ExitCode {
+    match endpoint(settings, connect) {
+        Some(endpoint) => control_cli::follow(&endpoint, names),
+        None => {
+            usage("no control socket configured (control.socket is empty): give --socket or --tcp")
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("confgate: {message}");
+    ExitCode::from(EX_USAGE)
 }
 
 fn render_prompts(settings: &Settings) -> ExitCode {

@@ -5,6 +5,14 @@
 //! The server speaks to the daemon only through [`Switchboard`], so the
 //! protocol is tested on its own and the daemon stays free of JSON.
 
+pub mod cli;
+pub mod client;
+mod connection;
+pub mod lines;
+pub mod protocol;
+pub mod server;
 pub mod switchboard;
 
+pub use client::{ClientError, ControlClient, Endpoint};
+pub use server::{ControlError, ControlServer};
 pub use switchboard::{CommandError, DialRequest, Status, Switchboard, Target};

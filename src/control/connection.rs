@@ -1,0 +1,282 @@
+//! One control connection: read request lines, answer each in order, and
+//! after `subscribe` write the events as they happen. Responses and events
+//! leave through this one task, so lines never interleave mid-line.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::lines::{Line, LineSplitter, MAX_LINE};
+use super::protocol::{self, Parsed, ProtocolError, Request};
+use super::switchboard::{CommandError, Switchboard};
+use crate::events::Event;
+
+/// How long a TCP client has to send its `auth` line.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Events a connection asked for.
+struct Subscription {
+    events: broadcast::Receiver<Event>,
+    /// `None`: every event.
+    filter: Option<Vec<&'static str>>,
+}
+
+/// Why a request got an error response.
+enum Refusal {
+    Protocol(ProtocolError),
+    Command(CommandError),
+}
+
+impl From<ProtocolError> for Refusal {
+    fn from(e: ProtocolError) -> Self {
+        Refusal::Protocol(e)
+    }
+}
+
+impl From<CommandError> for Refusal {
+    fn from(e: CommandError) -> Self {
+        Refusal::Command(e)
+    }
+}
+
+/// Serves one connection until it closes or misbehaves past recovery.
+pub(super) struct Handler<S> {
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    lines: LineSplitter,
+    chunk: Vec<u8>,
+    board: Arc<dyn Switchboard>,
+    /// TCP: the token the first line must carry.
+    token: Option<Arc<str>>,
+    subscription: Option<Subscription>,
+}
+
+/// What woke the handler.
+enum Wake {
+    Read(io::Result<usize>),
+    Event(Result<Event, RecvError>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
+    pub(super) fn new(stream: S, board: Arc<dyn Switchboard>, token: Option<Arc<str>>) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        Handler {
+            reader,
+            writer,
+            lines: LineSplitter::new(MAX_LINE),
+            chunk: vec![0; READ_CHUNK],
+            board,
+            token,
+            subscription: None,
+        }
+    }
+
+    /// Serve until the peer closes (`Ok`) or the socket fails.
+    pub(super) async fn run(mut self) -> io::Result<()> {
+        if self.token.is_some() {
+            match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) | Err(_) => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        loop {
+            while let Some(line) = self.lines.next_line() {
+                if !self.answer(line).await? {
+                    return Ok(());
+                }
+            }
+            let wake = tokio::select! {
+                read = self.reader.read(&mut self.chunk) => Wake::Read(read),
+                event = next_event(&mut self.subscription) => Wake::Event(event),
+            };
+            match wake {
+                Wake::Read(read) => match read? {
+                    0 => return Ok(()),
+                    n => self.lines.push(&self.chunk[..n]),
+                },
+                Wake::Event(Ok(event)) => self.write_event(&event).await?,
+                Wake::Event(Err(RecvError::Lagged(count))) => {
+                    self.write_line(protocol::events_lost_line(count)).await?;
+                }
+                Wake::Event(Err(RecvError::Closed)) => self.subscription = None,
+            }
+        }
+    }
+
+    /// Wait for the first line; true if it was `auth` with the right token.
+    async fn authenticate(&mut self) -> io::Result<bool> {
+        loop {
+            let Some(line) = self.lines.next_line() else {
+                match self.reader.read(&mut self.chunk).await? {
+                    0 => return Ok(false),
+                    n => self.lines.push(&self.chunk[..n]),
+                }
+                continue;
+            };
+            let (id, verdict) = match line {
+                Line::Complete(bytes) if is_blank(&bytes) => continue,
+                Line::Complete(bytes) => {
+                    let parsed = protocol::parse(&bytes);
+                    let verdict = match parsed.request {
+                        Ok(Request::Auth { token }) => self.check_token(&token),
+                        _ => Err(ProtocolError::AuthRequired),
+                    };
+                    (parsed.id, verdict)
+                }
+                Line::TooLong => (Value::Null, Err(ProtocolError::AuthRequired)),
+            };
+            let accepted = verdict.is_ok();
+            let reply = match verdict {
+                Ok(()) => protocol::ok_line(&id, json!({})),
+                Err(e) => protocol::protocol_error_line(&id, &e),
+            };
+            self.write_line(reply).await?;
+            if !accepted {
+                self.writer.shutdown().await.ok();
+            }
+            return Ok(accepted);
+        }
+    }
+
+    fn check_token(&self, given: &str) -> Result<(), ProtocolError> {
+        match &self.token {
+            None => Ok(()),
+            Some(expected) if same_token(given, expected) => Ok(()),
+            Some(_) => Err(ProtocolError::AuthFailed),
+        }
+    }
+
+    /// Answer one line; false when the connection must close.
+    async fn answer(&mut self, line: Line) -> io::Result<bool> {
+        let parsed = match line {
+            Line::Complete(bytes) if is_blank(&bytes) => return Ok(true),
+            Line::Complete(bytes) => protocol::parse(&bytes),
+            Line::TooLong => Parsed {
+                id: Value::Null,
+                request: Err(ProtocolError::LineTooLong(MAX_LINE)),
+            },
+        };
+        let id = parsed.id;
+        let outcome = match parsed.request {
+            Ok(request) => self.execute(request).await,
+            Err(e) => Err(e.into()),
+        };
+        let keep_open = !matches!(outcome, Err(Refusal::Protocol(ProtocolError::AuthFailed)));
+        let reply = match outcome {
+            Ok(result) => protocol::ok_line(&id, result),
+            Err(Refusal::Protocol(e)) => protocol::protocol_error_line(&id, &e),
+            Err(Refusal::Command(e)) => protocol::command_error_line(&id, &e),
+        };
+        self.write_line(reply).await?;
+        Ok(keep_open)
+    }
+
+    async fn execute(&mut self, request: Request) -> Result<Value, Refusal> {
+        let board = &self.board;
+        Ok(match request {
+            Request::Auth { token } => {
+                self.check_token(&token)?;
+                json!({})
+            }
+            Request::Dial(req) => protocol::dial_result(&board.dial(req).await?),
+            Request::Hangup { call } => {
+                board.hangup(&call).await?;
+                json!({})
+            }
+            Request::Rooms => protocol::rooms_result(&board.rooms().await),
+            Request::Room { room } => {
+                let rooms = board.rooms().await;
+                match rooms.iter().find(|r| r.room == room) {
+                    Some(found) => protocol::room_json(found),
+                    None => return Err(CommandError::NoSuchRoom(room).into()),
+                }
+            }
+            Request::Control { call, control } => {
+                board.control(&call, control).await?;
+                json!({})
+            }
+            Request::Say { target, text } => {
+                board.say(target, text).await?;
+                json!({})
+            }
+            Request::Subscribe { events } => {
+                // Subscribed before the response is written: nothing that
+                // happens after the client reads it is missed.
+                let result = match &events {
+                    Some(names) => json!({ "events": names }),
+                    None => json!({ "events": protocol::EVENT_NAMES }),
+                };
+                self.subscription = Some(Subscription {
+                    events: board.subscribe(),
+                    filter: events,
+                });
+                result
+            }
+            Request::Status => protocol::status_result(&board.status().await),
+        })
+    }
+
+    async fn write_event(&mut self, event: &Event) -> io::Result<()> {
+        let Some((name, line)) = protocol::event_line(event) else {
+            return Ok(());
+        };
+        let wanted = self
+            .subscription
+            .as_ref()
+            .and_then(|s| s.filter.as_ref())
+            .is_none_or(|names| names.contains(&name.as_str()));
+        if wanted {
+            self.write_line(line).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_line(&mut self, mut line: String) -> io::Result<()> {
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await
+    }
+}
+
+/// The next event, or never when not subscribed.
+async fn next_event(subscription: &mut Option<Subscription>) -> Result<Event, RecvError> {
+    match subscription {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Compare tokens in time that depends only on the expected token's length.
+fn same_token(given: &str, expected: &str) -> bool {
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = given.len() ^ expected.len();
+    for (i, &e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(0);
+        diff |= usize::from(g ^ e);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(same_token("0123456789abcdef", "0123456789abcdef"));
+        assert!(!same_token("0123456789abcdeX", "0123456789abcdef"));
+        assert!(!same_token("0123456789abcde", "0123456789abcdef"));
+        assert!(!same_token("0123456789abcdef0", "0123456789abcdef"));
+        assert!(!same_token("", "0123456789abcdef"));
+    }
+}
