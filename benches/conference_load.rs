@@ -166,6 +166,7 @@ fn run(members: usize, secs: u64) -> Report {
         "rooms.trusted=[\"127.0.0.1\"]".to_owned(),
         format!("rooms.max_members={ROOM_SIZE}"),
         format!("prompts.dir={}", prompts.display()),
+        "control.socket=".to_owned(),
     ]
     .into();
     let settings = Config::load(None, &overrides).expect("settings");

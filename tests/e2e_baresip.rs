@@ -6,32 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::Baresip;
+use common::signal::{best_match, envelope, voiced_frames};
 use common::{daemon, welcome_prompt};
-
-/// RMS of each 20 ms frame.
-fn envelope(samples: &[i16]) -> Vec<f64> {
-    samples
-        .chunks(160)
-        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
-        .collect()
-}
-
-/// Best normalised correlation of `needle` inside `hay`, and its lag in frames.
-fn best_match(hay: &[f64], needle: &[f64]) -> (f64, usize) {
-    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let nn = norm(needle);
-    (0..=hay.len().saturating_sub(needle.len()))
-        .map(|lag| {
-            let w = &hay[lag..lag + needle.len()];
-            let dot: f64 = w.iter().zip(needle).map(|(a, b)| a * b).sum();
-            (dot / (norm(w) * nn).max(1e-9), lag)
-        })
-        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best })
-}
-
-fn voiced_frames(env: &[f64]) -> usize {
-    env.iter().filter(|&&r| r > 300.0).count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_hears_the_welcome_prompt() {

@@ -27,7 +27,7 @@ use crate::sip::register::RegistrationOutcome;
 use crate::sip::ua::{SipError, UserAgent};
 use crate::tts::prompts::PromptError;
 
-use crate::control::Switchboard;
+use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
 use call::CallContext;
 use ports::PortPool;
@@ -44,6 +44,8 @@ pub enum StartError {
     PromptTask(String),
     #[error(transparent)]
     Sip(#[from] SipError),
+    #[error("control socket: {0}")]
+    Control(#[from] ControlError),
 }
 
 /// A running daemon.
@@ -55,6 +57,7 @@ pub struct Daemon {
     events: Events,
     conference: Conference,
     board: Arc<Board>,
+    control: ControlServer,
 }
 
 impl Daemon {
@@ -148,6 +151,9 @@ impl Daemon {
                 report,
             )?;
         }
+        let control =
+            ControlServer::start(&ctx.settings.control, board.clone(), shutdown.child_token())
+                .await?;
         let registry = ctx.calls.clone();
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
@@ -191,7 +197,13 @@ impl Daemon {
             events,
             conference,
             board,
+            control,
         })
+    }
+
+    /// Where the control socket listens (Unix path, TCP address).
+    pub fn control_endpoints(&self) -> (Option<&std::path::Path>, Option<SocketAddr>) {
+        (self.control.unix_path(), self.control.tcp_addr())
     }
 
     /// The daemon as the control socket drives it.
@@ -219,6 +231,7 @@ impl Daemon {
         info!("shutting down");
         self.shutdown.cancel();
         self.calls.await.ok();
+        self.control.stopped().await;
         self.ua.shutdown();
     }
 }

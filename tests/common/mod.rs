@@ -25,6 +25,13 @@ pub fn prompts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prompts")
 }
 
+/// A control socket path of its own for each daemon a test process starts.
+pub fn control_socket() -> PathBuf {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("confgate-test-{}-{n}.sock", std::process::id()))
+}
+
 /// A disjoint RTP port range for each daemon a test process starts.
 fn rtp_range() -> String {
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -40,6 +47,7 @@ pub fn settings(extra: &[&str]) -> Settings {
         format!("rtp.port_range={}", rtp_range()),
         format!("prompts.dir={}", prompts_dir().display()),
         "sip.early_media_ms=300".to_owned(),
+        format!("control.socket={}", control_socket().display()),
     ];
     ov.extend(extra.iter().map(|s| s.to_string()));
     Config::load(None, &ov).expect("test settings")
@@ -51,7 +59,13 @@ pub async fn daemon(extra: &[&str]) -> Daemon {
 
 /// The welcome prompt as the daemon plays it.
 pub fn welcome_prompt() -> Vec<i16> {
-    let mut r = hound::WavReader::open(prompts_dir().join("welcome.wav")).expect("welcome.wav");
+    prompt("welcome")
+}
+
+/// A rendered prompt as the daemon plays it.
+pub fn prompt(name: &str) -> Vec<i16> {
+    let mut r =
+        hound::WavReader::open(prompts_dir().join(format!("{name}.wav"))).expect("prompt wav");
     assert_eq!(r.spec().sample_rate, 8000);
     r.samples::<i16>().map(|s| s.unwrap()).collect()
 }

@@ -85,3 +85,28 @@ pub fn shared(rel: &str) -> std::path::PathBuf {
         .join("../shared")
         .join(rel)
 }
+
+/// RMS of each 20 ms frame.
+pub fn envelope(samples: &[i16]) -> Vec<f64> {
+    samples
+        .chunks(160)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
+        .collect()
+}
+
+/// Best normalised correlation of `needle` inside `hay`, and its lag in frames.
+pub fn best_match(hay: &[f64], needle: &[f64]) -> (f64, usize) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nn = norm(needle);
+    (0..=hay.len().saturating_sub(needle.len()))
+        .map(|lag| {
+            let w = &hay[lag..lag + needle.len()];
+            let dot: f64 = w.iter().zip(needle).map(|(a, b)| a * b).sum();
+            (dot / (norm(w) * nn).max(1e-9), lag)
+        })
+        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best })
+}
+
+pub fn voiced_frames(env: &[f64]) -> usize {
+    env.iter().filter(|&&r| r > 300.0).count()
+}
