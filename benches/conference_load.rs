@@ -21,9 +21,22 @@ use confgate::media::g711::Codec;
 const ROOM_SIZE: usize = 10;
 const TALKERS_PER_ROOM: usize = 2;
 
+/// utime + stime of one `/proc/.../stat` file, in seconds.
+fn stat_cpu(path: &std::path::Path) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the ")" that closes the thread name: utime is 14th, stime 15th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (ut + st) / tick
+}
+
 /// CPU seconds used so far by this process's threads named `prefix*`.
 fn thread_cpu(prefix: &str) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
     let mut total = 0.0;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -33,15 +46,7 @@ fn thread_cpu(prefix: &str) -> f64 {
         if !name.starts_with(prefix) {
             continue;
         }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // Fields after the ")" that closes the thread name: utime is 14th, stime 15th.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        total += (ut + st) / tick;
+        total += stat_cpu(&t.path().join("stat"));
     }
     total
 }
@@ -193,12 +198,17 @@ fn run(members: usize, secs: u64) -> Report {
             let mut buf = [0u8; 512];
             let start = Instant::now();
             let mut tick = 0u64;
+            let own = std::path::Path::new("/proc/thread-self/stat");
+            let mut cpu_from = None;
             while Instant::now() < stop_at {
                 let due = start + Duration::from_millis(20 * tick);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
                 let measuring = Instant::now() >= measure_from;
+                if measuring && cpu_from.is_none() {
+                    cpu_from = Some(stat_cpu(own));
+                }
                 let seq = tick as u16;
                 let ts = (tick * 160) as u32;
                 for (k, p) in phones.iter().enumerate() {
@@ -227,21 +237,20 @@ fn run(members: usize, secs: u64) -> Report {
                 }
                 tick += 1;
             }
-            (sent, errors, rx, expected)
+            let cpu = stat_cpu(own) - cpu_from.unwrap_or(0.0);
+            (sent, errors, rx, expected, cpu)
         })
         .expect("phone thread");
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let cpu0 = thread_cpu("daemon") + thread_cpu("confgate-mixer");
-    let phones0 = thread_cpu("phones");
     let stats0 = daemon.conference().stats();
     let rooms0 = rt.block_on(daemon.conference().rooms());
     let wall0 = Instant::now();
-    let (sent_by_phones, send_errors, sample_received, sample_expected) =
+    let (sent_by_phones, send_errors, sample_received, sample_expected, phones_cpu) =
         sender.join().expect("phones");
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = thread_cpu("daemon") + thread_cpu("confgate-mixer") - cpu0;
-    let phones_cpu = thread_cpu("phones") - phones0;
     let stats1 = daemon.conference().stats();
     let rooms1 = rt.block_on(daemon.conference().rooms());
     let sum = |rooms: &[confgate::conference::RoomStatus],

@@ -14,7 +14,7 @@ use crate::conference::{Control, MemberStatus, RoomStatus};
 use crate::events::Event;
 
 /// The longest ring time a `dial` may ask for.
-pub const MAX_DIAL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MAX_DIAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Every event name a `subscribe` filter may list.
 pub const EVENT_NAMES: &[&str] = &[

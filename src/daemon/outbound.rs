@@ -89,7 +89,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                             from: from.clone(),
                             to: to.clone(),
                             direction: Direction::Outbound,
-                            direct: true,
+                            direct: false,
                             codec: params.codec,
                             payload_type: params.payload_type,
                             socket: socket.clone(),

@@ -27,7 +27,7 @@ use super::registry::CallCommand;
 /// Longest text `say` renders.
 const MAX_SAY_CHARS: usize = 2000;
 /// Longest ring timeout a dial may ask for.
-const MAX_RING: Duration = Duration::from_secs(600);
+const MAX_RING: Duration = crate::control::protocol::MAX_DIAL_TIMEOUT;
 
 /// What registration with the trunk looks like now.
 pub type RegistrationState = Arc<Mutex<&'static str>>;
