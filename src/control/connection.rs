@@ -14,6 +14,7 @@ use super::lines::{Line, LineSplitter, MAX_LINE};
 use super::protocol::{self, Parsed, ProtocolError, Request};
 use super::switchboard::{CommandError, Switchboard};
 use crate::events::Event;
+use crate::ivr::throttle::secrets_equal;
 
 /// How long a TCP client has to send its `auth` line.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
     fn check_token(&self, given: &str) -> Result<(), ProtocolError> {
         match &self.token {
             None => Ok(()),
-            Some(expected) if same_token(given, expected) => Ok(()),
+            Some(expected) if secrets_equal(given, expected) => Ok(()),
             Some(_) => Err(ProtocolError::AuthFailed),
         }
     }
@@ -254,29 +255,4 @@ async fn next_event(subscription: &mut Option<Subscription>) -> Result<Event, Re
 
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
-}
-
-/// Compare tokens in time that depends only on the expected token's length.
-fn same_token(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    let mut diff = given.len() ^ expected.len();
-    for (i, &e) in expected.iter().enumerate() {
-        let g = given.get(i).copied().unwrap_or(0);
-        diff |= usize::from(g ^ e);
-    }
-    std::hint::black_box(diff) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_token;
-
-    #[test]
-    fn tokens_match_only_when_equal() {
-        assert!(same_token("0123456789abcdef", "0123456789abcdef"));
-        assert!(!same_token("0123456789abcdeX", "0123456789abcdef"));
-        assert!(!same_token("0123456789abcde", "0123456789abcdef"));
-        assert!(!same_token("0123456789abcdef0", "0123456789abcdef"));
-        assert!(!same_token("", "0123456789abcdef"));
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::throttle::pins_equal;
+use super::throttle::secrets_equal;
 
 /// A room from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +81,14 @@ impl Directory {
     pub fn by_pin(&self, pin: &str) -> Option<Admission> {
         let mut found = None;
         for room in &self.rooms {
-            if pins_equal(pin, &room.pin) && found.is_none() {
+            if secrets_equal(pin, &room.pin) && found.is_none() {
                 found = Some(Admission {
                     room: room.id.clone(),
                     moderator: false,
                 });
             }
             if let Some(m) = &room.moderator_pin {
-                if pins_equal(pin, m) && found.is_none() {
+                if secrets_equal(pin, m) && found.is_none() {
                     found = Some(Admission {
                         room: room.id.clone(),
                         moderator: true,

@@ -102,9 +102,9 @@ pub fn keys(from_user: &str, source: std::net::IpAddr, dialled: &str) -> (String
     )
 }
 
-/// Compare two PINs in time that depends only on their lengths, not on where
-/// they first differ.
-pub fn pins_equal(a: &str, b: &str) -> bool {
+/// Compare two secrets (PINs, control tokens) in time that depends only on
+/// their lengths, not on where they first differ.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
@@ -183,11 +183,13 @@ mod tests {
 
     #[test]
     fn pin_compare_and_redaction() {
-        assert!(pins_equal("4321", "4321"));
-        assert!(!pins_equal("4321", "4320"));
-        assert!(!pins_equal("4321", "43210"));
-        assert!(!pins_equal("", "0"));
-        assert!(pins_equal("", ""));
+        assert!(secrets_equal("4321", "4321"));
+        assert!(!secrets_equal("4321", "4320"));
+        assert!(!secrets_equal("4321", "43210"));
+        assert!(!secrets_equal("", "0"));
+        assert!(secrets_equal("", ""));
+        assert!(!secrets_equal("0123456789abcdeX", "0123456789abcdef"));
+        assert!(!secrets_equal("0123456789abcdef0", "0123456789abcdef"));
         assert_eq!(redact("4321"), "<4 digits>");
     }
 }
