@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::callee::{Callee, Request};
 use common::{daemon, offer, rtp_socket};
-use confgate::control::{CommandError, DialRequest};
+use confgate::control::{CommandError, DialRequest, Target};
 use confgate::events::{Direction, Event};
 use md5::{Digest, Md5};
 use tokio::sync::broadcast::{error::RecvError, Receiver};
@@ -115,6 +115,16 @@ async fn an_answered_call_rings_joins_and_leaves_on_bye() {
         .and_then(|r| r.members.iter().find(|m| m.call == call))
         .expect("listed in room 4321");
     assert_eq!(member.direction, Direction::Outbound);
+
+    // Text spoken to the room is rendered and played; unknown targets are named.
+    board
+        .say(Target::Room("4321".into()), "the meeting ends soon".into())
+        .await
+        .expect("say to the room");
+    assert_eq!(
+        board.say(Target::Room("nope".into()), "hello".into()).await,
+        Err(CommandError::NoSuchRoom("nope".into()))
+    );
 
     callee.bye(&invite).await;
     let seen = events_of(&mut events, &call, Duration::from_millis(1500)).await;
