@@ -58,6 +58,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
     let mut member: Option<MemberKey> = None;
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let mut digits = DigitStream::new(ctx.settings.dtmf_mode);
+    let (events_on, inband_on) = super::call::listens(ctx.settings.dtmf_mode);
     let mut stopping = false;
     let report = |event: Event| ctx.events.publish(event);
     let (reason, joined) = loop {
@@ -140,8 +141,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                 Some(DialEvent::Answered { sdp }) => match sdp::parse_answer(&sdp) {
                     Ok(n) if ctx.settings.codecs.contains(&n.codec) => {
                         let params = media_params(&n);
-                        let (_, inband) = super::call::listens(ctx.settings.dtmf_mode);
-                        leg = Some(Leg::start(socket.clone(), params, inband, rtp.clone(), ctx.settings.rtp_timeout));
+                        leg = Some(Leg::start(socket.clone(), params, inband_on, rtp.clone(), ctx.settings.rtp_timeout));
                         media = Some(params);
                         flow.handle(Input::Answered, Instant::now());
                     }
@@ -163,7 +163,8 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                     match (offer.is_empty(), sdp::negotiate(&offer, &ctx.settings.codecs)) {
                         (true, _) => reply.status(200).await,
                         (false, Ok(n)) => {
-                            let n = Negotiated { dtmf_pt: n.dtmf_pt, ..n };
+                            // As at the answer: events only when telephone-event is listened to.
+                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
                             sdp_version += 1;
                             let params = media_params(&n);
                             if let Some(leg) = &leg {

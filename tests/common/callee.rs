@@ -30,20 +30,12 @@ impl Request {
         })
     }
 
-    /// First header value by name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-            })
+        super::raw::header(&self.text, name)
     }
 
     pub fn body(&self) -> &str {
-        self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+        super::raw::body(&self.text)
     }
 }
 

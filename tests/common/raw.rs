@@ -6,6 +6,24 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+/// First header value by name in a SIP message's text (case-insensitive;
+/// compact forms not handled).
+pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+}
+
+/// A SIP message's body.
+pub fn body(message: &str) -> &str {
+    message.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
 /// A parsed response, enough for assertions.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -22,18 +40,11 @@ impl Response {
 
     /// First header value by name (case-insensitive), compact forms not handled.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-            })
+        header(&self.text, name)
     }
 
     pub fn body(&self) -> &str {
-        self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+        body(&self.text)
     }
 
     pub fn to_tag(&self) -> Option<String> {
