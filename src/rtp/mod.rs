@@ -1,4 +1,5 @@
 //! RTP: packets and the media clock.
 
+pub mod learning;
 pub mod pacer;
 pub mod packet;
