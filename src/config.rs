@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::call::admission::AdmissionRules;
 use crate::dtmf::DtmfMode;
 use crate::ivr::directory::{Cidr, Directory, RoomEntry};
 use crate::ivr::pin::PinRules;
@@ -92,6 +93,7 @@ pub struct SipConfig {
     pub public_address: String,
     pub early_media: bool,
     pub early_media_ms: u64,
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +101,7 @@ pub struct SipConfig {
 pub struct RtpConfig {
     pub port_range: String,
     pub timeout_secs: u64,
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +123,8 @@ pub struct PromptsConfig {
 #[serde(deny_unknown_fields)]
 pub struct CallsConfig {
     pub idle_timeout_secs: u64,
+    pub max_calls: usize,
+    pub max_per_source: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +191,10 @@ pub struct Settings {
     pub throttle: ThrottleRules,
     pub directory: Directory,
     pub rtp_timeout: Duration,
+    /// Strict RTP source learning (see `rtp::learning`).
+    pub rtp_strict: bool,
+    /// Who may call and how many calls at once.
+    pub admission: AdmissionRules,
     pub max_members: usize,
     /// Join/leave tones for the others.
     pub announce_tones: bool,
@@ -236,33 +245,35 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
 ];
 
 impl Config {
-    /// Load `path` (or the embedded default), apply `--set` overrides, validate.
+    /// Load the embedded default with `path` (if any) merged over it, apply
+    /// `--set` overrides, validate.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Settings, ConfigError> {
-        let (origin, text) = match path {
-            Some(p) => (
-                p.display().to_string(),
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?,
-            ),
-            None => ("the built-in configuration".to_owned(), DEFAULT_TOML.into()),
-        };
-        Self::from_toml(&origin, &text, overrides)?.validate()
+        let mut table = default_table()?;
+        if let Some(p) = path {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?;
+            merge(&mut table, parse_table(&p.display().to_string(), &text)?);
+        }
+        Self::from_table(table, overrides)?.validate()
     }
 
-    /// Parse TOML text and apply overrides (no validation of values yet).
+    /// Parse TOML text, merge it over the embedded default (so it needs only
+    /// the keys it changes) and apply overrides (no validation of values yet).
     pub fn from_toml(
         origin: &str,
         text: &str,
         overrides: &[String],
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    origin: origin.to_owned(),
-                    message: e.message().to_owned(),
-                })?;
+        let mut table = default_table()?;
+        merge(&mut table, parse_table(origin, text)?);
+        Self::from_table(table, overrides)
+    }
+
+    /// Apply overrides to a complete table and deserialize it. Unknown keys
+    /// and values of the wrong type are reported by their dotted path.
+    fn from_table(mut table: toml::Table, overrides: &[String]) -> Result<Config, ConfigError> {
         for ov in overrides {
             apply_override(&mut table, ov)?;
         }
@@ -388,6 +399,11 @@ impl Config {
         };
         let control = control_settings(&self.control)?;
         let trunk = trunk_settings(&self.trunk)?;
+        let admission = AdmissionRules {
+            max_calls: self.calls.max_calls,
+            max_per_source: self.calls.max_per_source,
+            allow: cidrs("sip.allow", &self.sip.allow)?,
+        };
         Ok(Settings {
             control,
             trunk,
@@ -406,6 +422,8 @@ impl Config {
             throttle,
             directory,
             rtp_timeout: Duration::from_secs(self.rtp.timeout_secs),
+            rtp_strict: self.rtp.strict,
+            admission,
             max_members: self.rooms.max_members,
             announce_tones,
         })
@@ -564,16 +582,23 @@ fn throttle_rules(c: &PinConfig) -> Result<ThrottleRules, ConfigError> {
     })
 }
 
+/// A list of addresses and networks; a bad entry is named by its index.
+fn cidrs(key: &str, list: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Cidr::parse(t).ok_or_else(|| {
+                ConfigError::invalid(
+                    &format!("{key}[{i}]"),
+                    format!("`{t}` is not an address or CIDR"),
+                )
+            })
+        })
+        .collect()
+}
+
 fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> {
-    let mut trusted = Vec::new();
-    for (i, t) in c.trusted.iter().enumerate() {
-        trusted.push(Cidr::parse(t).ok_or_else(|| {
-            ConfigError::invalid(
-                &format!("rooms.trusted[{i}]"),
-                format!("`{t}` is not an address or CIDR"),
-            )
-        })?);
-    }
+    let trusted = cidrs("rooms.trusted", &c.trusted)?;
     let direct_uri = match c.direct_uri.trim() {
         "" => None,
         pattern => match pattern.split_once("{id}") {
@@ -634,6 +659,34 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
         trusted,
         direct_uri,
     })
+}
+
+fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.message().to_owned(),
+        })
+}
+
+fn default_table() -> Result<toml::Table, ConfigError> {
+    parse_table("the built-in configuration", DEFAULT_TOML)
+}
+
+/// Merge `over` into `base`: a table merges into a table key by key; any
+/// other value (an array, including an array of tables) replaces the value in
+/// `base` whole. Keys absent from `base` are added, so deserialization still
+/// rejects the ones no struct knows.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(slot), value) => *slot = value,
+            (None, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 /// `sip.listen=127.0.0.1:5070`: walk the dotted key (it must exist) and set the
@@ -778,6 +831,123 @@ mod tests {
         let err = Config::from_toml("x.toml", &text, &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("calls") && err.contains("bogus"), "{err}");
+        assert!(err.starts_with("calls.bogus:"), "{err}");
+    }
+
+    /// Write `text` to a file of its own under the temp dir and load it.
+    fn load_file(text: &str, overrides: &[&str]) -> Result<Settings, ConfigError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "confgate-config-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let result = Config::load(Some(&path), &ov);
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    #[test]
+    fn partial_file_keeps_the_other_defaults() {
+        let s = load_file("[sip]\nlisten = \"127.0.0.1:5070\"\n", &[]).unwrap();
+        assert_eq!(s.sip_listen, "127.0.0.1:5070".parse().unwrap());
+        let mut d = load(&[]).unwrap();
+        d.sip_listen = s.sip_listen;
+        // Settings has no PartialEq; its Debug form covers every field.
+        assert_eq!(format!("{s:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn partial_file_unknown_key_is_named() {
+        let err = load_file("[sip]\nlistn = \"127.0.0.1:5070\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("sip.listn:"), "{err}");
+        let err = load_file("[calls]\nbogus = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("calls.bogus:"), "{err}");
+        let err = load_file("[nosuch]\nx = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("nosuch:"), "{err}");
+        let err = load_file(
+            "[[rooms.room]]\nid = \"a\"\npin = \"1234\"\npn = \"1\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("rooms.room[0].pn:"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_bad_value_is_named() {
+        let err = load_file("[rtp]\ntimeout_secs = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("rtp.timeout_secs:"), "{err}");
+        let err = load_file("[rtp]\nport_range = \"9-5\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("rtp.port_range:"), "{err}");
+        let err = load_file("sip = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("sip:"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_syntax_error_names_the_file() {
+        let err = load_file("[sip\n", &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Syntax { origin, .. } if origin.contains("confgate-config-")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partial_prompt_texts_keep_the_other_defaults() {
+        let s = load_file("[prompts.text]\ngoodbye = \"see you.\"\n", &[]).unwrap();
+        let d = load(&[]).unwrap();
+        assert_eq!(s.prompt_texts["goodbye"], "see you.");
+        for (name, text) in &d.prompt_texts {
+            if name != "goodbye" {
+                assert_eq!(&s.prompt_texts[name], text, "{name}");
+            }
+        }
+        assert_eq!(s.prompt_texts.len(), d.prompt_texts.len());
+        // prompts.text takes any prompt name.
+        let s = load_file("[prompts.text]\nhold = \"please hold.\"\n", &[]).unwrap();
+        assert_eq!(s.prompt_texts["hold"], "please hold.");
+        assert_eq!(s.prompt_texts["welcome"], d.prompt_texts["welcome"]);
+    }
+
+    #[test]
+    fn partial_file_rooms_replace_the_default_list() {
+        let text = "[[rooms.room]]\nid = \"sales\"\npin = \"4321\"\n";
+        let s = load_file(text, &[]).unwrap();
+        assert_eq!(s.directory.rooms.len(), 1);
+        assert_eq!(s.directory.rooms[0].id, "sales");
+        assert!(s.directory.open, "rooms.open keeps its default");
+
+        let mut base: toml::Table = "a = [1, 2]\nb = [{x = 1}, {x = 2}]\n[t]\nk = 1\nm = 2"
+            .parse()
+            .unwrap();
+        let over: toml::Table = "a = [3]\n[[b]]\ny = 3\n[t]\nk = 5".parse().unwrap();
+        merge(&mut base, over);
+        let want: toml::Table = "a = [3]\nb = [{y = 3}]\n[t]\nk = 5\nm = 2".parse().unwrap();
+        assert_eq!(base, want);
+    }
+
+    #[test]
+    fn overrides_apply_over_a_partial_file() {
+        let text = "[sip]\nlisten = \"127.0.0.1:5070\"\n[rtp]\ntimeout_secs = 5\n";
+        let s = load_file(text, &["sip.listen=127.0.0.1:5080", "dtmf.mode=info"]).unwrap();
+        assert_eq!(s.sip_listen, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(s.rtp_timeout, Duration::from_secs(5));
+        assert_eq!(s.dtmf_mode, DtmfMode::Info);
+        let err = load_file(text, &["rtp.timeout_secs=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("rtp.timeout_secs:"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! The protocol cores (SDP, RTP, DTMF, the call flow) are sans-IO state
 //! machines; tokio and rsipstack live at the edges (`daemon`, `sip`).
 
+pub mod call;
 pub mod conference;
 pub mod config;
 pub mod control;

@@ -32,6 +32,28 @@ fn check_config_accepts_the_default_and_names_a_bad_key() {
 }
 
 #[test]
+fn check_config_merges_a_partial_file_over_the_default() {
+    let path =
+        std::env::temp_dir().join(format!("confgate-cli-partial-{}.toml", std::process::id()));
+    let path_str = path.to_str().expect("temp path is UTF-8");
+    std::fs::write(&path, "[sip]\nlisten = \"127.0.0.1:5070\"\n").unwrap();
+    let (code, out, err) = confgate(&["check-config", path_str]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{path_str}: ok")), "{out}");
+
+    std::fs::write(&path, "[sip]\nlistn = \"127.0.0.1:5070\"\n").unwrap();
+    let (code, _, err) = confgate(&["check-config", path_str]);
+    assert_eq!(code, 64);
+    assert!(err.contains("sip.listn:"), "{err}");
+
+    std::fs::write(&path, "[rtp]\ntimeout_secs = \"x\"\n").unwrap();
+    let (code, _, err) = confgate(&["check-config", path_str]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 64);
+    assert!(err.contains("rtp.timeout_secs:"), "{err}");
+}
+
+#[test]
 fn dtmf_prints_the_digits_in_a_recording() {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -40,6 +40,7 @@ impl Board {
                 room: "sales".into(),
                 members: vec![MemberStatus {
                     call: "in-1".into(),
+                    sip_call_id: "in-1@pbx".into(),
                     direction: Direction::Inbound,
                     from: "alice".into(),
                     to: "100".into(),

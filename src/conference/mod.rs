@@ -57,7 +57,10 @@ pub enum JoinError {
 /// What a call brings to a room.
 pub struct JoinRequest {
     pub room: String,
+    /// Our call id, as text.
     pub call: String,
+    /// The caller's SIP Call-ID (shown, never used to find the call).
+    pub sip_call_id: String,
     pub from: String,
     pub to: String,
     pub direction: Direction,
@@ -77,6 +80,7 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberStatus {
     pub call: String,
+    pub sip_call_id: String,
     pub direction: Direction,
     pub from: String,
     pub to: String,
@@ -167,6 +171,7 @@ struct Seat {
     id: MemberId,
     room: String,
     call: String,
+    sip_call_id: String,
     from: String,
     to: String,
     direction: Direction,
@@ -480,6 +485,7 @@ impl Task {
                 id,
                 room: req.room,
                 call: req.call,
+                sip_call_id: req.sip_call_id,
                 from: req.from,
                 to: req.to,
                 direction: req.direction,
@@ -536,6 +542,7 @@ impl Task {
                         let info = self.mixer.info(id)?;
                         Some(MemberStatus {
                             call: seat.call.clone(),
+                            sip_call_id: seat.sip_call_id.clone(),
                             direction: seat.direction,
                             from: seat.from.clone(),
                             to: seat.to.clone(),

@@ -362,6 +362,7 @@ pub fn room_json(room: &RoomStatus) -> Value {
 fn member_json(m: &MemberStatus) -> Value {
     json!({
         "call": m.call,
+        "sip_call_id": m.sip_call_id,
         "direction": m.direction,
         "from": m.from,
         "to": m.to,

@@ -323,6 +323,7 @@ fn rooms_list_every_member_field() {
         room: "r1".into(),
         members: vec![MemberStatus {
             call: "c1".into(),
+            sip_call_id: "a84b4c76e66710@pc33".into(),
             direction: Direction::Outbound,
             from: "desk".into(),
             to: "+1555".into(),
@@ -339,7 +340,7 @@ fn rooms_list_every_member_field() {
     assert_eq!(
         rooms_result(&rooms),
         json!({"rooms":[{"room":"r1","members":[{
-            "call":"c1","direction":"outbound","from":"desk","to":"+1555","muted":false,
+            "call":"c1","sip_call_id":"a84b4c76e66710@pc33","direction":"outbound","from":"desk","to":"+1555","muted":false,
             "deaf":true,"talking":true,"held":false,"codec":"PCMA","lost":3,"late":1,"jitter_ms":2.5
         }]}]})
     );

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::call::admission::Admission;
 use crate::conference::{Conference, JoinError, JoinRequest, MemberKey, Notice};
 use crate::config::Settings;
 use crate::dtmf::info::digit_from_info;
@@ -24,7 +26,7 @@ use crate::sip::sdp::{self, Negotiated};
 use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
 use super::ports::PortPool;
 use super::prompts::PromptBook;
-use super::registry::{CallCommand, CallRegistry};
+use super::registry::{CallCommand, CallRegistry, Listed};
 
 /// What every call shares.
 pub struct CallContext {
@@ -37,6 +39,9 @@ pub struct CallContext {
     pub pin_guard: Mutex<PinGuard>,
     pub conference: Conference,
     pub calls: CallRegistry,
+    pub admission: Admission,
+    /// Every call task, inbound and outbound; shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 /// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
@@ -52,9 +57,15 @@ pub(super) fn listens(mode: DtmfMode) -> (bool, bool) {
     }
 }
 
-pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
+pub async fn run(
+    mut call: OfferedCall,
+    listed: Listed,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<CallCommand>,
+    ctx: Arc<CallContext>,
+) {
     let started = Instant::now();
-    info!(from = %call.from, to = %call.to, source = %call.source, "call offered");
+    let call_id = listed.id().to_string();
+    info!(from = %call.from, to = %call.to, source = %call.source, sip_call_id = %call.sip_call_id, "call offered");
     let (events_on, inband_on) = listens(ctx.settings.dtmf_mode);
     // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
     // the 200 OK and the answer comes in the ACK; there is no early media then.
@@ -129,7 +140,6 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
     );
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let mut member: Option<MemberKey> = None;
-    let (_listed, mut commands) = ctx.calls.register(&call.call_id);
 
     let timers = Timers {
         early_media: ctx.settings.early_media.filter(|_| !late_offer),
@@ -186,14 +196,14 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                     leg.send(LegCommand::Stop);
                 }
                 Action::CheckPin(pin) => {
-                    let verdict = check_pin(&ctx, &call.call_id, &pin, &caller_key, &number_key);
+                    let verdict = check_pin(&ctx, &call_id, &pin, &caller_key, &number_key);
                     match &verdict {
                         Verdict::Room(room) => info!(%room, "PIN accepted"),
                         Verdict::Wrong => {
                             let failures = flow.pin_failures() + 1;
                             info!(pin = %throttle::redact(&pin), failures, "PIN rejected");
                             ctx.events.publish(Event::PinRejected {
-                                call: call.call_id.clone(),
+                                call: call_id.clone(),
                                 failures,
                             });
                         }
@@ -206,7 +216,8 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
                         .conference
                         .join(JoinRequest {
                             room: room.clone(),
-                            call: call.call_id.clone(),
+                            call: call_id.clone(),
+                            sip_call_id: call.sip_call_id.clone(),
                             from: call.from.clone(),
                             to: call.to.clone(),
                             direction: Direction::Inbound,
@@ -326,7 +337,7 @@ pub async fn run(mut call: OfferedCall, ctx: Arc<CallContext>) {
         if let Some((d, source, at)) = digit {
             if let Some(press) = digits.offer(d, source, at) {
                 ctx.events.publish(Event::Digit {
-                    call: call.call_id.clone(),
+                    call: call_id.clone(),
                     digit: press.digit,
                     source: press.source,
                 });

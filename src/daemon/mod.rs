@@ -15,10 +15,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, Instrument};
 
+use crate::call::admission::Admission;
 use crate::conference::{Announcements, Conference, Limits};
 use crate::config::Settings;
 use crate::events::{Event, Events};
@@ -48,6 +49,22 @@ pub enum StartError {
     Control(#[from] ControlError),
 }
 
+/// Per-call entries the daemon holds (see [`Daemon::held`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Calls in the registry (reachable by the control socket).
+    pub listed: usize,
+    /// Calls holding an admission slot.
+    pub admitted: usize,
+    /// Source addresses with calls counted against `calls.max_per_source`.
+    pub sources: usize,
+    /// Dialogs with an in-order request queue.
+    pub dialog_queues: usize,
+}
+
+/// How long calls have to say BYE when the daemon stops.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// A running daemon.
 pub struct Daemon {
     sip_addr: SocketAddr,
@@ -68,9 +85,11 @@ impl Daemon {
             .await
             .map_err(|e| StartError::PromptTask(e.to_string()))??;
         let shutdown = CancellationToken::new();
+        let admission = Admission::new(settings.admission.clone());
         let (ua, mut offered) = UserAgent::start(
             settings.sip_listen,
             settings.public_address,
+            admission.clone(),
             CancellationToken::new(),
         )
         .await?;
@@ -105,6 +124,8 @@ impl Daemon {
             events: events.clone(),
             conference: conference.clone(),
             calls: CallRegistry::default(),
+            admission,
+            tasks: TaskTracker::new(),
         });
         let ua = Arc::new(ua);
         let trunk = &ctx.settings.trunk;
@@ -154,20 +175,18 @@ impl Daemon {
         let control =
             ControlServer::start(&ctx.settings.control, board.clone(), shutdown.child_token())
                 .await?;
-        let registry = ctx.calls.clone();
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
-            let mut running = JoinSet::new();
             loop {
                 tokio::select! {
                     call = offered.recv() => match call {
                         Some(call) => {
-                            let span = tracing::info_span!("call", call_id = %call.call_id);
-                            running.spawn(call::run(call, ctx.clone()).instrument(span));
+                            let (listed, commands) = ctx.calls.register();
+                            let span = tracing::info_span!("call", call = %listed.id());
+                            ctx.tasks.spawn(call::run(call, listed, commands, ctx.clone()).instrument(span));
                         }
                         None => break,
                     },
-                    Some(_) = running.join_next(), if !running.is_empty() => {}
                     _ = stop.cancelled() => break,
                 }
             }
@@ -177,16 +196,12 @@ impl Daemon {
                 call.handle.reject(503);
             }
             // Calls see the same token and hang up; give them time to say BYE.
-            let drained = tokio::time::timeout(Duration::from_secs(5), async {
-                while running.join_next().await.is_some() {}
-            });
-            if drained.await.is_err() {
-                running.abort_all();
-            }
-            // Outbound calls run on their own tasks; give them the same grace.
-            let until = tokio::time::Instant::now() + Duration::from_secs(5);
-            while !registry.is_empty() && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            ctx.tasks.close();
+            if tokio::time::timeout(DRAIN, ctx.tasks.wait()).await.is_err() {
+                tracing::warn!(
+                    calls = ctx.tasks.len(),
+                    "calls still running after the grace period"
+                );
             }
         });
         Ok(Daemon {
@@ -224,6 +239,16 @@ impl Daemon {
     /// Where SIP listens (the real port when the configured one was 0).
     pub fn sip_addr(&self) -> SocketAddr {
         self.sip_addr
+    }
+
+    /// What the daemon keeps per live call; every count is 0 once calls have ended.
+    pub fn held(&self) -> Held {
+        Held {
+            listed: self.board.ctx.calls.len(),
+            admitted: self.board.ctx.admission.calls(),
+            sources: self.board.ctx.admission.sources(),
+            dialog_queues: self.ua.dialog_queues(),
+        }
     }
 
     /// Hang up every call, then stop listening.

@@ -25,7 +25,10 @@ use super::registry::CallCommand;
 
 /// What the call task needs besides the shared context.
 pub struct OutboundCall {
+    /// Our call id, as text.
     pub call_id: String,
+    /// The Call-ID of our INVITE.
+    pub sip_call_id: String,
     pub room: String,
     pub from: String,
     pub to: String,
@@ -41,6 +44,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
     let started = Instant::now();
     let OutboundCall {
         call_id,
+        sip_call_id,
         room,
         from,
         to,
@@ -87,6 +91,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                         .join(JoinRequest {
                             room: room.clone(),
                             call: call_id.clone(),
+                            sip_call_id: sip_call_id.clone(),
                             from: from.clone(),
                             to: to.clone(),
                             direction: Direction::Outbound,

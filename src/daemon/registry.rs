@@ -1,9 +1,11 @@
-//! The calls in progress by call id, so the control socket can reach them.
+//! The calls in progress by our own call id, so the control socket can reach them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
+
+use crate::call::CallId;
 
 /// What the control socket asks of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,16 +14,25 @@ pub enum CallCommand {
     Hangup,
 }
 
+type Calls = HashMap<CallId, mpsc::UnboundedSender<CallCommand>>;
+
 /// Every live call, inbound and outbound.
 #[derive(Debug, Default, Clone)]
 pub struct CallRegistry {
-    calls: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CallCommand>>>>,
+    calls: Arc<Mutex<Calls>>,
 }
 
 /// Keeps a call listed; dropping it takes the call off the list.
 pub struct Listed {
     registry: CallRegistry,
-    call: String,
+    call: CallId,
+}
+
+impl Listed {
+    /// The call's id, minted when it was listed.
+    pub fn id(&self) -> CallId {
+        self.call
+    }
 }
 
 impl Drop for Listed {
@@ -31,37 +42,61 @@ impl Drop for Listed {
 }
 
 impl CallRegistry {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<CallCommand>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
         // A poisoned lock only means a call task panicked mid-insert; the
         // map itself is intact.
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// List `call`; its commands arrive on the receiver.
-    pub fn register(&self, call: &str) -> (Listed, mpsc::UnboundedReceiver<CallCommand>) {
+    /// List a new call under a fresh id; its commands arrive on the receiver.
+    pub fn register(&self) -> (Listed, mpsc::UnboundedReceiver<CallCommand>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().insert(call.to_owned(), tx);
+        let mut calls = self.lock();
+        let call = loop {
+            let id = CallId::from_random(rand::random());
+            if !calls.contains_key(&id) {
+                break id;
+            }
+        };
+        calls.insert(call, tx);
+        drop(calls);
         (
             Listed {
                 registry: self.clone(),
-                call: call.to_owned(),
+                call,
             },
             rx,
         )
     }
 
     /// Send `cmd` to `call`; false if there is no such call.
-    pub fn send(&self, call: &str, cmd: CallCommand) -> bool {
-        self.lock().get(call).is_some_and(|tx| tx.send(cmd).is_ok())
+    pub fn send(&self, call: CallId, cmd: CallCommand) -> bool {
+        self.lock()
+            .get(&call)
+            .is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
     pub fn len(&self) -> usize {
         self.lock().len()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_gets_its_own_id_and_leaves_with_it() {
+        let registry = CallRegistry::default();
+        let listed: Vec<_> = (0..1000).map(|_| registry.register()).collect();
+        let mut ids: Vec<_> = listed.iter().map(|(l, _)| l.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 1000);
+        let first = ids[0];
+        assert!(registry.send(first, CallCommand::Hangup));
+        drop(listed);
+        assert_eq!(registry.len(), 0);
+        assert!(!registry.send(first, CallCommand::Hangup));
     }
 }

@@ -23,6 +23,7 @@ use crate::tts::prompts::RATE;
 use super::call::{listens, CallContext};
 use super::outbound::{self, OutboundCall};
 use super::registry::CallCommand;
+use crate::call::CallId;
 
 /// Longest text `say` renders.
 const MAX_SAY_CHARS: usize = 2000;
@@ -53,7 +54,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn call_id() -> String {
+/// A fresh SIP Call-ID for an INVITE of ours.
+fn sip_call_id() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
@@ -109,6 +111,13 @@ impl Switchboard for Board {
                 detail: r.to_string(),
             })?;
         let release = || lock(&self.policy).finished();
+        let permit = ctx.admission.admit_outbound().map_err(|r| {
+            release();
+            CommandError::Refused {
+                rule: "calls.max_calls",
+                detail: r.to_string(),
+            }
+        })?;
 
         let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
             Ok(s) => Arc::new(s),
@@ -133,10 +142,12 @@ impl Switchboard for Board {
             ("", None) => ctx.advertised.to_string(),
             (d, _) => d.to_owned(),
         };
-        let id = call_id();
+        let (listed, commands) = ctx.calls.register();
+        let id = listed.id().to_string();
+        let sip_call_id = sip_call_id();
         let from = format!("sip:{from_user}@{domain}");
         let spec = DialSpec {
-            call_id: id.clone(),
+            call_id: sip_call_id.clone(),
             from: from.clone(),
             to: dest.uri.clone(),
             proxy: trunk.proxy.clone().filter(|_| is_number),
@@ -144,7 +155,6 @@ impl Switchboard for Board {
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
             offer: offer.into_bytes(),
         };
-        let (listed, commands) = ctx.calls.register(&id);
         let dialing = match self.ua.dial(spec) {
             Ok(d) => d,
             Err(e) => {
@@ -158,6 +168,7 @@ impl Switchboard for Board {
         info!(call = %id, room = %req.room, to = %dest.uri, "dialling");
         let call = OutboundCall {
             call_id: id.clone(),
+            sip_call_id,
             room: req.room,
             from,
             to: dest.uri,
@@ -169,11 +180,11 @@ impl Switchboard for Board {
         };
         let ctx = ctx.clone();
         let policy = self.policy.clone();
-        let span = tracing::info_span!("call", call_id = %id);
-        tokio::spawn(
+        let span = tracing::info_span!("call", call = %id);
+        self.ctx.tasks.spawn(
             async move {
                 outbound::run(call, ctx).await;
-                drop(listed);
+                drop((listed, permit));
                 lock(&policy).finished();
             }
             .instrument(span),
@@ -182,7 +193,10 @@ impl Switchboard for Board {
     }
 
     async fn hangup(&self, call: &str) -> Result<(), CommandError> {
-        if self.ctx.calls.send(call, CallCommand::Hangup) {
+        let sent = call
+            .parse::<CallId>()
+            .is_ok_and(|id| self.ctx.calls.send(id, CallCommand::Hangup));
+        if sent {
             Ok(())
         } else {
             Err(CommandError::NoSuchCall(call.to_owned()))

@@ -9,6 +9,8 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Method, StatusCode};
 use tokio::sync::mpsc;
 
+use crate::call::admission::CallPermit;
+
 /// Methods we answer; sent in Allow headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 /// Bodies we understand; sent in Accept headers.
@@ -16,7 +18,8 @@ pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/d
 
 /// An INVITE that opened a new dialog. 100 Trying has already been sent.
 pub struct OfferedCall {
-    pub call_id: String,
+    /// The caller's Call-ID: theirs, not unique, shown but never trusted.
+    pub sip_call_id: String,
     /// The caller (From URI) and the called party (To URI), as text.
     pub from: String,
     pub to: String,
@@ -30,6 +33,8 @@ pub struct OfferedCall {
     pub offer: Vec<u8>,
     pub handle: CallHandle,
     pub events: mpsc::UnboundedReceiver<CallEvent>,
+    /// The call's admission slot, held until the call ends.
+    pub permit: CallPermit,
 }
 
 impl OfferedCall {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::call::{in_dialog_event, CallEvent};
+use super::in_order::DialogQueues;
 
 /// What to dial.
 #[derive(Debug, Clone)]
@@ -89,6 +90,7 @@ pub struct DialingCall {
 
 pub(super) fn dial(
     layer: &Arc<DialogLayer>,
+    queues: &DialogQueues,
     contact: &Uri,
     spec: DialSpec,
 ) -> Result<DialingCall, DialError> {
@@ -123,7 +125,13 @@ pub(super) fn dial(
         .do_invite_async(opt, state_tx)
         .map_err(|e| DialError::Stack(e.to_string()))?;
     let (events_tx, events) = mpsc::unbounded_channel();
-    tokio::spawn(follow(state_rx, outcome, layer.clone(), events_tx));
+    tokio::spawn(follow(
+        state_rx,
+        outcome,
+        layer.clone(),
+        queues.clone(),
+        events_tx,
+    ));
     Ok(DialingCall {
         handle: DialHandle { dialog },
         events,
@@ -136,6 +144,7 @@ async fn follow(
     mut states: DialogStateReceiver,
     mut outcome: JoinHandle<InviteAsyncResult>,
     layer: Arc<DialogLayer>,
+    queues: DialogQueues,
     events: mpsc::UnboundedSender<DialEvent>,
 ) {
     let mut answered = false;
@@ -204,6 +213,7 @@ async fn follow(
         }
     }
     if let Some(id) = confirmed_id {
+        queues.close(&id);
         layer.remove_dialog(&id);
     }
 }

@@ -6,6 +6,7 @@ pub mod call;
 pub mod dial;
 mod digest_names;
 pub mod guard;
+mod in_order;
 pub mod register;
 pub mod sdp;
 pub mod ua;

@@ -25,7 +25,9 @@ use tracing::{debug, info, warn, Instrument};
 use super::call::{capabilities, in_dialog_event, CallEvent, CallHandle, OfferedCall, ALLOW};
 use super::dial::{DialError, DialSpec, DialingCall};
 use super::guard::GuardedUdp;
+use super::in_order::DialogQueues;
 use super::register::RegistrationOutcome;
+use crate::call::admission::{Admission, CallPermit, Refusal};
 
 /// `User-Agent` / `Server` value.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
@@ -50,14 +52,17 @@ pub struct UserAgent {
     layer: Arc<DialogLayer>,
     contact: Uri,
     endpoint: EndpointInnerRef,
+    queues: DialogQueues,
 }
 
 impl UserAgent {
     /// Bind `listen` (UDP and TCP), start serving, and return the stream of
-    /// offered calls. `public` is what goes into Contact headers.
+    /// offered calls. `public` is what goes into Contact headers; every
+    /// new INVITE must pass `admission` first.
     pub async fn start(
         listen: SocketAddr,
         public: Option<IpAddr>,
+        admission: Admission,
         cancel: CancellationToken,
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
         let socket = tokio::net::UdpSocket::bind(listen)
@@ -124,11 +129,16 @@ impl UserAgent {
         });
         wait_for_tcp(local).await;
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let queues = DialogQueues::default();
         tokio::spawn(route_requests(
             incoming,
-            layer.clone(),
-            contact.clone(),
-            calls_tx,
+            Router {
+                layer: layer.clone(),
+                contact: contact.clone(),
+                calls: calls_tx,
+                queues: queues.clone(),
+                admission,
+            },
         ));
         info!(%local, %advertised, "SIP listening on UDP and TCP");
         Ok((
@@ -139,6 +149,7 @@ impl UserAgent {
                 layer,
                 contact,
                 endpoint: endpoint.inner.clone(),
+                queues,
             },
             calls_rx,
         ))
@@ -156,7 +167,12 @@ impl UserAgent {
 
     /// Place an outbound call.
     pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
-        super::dial::dial(&self.layer, &self.contact, spec)
+        super::dial::dial(&self.layer, &self.queues, &self.contact, spec)
+    }
+
+    /// Dialogs that still have a request queue; none once every call has ended.
+    pub fn dialog_queues(&self) -> usize {
+        self.queues.len()
     }
 
     /// Register with `registrar` and keep the binding fresh until the agent
@@ -223,12 +239,25 @@ fn advertised_ip(bound: IpAddr) -> IpAddr {
     }
 }
 
-async fn route_requests(
-    mut incoming: TransactionReceiver,
+/// What routes requests: the dialogs, where offered calls go, and who may call.
+struct Router {
     layer: Arc<DialogLayer>,
     contact: Uri,
     calls: mpsc::UnboundedSender<OfferedCall>,
-) {
+    queues: DialogQueues,
+    admission: Admission,
+}
+
+/// The address a request came from (after rport).
+fn source_of(tx: &Transaction) -> SocketAddr {
+    tx.connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
     while let Some(mut tx) = incoming.recv().await {
         let in_dialog = tx
             .original
@@ -236,8 +265,30 @@ async fn route_requests(
             .ok()
             .and_then(|t| t.tag().ok().flatten())
             .is_some();
-        match tx.original.method {
-            Method::Invite if !in_dialog => offer_call(tx, &layer, &contact, &calls),
+        let method = tx.original.method;
+        // Screened before anything is created for the request: a refusal
+        // is answered here, without a task, an RTP port or a dialog.
+        if !in_dialog && method != Method::Ack {
+            let source = source_of(&tx).ip();
+            let admitted = match method {
+                Method::Invite => router.admission.admit_inbound(source).map(Some),
+                _ if router.admission.allows(source) => Ok(None),
+                _ => Err(Refusal::NotAllowed),
+            };
+            match admitted {
+                Ok(Some(permit)) => {
+                    offer_call(tx, &router, permit);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    info!(%source, %method, reason = %refusal, "request refused");
+                    refuse(&mut tx, refusal).await;
+                    continue;
+                }
+            }
+        }
+        match method {
             Method::Options if !in_dialog => {
                 tokio::spawn(
                     async move { tx.reply_with(StatusCode::OK, capabilities(), None).await },
@@ -250,29 +301,20 @@ async fn route_requests(
             | Method::Info
             | Method::Update
             | Method::Options
-            | Method::PRack => match layer.match_dialog(&tx) {
+            | Method::PRack => match router.layer.match_dialog(&tx) {
                 // Before the ACK the stack only handles BYE, CANCEL and PRACK
                 // itself; anything else would go unanswered.
                 Some(Dialog::Invite(dialog))
                     if !confirmed(&dialog.state())
-                        && !matches!(
-                            tx.original.method,
-                            Method::Bye | Method::Cancel | Method::PRack
-                        ) =>
+                        && !matches!(method, Method::Bye | Method::Cancel | Method::PRack) =>
                 {
-                    let status = match tx.original.method {
+                    let status = match method {
                         Method::Invite | Method::Update => StatusCode::RequestPending,
                         _ => StatusCode::OK,
                     };
                     tokio::spawn(async move { tx.reply(status).await });
                 }
-                Some(Dialog::Invite(mut dialog)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = dialog.handle(&mut tx).await {
-                            debug!(error = %e, "in-dialog request failed");
-                        }
-                    });
-                }
+                Some(Dialog::Invite(dialog)) => router.queues.push(dialog, tx),
                 _ => {
                     tokio::spawn(
                         async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await },
@@ -290,14 +332,32 @@ async fn route_requests(
     }
 }
 
-fn offer_call(
-    mut tx: Transaction,
-    layer: &Arc<DialogLayer>,
-    contact: &Uri,
-    calls: &mpsc::UnboundedSender<OfferedCall>,
-) {
+/// 403 for a source outside `sip.allow`; 503 with Retry-After when full.
+async fn refuse(tx: &mut Transaction, refusal: Refusal) {
+    let headers = match refusal {
+        Refusal::NotAllowed => vec![],
+        Refusal::Full | Refusal::SourceFull => {
+            vec![Header::RetryAfter(RETRY_AFTER_FULL.into())]
+        }
+    };
+    tx.reply_with(StatusCode::from(refusal.sip_status()), headers, None)
+        .await
+        .ok();
+}
+
+/// Seconds a caller refused for lack of room is asked to wait.
+const RETRY_AFTER_FULL: &str = "5";
+
+fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
+    let Router {
+        layer,
+        contact,
+        calls,
+        queues,
+        ..
+    } = router;
     let req = tx.original.clone();
-    let call_id = req
+    let sip_call_id = req
         .call_id_header()
         .map(|h| h.value().to_owned())
         .unwrap_or_default();
@@ -306,21 +366,23 @@ fn offer_call(
     {
         Ok(d) => d,
         Err(e) => {
-            warn!(%call_id, error = %e, "cannot create dialog");
+            warn!(%sip_call_id, error = %e, "cannot create dialog");
             tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await });
             return;
         }
     };
-    let source = tx
-        .connection
-        .as_ref()
-        .and_then(|c| c.get_remote_addr())
-        .and_then(|a| a.get_socketaddr().ok())
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let source = source_of(&tx);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let span = tracing::info_span!("call", call_id = %call_id);
+    let span = tracing::info_span!("dialog", sip_call_id = %sip_call_id);
     tokio::spawn(
-        translate_states(state_rx, dialog.id(), layer.clone(), events_tx).instrument(span.clone()),
+        translate_states(
+            state_rx,
+            dialog.id(),
+            layer.clone(),
+            queues.clone(),
+            events_tx,
+        )
+        .instrument(span.clone()),
     );
     let mut serving = dialog.clone();
     tokio::spawn(
@@ -332,7 +394,7 @@ fn offer_call(
         .instrument(span),
     );
     let offered = OfferedCall {
-        call_id,
+        sip_call_id,
         from: req
             .from_header()
             .map(|h| uri_text(h.value()))
@@ -351,6 +413,7 @@ fn offer_call(
         offer: req.body.clone(),
         handle: CallHandle { dialog },
         events: events_rx,
+        permit,
     };
     if let Err(refused) = calls.send(offered) {
         warn!("call offered while shutting down");
@@ -382,6 +445,7 @@ async fn translate_states(
     mut states: DialogStateReceiver,
     id: DialogId,
     layer: Arc<DialogLayer>,
+    queues: DialogQueues,
     events: mpsc::UnboundedSender<CallEvent>,
 ) {
     let mut confirmed = false;
@@ -409,5 +473,6 @@ async fn translate_states(
             break;
         }
     }
+    queues.close(&id);
     layer.remove_dialog(&id);
 }

@@ -1,0 +1,203 @@
+//! Admission: how many calls may run at once, in all and per source, and
+//! who may call at all. Checked at the SIP edge before a call takes an RTP
+//! port or a task; a call holds its [`CallPermit`] until it ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::ivr::directory::Cidr;
+
+/// The configured limits.
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionRules {
+    /// All calls at once, inbound and outbound; 0: no limit.
+    pub max_calls: usize,
+    /// Inbound calls at once from one source IP; 0: no limit.
+    pub max_per_source: usize,
+    /// Sources that may send requests; empty: anyone.
+    pub allow: Vec<Cidr>,
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the source is not in sip.allow")]
+    NotAllowed,
+    #[error("calls.max_calls reached")]
+    Full,
+    #[error("calls.max_per_source reached for this source")]
+    SourceFull,
+}
+
+impl Refusal {
+    /// The SIP status that answers the INVITE.
+    pub fn sip_status(self) -> u16 {
+        match self {
+            Refusal::NotAllowed => 403,
+            Refusal::Full | Refusal::SourceFull => 503,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// The live count of calls, shared by the SIP edge and outbound dialling.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    rules: Arc<AdmissionRules>,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// One admitted call; dropping it frees the slot.
+#[derive(Debug)]
+pub struct CallPermit {
+    counts: Arc<Mutex<Counts>>,
+    source: Option<IpAddr>,
+}
+
+impl Admission {
+    pub fn new(rules: AdmissionRules) -> Admission {
+        Admission {
+            rules: Arc::new(rules),
+            counts: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // A poisoned lock only means a task panicked mid-update; the counts are usable.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `ip` may send us requests at all.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.rules.allow.is_empty() || self.rules.allow.iter().any(|c| c.contains(ip))
+    }
+
+    /// Admit an inbound call from `source`.
+    pub fn admit_inbound(&self, source: IpAddr) -> Result<CallPermit, Refusal> {
+        if !self.allows(source) {
+            return Err(Refusal::NotAllowed);
+        }
+        let mut counts = self.lock();
+        if self.rules.max_calls > 0 && counts.total >= self.rules.max_calls {
+            return Err(Refusal::Full);
+        }
+        let from_source = counts.by_source.get(&source).copied().unwrap_or(0);
+        if self.rules.max_per_source > 0 && from_source >= self.rules.max_per_source {
+            return Err(Refusal::SourceFull);
+        }
+        counts.total += 1;
+        counts.by_source.insert(source, from_source + 1);
+        Ok(CallPermit {
+            counts: self.counts.clone(),
+            source: Some(source),
+        })
+    }
+
+    /// Admit an outbound call (counted in `max_calls` only).
+    pub fn admit_outbound(&self) -> Result<CallPermit, Refusal> {
+        let mut counts = self.lock();
+        if self.rules.max_calls > 0 && counts.total >= self.rules.max_calls {
+            return Err(Refusal::Full);
+        }
+        counts.total += 1;
+        Ok(CallPermit {
+            counts: self.counts.clone(),
+            source: None,
+        })
+    }
+
+    /// Calls admitted and not yet ended.
+    pub fn calls(&self) -> usize {
+        self.lock().total
+    }
+
+    /// Sources with calls in progress (an entry per source, gone with its last call).
+    pub fn sources(&self) -> usize {
+        self.lock().by_source.len()
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(ip) = self.source {
+            if let Some(n) = counts.by_source.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.by_source.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn max_calls_counts_every_call_and_frees_on_drop() {
+        let a = Admission::new(AdmissionRules {
+            max_calls: 2,
+            ..Default::default()
+        });
+        let first = a.admit_inbound(ip("10.0.0.1")).unwrap();
+        let _second = a.admit_outbound().unwrap();
+        assert_eq!(a.admit_inbound(ip("10.0.0.2")).unwrap_err(), Refusal::Full);
+        assert_eq!(a.admit_outbound().unwrap_err(), Refusal::Full);
+        drop(first);
+        assert_eq!(a.calls(), 1);
+        assert_eq!(a.sources(), 0, "the source's entry goes with its last call");
+        a.admit_inbound(ip("10.0.0.2")).unwrap();
+    }
+
+    #[test]
+    fn per_source_cap_leaves_other_sources_alone() {
+        let a = Admission::new(AdmissionRules {
+            max_per_source: 1,
+            ..Default::default()
+        });
+        let _one = a.admit_inbound(ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            a.admit_inbound(ip("192.0.2.1")).unwrap_err(),
+            Refusal::SourceFull
+        );
+        let _other = a.admit_inbound(ip("192.0.2.2")).unwrap();
+        assert_eq!(Refusal::SourceFull.sip_status(), 503);
+    }
+
+    #[test]
+    fn allow_list_refuses_others_with_403() {
+        let a = Admission::new(AdmissionRules {
+            allow: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+            ..Default::default()
+        });
+        assert!(a.allows(ip("198.51.100.9")));
+        let refused = a.admit_inbound(ip("203.0.113.1")).unwrap_err();
+        assert_eq!(refused, Refusal::NotAllowed);
+        assert_eq!(refused.sip_status(), 403);
+        assert_eq!(a.calls(), 0);
+    }
+
+    #[test]
+    fn no_rules_admit_everyone() {
+        let a = Admission::default();
+        let permits: Vec<_> = (0..100)
+            .map(|i| a.admit_inbound(IpAddr::from([10, 0, 0, i])).unwrap())
+            .collect();
+        assert_eq!(a.calls(), 100);
+        drop(permits);
+        assert_eq!((a.calls(), a.sources()), (0, 0));
+    }
+}

@@ -1,0 +1,7 @@
+//! The call: its identity, its admission, and the sans-IO call core that
+//! holds every session rule of one call.
+
+pub mod admission;
+pub mod id;
+
+pub use id::CallId;

@@ -1,0 +1,123 @@
+//! In-dialog requests in CSeq order.
+//!
+//! rsipstack hands every transaction to us as it arrives; each dialog's
+//! `handle()` then checks the CSeq against the highest one it has handled and
+//! drops older requests without any answer. Handled on tasks of their own,
+//! five INFOs that a phone sends within a millisecond (CSeq n … n+4) race, the
+//! later ones win, and the earlier digits vanish.
+//!
+//! So each dialog gets one queue, served by one task: requests are handled
+//! one after the other in the order they arrived (RFC 3261 §12.2.2), each to
+//! its final answer before the next starts. A request whose CSeq is lower than
+//! one already handled is out of order for real and is answered
+//! `500 Server Internal Error` with `Retry-After`, as §12.2.2 allows, never
+//! silence. A retransmission of an answered request never reaches us: the
+//! transaction layer answers it again from its cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::dialog::DialogId;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+/// Seconds a caller is asked to wait before trying an out-of-order request again.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// One queue per live dialog.
+#[derive(Clone, Default)]
+pub(super) struct DialogQueues {
+    queues: Arc<Mutex<HashMap<DialogId, mpsc::UnboundedSender<Transaction>>>>,
+}
+
+impl DialogQueues {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DialogId, mpsc::UnboundedSender<Transaction>>> {
+        // A poisoned lock only means a task panicked mid-insert; the map is intact.
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `tx` for `dialog`, starting the dialog's server task on its first request.
+    pub(super) fn push(&self, dialog: InviteDialog, tx: Transaction) {
+        let id = dialog.id();
+        let mut queues = self.lock();
+        let tx = match queues.get(&id) {
+            Some(queue) => match queue.send(tx) {
+                Ok(()) => return,
+                Err(refused) => refused.0,
+            },
+            None => tx,
+        };
+        let (queue, requests) = mpsc::unbounded_channel();
+        // The receiver is alive: it was made on the line above.
+        queue.send(tx).ok();
+        queues.insert(id, queue);
+        tokio::spawn(serve(dialog, requests));
+    }
+
+    /// The dialog ended: its task finishes what is queued and stops.
+    pub(super) fn close(&self, id: &DialogId) {
+        self.lock().remove(id);
+    }
+
+    /// Dialogs with a queue (for tests of what is left after calls end).
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Whether a request with `cseq` comes after everything handled so far.
+/// CANCEL and ACK carry the CSeq number of the INVITE they refer to.
+pub(super) fn in_order(method: &Method, cseq: u32, highest: Option<u32>) -> bool {
+    matches!(method, Method::Cancel | Method::Ack) || highest.is_none_or(|h| cseq >= h)
+}
+
+async fn serve(mut dialog: InviteDialog, mut requests: mpsc::UnboundedReceiver<Transaction>) {
+    // The dialog has already handled its INVITE (and, for an outbound call, nothing of theirs).
+    let mut highest = Some(dialog.snapshot().remote_cseq).filter(|&c| c > 0);
+    while let Some(mut tx) = requests.recv().await {
+        let Some(cseq) = tx.original.cseq_header().ok().and_then(|c| c.seq().ok()) else {
+            tx.reply(StatusCode::BadRequest).await.ok();
+            continue;
+        };
+        if !in_order(&tx.original.method, cseq, highest) {
+            debug!(cseq, ?highest, method = %tx.original.method, "request out of CSeq order");
+            let retry = vec![Header::RetryAfter(RETRY_AFTER_SECS.into())];
+            tx.reply_with(StatusCode::ServerInternalError, retry, None)
+                .await
+                .ok();
+            continue;
+        }
+        if !matches!(tx.original.method, Method::Cancel | Method::Ack) {
+            highest = Some(cseq);
+        }
+        if let Err(e) = dialog.handle(&mut tx).await {
+            debug!(error = %e, "in-dialog request failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_and_equal_cseq_are_in_order() {
+        assert!(in_order(&Method::Info, 5, None));
+        assert!(in_order(&Method::Info, 5, Some(4)));
+        assert!(in_order(&Method::Info, 5, Some(5)));
+    }
+
+    #[test]
+    fn older_cseq_is_out_of_order_except_cancel_and_ack() {
+        assert!(!in_order(&Method::Info, 3, Some(4)));
+        assert!(!in_order(&Method::Invite, 1, Some(4)));
+        assert!(in_order(&Method::Cancel, 1, Some(4)));
+        assert!(in_order(&Method::Ack, 1, Some(4)));
+    }
+}
