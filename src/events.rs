@@ -72,6 +72,8 @@ pub enum Event {
     /// A call entered a room.
     MemberJoined {
         call: String,
+        /// The call's SIP Call-ID, to find it in a SIP trace.
+        sip_call_id: String,
         room: String,
         from: String,
         to: String,

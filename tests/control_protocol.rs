@@ -412,6 +412,7 @@ async fn the_socket_is_private_and_a_stale_one_is_replaced() {
 fn joined(call: &str) -> Event {
     Event::MemberJoined {
         call: call.into(),
+        sip_call_id: format!("{call}@pbx"),
         room: "sales".into(),
         from: "alice".into(),
         to: "100".into(),
@@ -440,7 +441,7 @@ async fn subscribers_get_the_events_they_asked_for_between_responses() {
     let event = peer.line().await.unwrap();
     assert_eq!(
         event,
-        json!({"event":"member_joined","call":"in-1","room":"sales","from":"alice","to":"100",
+        json!({"event":"member_joined","call":"in-1","sip_call_id":"in-1@pbx","room":"sales","from":"alice","to":"100",
                "direction":"inbound","direct":false})
     );
     // The filtered-out events were not written: the next line is the response.
@@ -495,7 +496,7 @@ async fn the_cli_speaks_through_the_socket() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         printed,
-        json!([{"room":"sales","members":[{"call":"in-1","direction":"inbound","from":"alice",
+        json!([{"room":"sales","members":[{"call":"in-1","sip_call_id":"in-1@pbx","direction":"inbound","from":"alice",
             "to":"100","muted":false,"deaf":false,"talking":true,"held":false,"codec":"PCMU",
             "lost":2,"late":1,"jitter_ms":1.5}]}])
     );

@@ -89,7 +89,12 @@ async fn an_answered_call_rings_joins_and_leaves_on_bye() {
         .expect("dial accepted");
 
     let invite = callee.expect("INVITE", WAIT).await.expect("INVITE");
-    assert_eq!(invite.header("Call-ID"), Some(call.as_str()));
+    // Our call id is ours; the INVITE carries a SIP Call-ID of its own.
+    let sip_call_id = invite.header("Call-ID").unwrap_or("");
+    assert!(
+        !sip_call_id.is_empty() && sip_call_id != call,
+        "{sip_call_id}"
+    );
     assert!(
         invite.uri.starts_with("sip:bob@127.0.0.1:"),
         "{}",
@@ -451,5 +456,77 @@ async fn trunk_registration_is_retried_after_a_failure_and_reported() {
     trunk.reply(&authed, 200, "Expires: 120\r\n", "").await;
     assert_eq!(next_state().await, Some("registered"));
     assert_eq!(d.switchboard().status().await.registration, "registered");
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reinvite_without_sdp_gets_our_offer_and_one_without_the_rooms_codec_gets_488() {
+    let d = daemon(&["trunk.allow=[\"*\"]"]).await;
+    let board = d.switchboard();
+    let mut events = d.subscribe();
+    let callee = Callee::new().await;
+    let rtp = rtp_socket().await;
+    let call = board
+        .dial(dial("4321", format!("sip:bob@{}", callee.addr()), None))
+        .await
+        .expect("dial accepted");
+    let invite = callee.expect("INVITE", WAIT).await.expect("INVITE");
+    callee
+        .reply(&invite, 200, "", &answer_sdp(rtp.local_addr().unwrap()))
+        .await;
+    callee.expect("ACK", WAIT).await.expect("ACK for the 200");
+    let joined = events_of(&mut events, &call, Duration::from_millis(800)).await;
+    assert!(kinds(&joined).contains(&"member_joined"), "{joined:#?}");
+
+    // RFC 3261 §14.2: a re-INVITE without a body asks for an offer.
+    callee.in_dialog(&invite, "INVITE", 2, "").await;
+    let (code, cseq, text) = callee.final_response(WAIT).await.expect("an answer");
+    assert_eq!((code, cseq.as_str()), (200, "2 INVITE"), "{text}");
+    assert!(
+        text.contains("m=audio") && text.contains("PCMU"),
+        "an offer: {text}"
+    );
+    assert!(
+        !text.contains("PCMA"),
+        "in the room only its codec is offered: {text}"
+    );
+    callee
+        .in_dialog(&invite, "ACK", 2, &answer_sdp(rtp.local_addr().unwrap()))
+        .await;
+
+    // The room mixes this call in PCMU: an offer of PCMA alone is refused.
+    callee
+        .in_dialog(
+            &invite,
+            "INVITE",
+            3,
+            &offer(rtp.local_addr().unwrap(), "8 101", ""),
+        )
+        .await;
+    let (code, cseq, text) = callee.final_response(WAIT).await.expect("an answer");
+    assert_eq!((code, cseq.as_str()), (488, "3 INVITE"), "{text}");
+    callee.ack_rejected(&invite, 3).await;
+    // PCMA preferred with PCMU beside it: answered with the room's PCMU.
+    callee
+        .in_dialog(
+            &invite,
+            "INVITE",
+            4,
+            &offer(rtp.local_addr().unwrap(), "8 0 101", ""),
+        )
+        .await;
+    let (code, _, text) = callee.final_response(WAIT).await.expect("an answer");
+    assert_eq!(code, 200, "{text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        body.contains("RTP/AVP 0 ") || body.contains("RTP/AVP 0\r"),
+        "{body}"
+    );
+    callee.in_dialog(&invite, "ACK", 4, "").await;
+    let listed = board.rooms().await;
+    assert!(listed
+        .iter()
+        .flat_map(|r| &r.members)
+        .any(|m| m.call == call));
     d.shutdown().await;
 }

@@ -325,3 +325,52 @@ async fn sources_outside_sip_allow_get_403() {
     assert_eq!(d.held().admitted, 1);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn in_a_room_a_reinvite_is_held_to_the_rooms_codec() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "codec-lock").await;
+    let rtp = answered(&mut phone).await;
+    let here = rtp.local_addr().unwrap();
+    // Before the room, a codec change is followed.
+    phone.in_dialog("INVITE", "", &offer(here, "8", "")).await;
+    let r = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
+    assert!(r.last().unwrap().body().contains("PCMA"));
+    phone.ack(None).await;
+    key_pin(&mut phone, "1357").await;
+    let room = next(&mut events, |e| match e {
+        Event::MemberJoined { room, .. } => Some(room),
+        _ => None,
+    })
+    .await;
+    assert_eq!(room.as_deref(), Some("1357"));
+    // In the room (PCMA), PCMU alone is refused rather than mixed as noise.
+    phone.in_dialog("INVITE", "", &offer(here, "0", "")).await;
+    let r = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(488), "{r:#?}");
+    phone.ack(Some(&format!("invite{}", phone_cseq(&r)))).await;
+    // Both offered: the room's codec is kept.
+    phone.in_dialog("INVITE", "", &offer(here, "0 8", "")).await;
+    let r = phone.until_final("INVITE", WAIT).await;
+    let ok = r.last().expect("an answer");
+    assert_eq!(ok.code, 200, "{r:#?}");
+    assert!(
+        ok.body().contains("PCMA") && !ok.body().contains("PCMU"),
+        "{}",
+        ok.body()
+    );
+    phone.ack(None).await;
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// The CSeq number of the last response in `r`.
+fn phone_cseq(r: &[common::raw::Response]) -> u32 {
+    r.last()
+        .and_then(|r| r.header("CSeq"))
+        .and_then(|c| c.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -3,5 +3,6 @@
 
 pub mod admission;
 pub mod id;
+pub mod session;
 
 pub use id::CallId;

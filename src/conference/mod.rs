@@ -473,6 +473,7 @@ impl Task {
         info!(room = %req.room, call = %req.call, direct = req.direct, "member joined");
         self.events.publish(Event::MemberJoined {
             call: req.call.clone(),
+            sip_call_id: req.sip_call_id.clone(),
             room: req.room.clone(),
             from: req.from.clone(),
             to: req.to.clone(),

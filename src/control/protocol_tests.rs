@@ -296,6 +296,7 @@ fn the_filter_names_are_the_event_names() {
         Event::RoomClosed { room: room.clone() },
         Event::MemberJoined {
             call: call.clone(),
+            sip_call_id: String::new(),
             room: room.clone(),
             from: String::new(),
             to,

@@ -19,14 +19,15 @@ use crate::dtmf::{DigitStream, DtmfMode, Source};
 use crate::events::{Direction, Event, Events};
 use crate::ivr::inbound::{Action, EndReason, Entry, InboundFlow, Input, Timers, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
+use crate::rtp::learning::SourceLearning;
 use crate::rtp::packet::RtpSender;
 use crate::sip::call::{CallEvent, OfferedCall, Responder};
-use crate::sip::sdp::{self, Negotiated};
 
-use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
+use super::leg::{Leg, LegCommand, LegEvent};
 use super::ports::PortPool;
 use super::prompts::PromptBook;
 use super::registry::{CallCommand, CallRegistry, Listed};
+use crate::call::session::{LocalMedia, SdpSession};
 
 /// What every call shares.
 pub struct CallContext {
@@ -67,26 +68,6 @@ pub async fn run(
     let call_id = listed.id().to_string();
     info!(from = %call.from, to = %call.to, source = %call.source, sip_call_id = %call.sip_call_id, "call offered");
     let (events_on, inband_on) = listens(ctx.settings.dtmf_mode);
-    // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
-    // the 200 OK and the answer comes in the ACK; there is no early media then.
-    let late_offer = call.offer.is_empty();
-    let neg = if late_offer {
-        None
-    } else {
-        match sdp::negotiate(&call.offer, &ctx.settings.codecs) {
-            // Without an events receiver telephone-event stays out of the
-            // answer, so the phone sends tones (or INFO) instead.
-            Ok(n) => Some(Negotiated {
-                dtmf_pt: n.dtmf_pt.filter(|_| events_on),
-                ..n
-            }),
-            Err(e) => {
-                warn!(error = %e, "offer refused");
-                call.handle.reject(e.sip_status());
-                return;
-            }
-        }
-    };
     let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
         Ok(s) => s,
         Err(e) => {
@@ -98,38 +79,30 @@ pub async fn run(
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
     let socket = Arc::new(socket);
     let rtp = Arc::new(Mutex::new(RtpSender::random()));
-    let session_id = u64::from(rand::random::<u32>());
-    let mut sdp_version = session_id;
-    let (local_sdp, params) = match &neg {
-        Some(n) => (
-            sdp::answer(n, ctx.advertised, port, session_id, sdp_version),
-            media_params(n),
-        ),
-        None => {
-            let codec = ctx.settings.codecs[0]; // validated non-empty
-            let params = MediaParams {
-                codec,
-                payload_type: codec.payload_type(),
-                remote: None,
-                send: true,
-                dtmf_pt: None,
-            };
-            (
-                sdp::offer(
-                    &ctx.settings.codecs,
-                    events_on,
-                    ctx.advertised,
-                    port,
-                    session_id,
-                    sdp_version,
-                ),
-                params,
-            )
+    // Without an events receiver telephone-event stays out of the SDP, so
+    // the phone sends tones (or INFO) instead.
+    let mut session = SdpSession::new(LocalMedia {
+        codecs: ctx.settings.codecs.clone(),
+        events: events_on,
+        address: ctx.advertised,
+        port,
+        session_id: u64::from(rand::random::<u32>()),
+    });
+    // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
+    // the 200 OK and the answer comes in the ACK; there is no early media then.
+    let late_offer = call.offer.is_empty();
+    let (_, params) = if late_offer {
+        (session.offer(), session.provisional_media())
+    } else {
+        match session.answer(&call.offer) {
+            Ok(answered) => answered,
+            Err(e) => {
+                warn!(error = %e, "offer refused");
+                call.handle.reject(e.sip_status());
+                return;
+            }
         }
     };
-    // Our side of the session: the answer (or late offer) now, replaced by
-    // each re-INVITE's answer.
-    let mut current = local_sdp.into_bytes();
     let mut media = params;
     let mut leg = Leg::start(
         socket.clone(),
@@ -137,6 +110,7 @@ pub async fn run(
         inband_on,
         rtp.clone(),
         ctx.settings.rtp_timeout,
+        SourceLearning::new(params.remote, call.source.ip(), ctx.settings.rtp_strict),
     );
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let mut member: Option<MemberKey> = None;
@@ -164,7 +138,7 @@ pub async fn run(
         while let Some(action) = flow.poll_action() {
             match action {
                 Action::EarlyMedia => {
-                    call.handle.progress(current.clone());
+                    call.handle.progress(session.description().to_vec());
                     plays += 1;
                     leg.send(LegCommand::Play {
                         samples: ctx.prompts.early_media(),
@@ -176,7 +150,7 @@ pub async fn run(
                 Action::Answer => {
                     answered = true;
                     leg.send(LegCommand::Stop);
-                    call.handle.answer(current.clone());
+                    call.handle.answer(session.description().to_vec());
                     info!(after_ms = started.elapsed().as_millis() as u64, "answered");
                 }
                 Action::Play(prompt) => match ctx.prompts.get(prompt.name()) {
@@ -233,6 +207,7 @@ pub async fn run(
                     match joined {
                         Ok(key) => {
                             member = Some(key);
+                            session.lock_codec();
                             waiting_for = None;
                             leg.send(LegCommand::Conferenced {
                                 conference: ctx.conference.clone(),
@@ -264,10 +239,9 @@ pub async fn run(
         tokio::select! {
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Confirmed) if late_offer => {
-                    match sdp::parse_answer(&call.handle.ack_body()) {
-                        Ok(n) => {
-                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
-                            media = media_params(&n);
+                    match session.take_answer(&call.handle.ack_body()) {
+                        Ok(params) => {
+                            media = params;
                             leg.send(LegCommand::Update(media));
                             flow.handle(Input::Acked, Instant::now());
                         }
@@ -288,26 +262,20 @@ pub async fn run(
                 }
                 // A re-INVITE without SDP asks for our offer: the current session.
                 Some(CallEvent::Reoffer { offer, reply, .. }) if offer.is_empty() => {
-                    reply.sdp(current.clone()).await
+                    reply.sdp(session.offer()).await
                 }
-                Some(CallEvent::Reoffer { offer, reply, .. }) => {
-                    match sdp::negotiate(&offer, &ctx.settings.codecs) {
-                        Ok(n) => {
-                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
-                            sdp_version += 1;
-                            info!(hold = n.on_hold(), codec = ?n.codec, "re-INVITE");
-                            if member.is_some() && n.codec != media.codec {
-                                // The room mixes in the codec chosen at the join.
-                                warn!(from = ?media.codec, to = ?n.codec, "codec change in a room is not followed");
-                            }
-                            media = media_params(&n);
-                            leg.send(LegCommand::Update(media));
-                            current = sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes();
-                            reply.sdp(current.clone()).await;
-                        }
-                        Err(e) => reply.status(e.sip_status()).await,
+                Some(CallEvent::Reoffer { offer, reply, .. }) => match session.answer(&offer) {
+                    Ok((answer, params)) => {
+                        info!(hold = !params.send, codec = ?params.codec, "re-INVITE");
+                        media = params;
+                        leg.send(LegCommand::Update(media));
+                        reply.sdp(answer).await;
                     }
-                }
+                    Err(e) => {
+                        info!(error = %e, "re-INVITE refused");
+                        reply.status(e.sip_status()).await
+                    }
+                },
                 Some(CallEvent::Info { content_type, body, reply }) => {
                     digit = info_digit(&content_type, &body, reply).await;
                 }
@@ -443,14 +411,4 @@ pub(super) async fn info_digit(
 fn uri_user(uri: &str) -> &str {
     let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
     rest.split_once('@').map_or("", |(user, _)| user)
-}
-
-pub(super) fn media_params(n: &Negotiated) -> MediaParams {
-    MediaParams {
-        codec: n.codec,
-        payload_type: n.codec_pt,
-        remote: n.remote,
-        send: n.answer_direction.sends(),
-        dtmf_pt: n.dtmf_pt,
-    }
 }

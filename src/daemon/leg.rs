@@ -5,7 +5,6 @@
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO parts
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,27 +12,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::call::session::MediaParams;
 use crate::conference::{Conference, MediaIn, MemberKey};
 use crate::dtmf::inband::{Detection, InbandDetector};
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
-use crate::media::g711::Codec;
 use crate::media::player::{Player, FRAME};
+use crate::rtp::learning::{SourceLearning, Verdict};
 use crate::rtp::pacer::Pacer;
 use crate::rtp::packet::{self, RtpSender};
-
-/// How media flows, from the negotiated SDP.
-#[derive(Debug, Clone, Copy)]
-pub struct MediaParams {
-    pub codec: Codec,
-    pub payload_type: u8,
-    /// Where the SDP says to send; replaced by where packets come from.
-    pub remote: Option<SocketAddr>,
-    /// False while the caller holds the call (sendonly/inactive/0.0.0.0).
-    pub send: bool,
-    /// The negotiated telephone-event payload type, when events are listened to.
-    pub dtmf_pt: Option<u8>,
-}
 
 pub enum LegCommand {
     /// Play a clip; `id` comes back in [`LegEvent::PlaybackDone`].
@@ -73,6 +60,7 @@ pub struct LegStats {
     pub sent: u64,
     pub received: u64,
     pub not_rtp: u64,
+    /// Packets not from the learned media source (dropped, never answered).
     pub foreign: u64,
     pub late_ticks: u64,
 }
@@ -88,12 +76,14 @@ pub struct Leg {
 impl Leg {
     /// Start the leg; `inband` runs the tone detector on received audio.
     /// `rtp` numbers what is sent, here and later by the conference.
+    /// `learning` judges who the caller's media comes from.
     pub fn start(
         socket: Arc<UdpSocket>,
         params: MediaParams,
         inband: bool,
         rtp: Arc<Mutex<RtpSender>>,
         rtp_timeout: Duration,
+        learning: SourceLearning,
     ) -> Leg {
         let (commands, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -108,6 +98,7 @@ impl Leg {
             socket,
             rtp,
             rtp_timeout,
+            learning,
         };
         let task = tokio::spawn(run(io, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
         Leg {
@@ -208,6 +199,7 @@ struct Io {
     socket: Arc<UdpSocket>,
     rtp: Arc<Mutex<RtpSender>>,
     rtp_timeout: Duration,
+    learning: SourceLearning,
 }
 
 /// Received audio for the conference, split into 20 ms frames.
@@ -239,12 +231,12 @@ async fn run(
         socket,
         rtp: sender,
         rtp_timeout,
+        mut learning,
     } = io;
     let mut player = Player::new();
     let mut conferenced: Option<(Conference, MemberKey)> = None;
     let mut last_rx = Instant::now();
     let mut timed_out = false;
-    let mut latched: Option<SocketAddr> = None;
     let mut pcm = [0i16; FRAME];
     let mut payload = [0u8; FRAME];
     let mut out = Vec::with_capacity(12 + FRAME);
@@ -270,9 +262,9 @@ async fn run(
                         last_rx = Instant::now();
                     }
                     if p.remote != params.remote {
-                        latched = None;
-                        if let (Some((conf, member)), Some(remote)) = (&conferenced, p.remote) {
-                            conf.set_dest(*member, remote);
+                        learning.renegotiated(p.remote);
+                        if let (Some((conf, member)), Some(dest)) = (&conferenced, learning.destination()) {
+                            conf.set_dest(*member, dest);
                         }
                     }
                     if let Some((conf, member)) = &conferenced {
@@ -284,7 +276,7 @@ async fn run(
                 }
                 Some(LegCommand::Conferenced { conference, member }) => {
                     player.stop();
-                    if let Some(dest) = latched {
+                    if let Some(dest) = learning.destination() {
                         conference.set_dest(member, dest);
                     }
                     if !params.send {
@@ -297,21 +289,18 @@ async fn run(
                 let Ok((len, from)) = r else { continue };
                 match packet::parse(&buf[..len]) {
                     Ok(rtp) => {
-                        stats.received += 1;
-                        match latched {
-                            None => {
-                                latched = Some(from);
+                        let now = Instant::now();
+                        match learning.on_packet(from, rtp.ssrc, rtp.seq, now) {
+                            // Not the caller's: not mixed, not digits, not answered.
+                            Verdict::Foreign(_) => continue,
+                            Verdict::Accept { switched: true } => {
                                 if let Some((conf, member)) = &conferenced {
                                     conf.set_dest(*member, from);
                                 }
                             }
-                            Some(addr) if addr != from => {
-                                stats.foreign += 1;
-                                continue;
-                            }
-                            Some(_) => {}
+                            Verdict::Accept { switched: false } => {}
                         }
-                        let now = Instant::now();
+                        stats.received += 1;
                         last_rx = now;
                         dtmf.on_packet(&rtp, &params, now, &events);
                         if let Some((conf, member)) = &conferenced {
@@ -345,7 +334,7 @@ async fn run(
                             events.send(LegEvent::PlaybackDone(id)).ok();
                         }
                     }
-                    let dest = latched.or(params.remote);
+                    let dest = learning.destination();
                     match dest {
                         Some(dest) if params.send => {
                             params.codec.encode(&pcm, &mut payload);
@@ -360,6 +349,7 @@ async fn run(
             }
         }
     }
+    stats.foreign = learning.counters().total();
     stats
 }
 

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
+use crate::call::session::SdpSession;
 use crate::conference::{JoinError, JoinRequest, MemberKey, Notice};
 use crate::dtmf::DigitStream;
 use crate::events::{Direction, Event};
 use crate::ivr::outbound::{Action, Input, OutboundFlow};
+use crate::rtp::learning::SourceLearning;
 use crate::rtp::packet::RtpSender;
 use crate::sip::call::CallEvent;
 use crate::sip::dial::{DialEvent, DialingCall};
-use crate::sip::sdp::{self, Negotiated};
 
-use super::call::{info_digit, media_params, CallContext};
+use super::call::{info_digit, CallContext};
 use super::leg::{Leg, LegCommand, LegEvent, MediaParams};
 use super::registry::CallCommand;
 
@@ -34,8 +35,8 @@ pub struct OutboundCall {
     pub to: String,
     pub ring_timeout: Duration,
     pub socket: Arc<UdpSocket>,
-    /// The session id and version of our offer.
-    pub session: (u64, u64),
+    /// The SDP session, with our offer made.
+    pub session: SdpSession,
     pub dialing: DialingCall,
     pub commands: tokio::sync::mpsc::UnboundedReceiver<CallCommand>,
 }
@@ -50,11 +51,10 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
         to,
         ring_timeout,
         socket,
-        session: (session_id, mut sdp_version),
+        mut session,
         dialing: DialingCall { handle, mut events },
         mut commands,
     } = call;
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
     let rtp = Arc::new(Mutex::new(RtpSender::random()));
     let mut flow = OutboundFlow::new(started, ring_timeout);
     let mut leg: Option<Leg> = None;
@@ -62,7 +62,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
     let mut member: Option<MemberKey> = None;
     let (notice_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let mut digits = DigitStream::new(ctx.settings.dtmf_mode);
-    let (events_on, inband_on) = super::call::listens(ctx.settings.dtmf_mode);
+    let (_, inband_on) = super::call::listens(ctx.settings.dtmf_mode);
     let mut stopping = false;
     let report = |event: Event| ctx.events.publish(event);
     let (reason, joined) = loop {
@@ -107,6 +107,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                     match joined {
                         Ok(key) => {
                             member = Some(key);
+                            session.lock_codec();
                             if let Some(leg) = &leg {
                                 leg.send(LegCommand::Conferenced {
                                     conference: ctx.conference.clone(),
@@ -143,16 +144,15 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(DialEvent::Progress { .. }) => flow.handle(Input::Progress, Instant::now()),
-                Some(DialEvent::Answered { sdp }) => match sdp::parse_answer(&sdp) {
-                    Ok(n) if ctx.settings.codecs.contains(&n.codec) => {
-                        let params = media_params(&n);
-                        leg = Some(Leg::start(socket.clone(), params, inband_on, rtp.clone(), ctx.settings.rtp_timeout));
+                Some(DialEvent::Answered { sdp }) => match session.take_answer(&sdp) {
+                    Ok(params) => {
+                        // The far end's media is expected from the address its answer names;
+                        // a NAT'd callee is learned from that address's IP.
+                        let signalling_ip = params.remote.map_or(ctx.advertised, |r| r.ip());
+                        let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
+                        leg = Some(Leg::start(socket.clone(), params, inband_on, rtp.clone(), ctx.settings.rtp_timeout, learning));
                         media = Some(params);
                         flow.handle(Input::Answered, Instant::now());
-                    }
-                    Ok(n) => {
-                        warn!(codec = ?n.codec, "answer chose a codec we did not offer");
-                        flow.handle(Input::AnswerUnusable, Instant::now());
                     }
                     Err(e) => {
                         warn!(error = %e, "no usable SDP answer");
@@ -164,23 +164,27 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
                     flow.handle(Input::Failed(status), Instant::now());
                 }
                 Some(DialEvent::InDialog(CallEvent::Bye)) => flow.handle(Input::Bye, Instant::now()),
-                Some(DialEvent::InDialog(CallEvent::Reoffer { offer, reply, .. })) => {
-                    match (offer.is_empty(), sdp::negotiate(&offer, &ctx.settings.codecs)) {
-                        (true, _) => reply.status(200).await,
-                        (false, Ok(n)) => {
-                            // As at the answer: events only when telephone-event is listened to.
-                            let n = Negotiated { dtmf_pt: n.dtmf_pt.filter(|_| events_on), ..n };
-                            sdp_version += 1;
-                            let params = media_params(&n);
-                            if let Some(leg) = &leg {
-                                leg.send(LegCommand::Update(params));
-                            }
-                            media = Some(params);
-                            reply.sdp(sdp::answer(&n, ctx.advertised, port, session_id, sdp_version).into_bytes()).await;
-                        }
-                        (false, Err(e)) => reply.status(e.sip_status()).await,
-                    }
+                // A session refresh by UPDATE without SDP: nothing changes.
+                Some(DialEvent::InDialog(CallEvent::Reoffer { offer, is_update: true, reply })) if offer.is_empty() => {
+                    reply.status(200).await
                 }
+                // A re-INVITE without SDP asks for our offer (RFC 3261 §14.2).
+                Some(DialEvent::InDialog(CallEvent::Reoffer { offer, reply, .. })) if offer.is_empty() => {
+                    reply.sdp(session.offer()).await
+                }
+                Some(DialEvent::InDialog(CallEvent::Reoffer { offer, reply, .. })) => match session.answer(&offer) {
+                    Ok((answer, params)) => {
+                        if let Some(leg) = &leg {
+                            leg.send(LegCommand::Update(params));
+                        }
+                        media = Some(params);
+                        reply.sdp(answer).await;
+                    }
+                    Err(e) => {
+                        info!(error = %e, "re-INVITE refused");
+                        reply.status(e.sip_status()).await
+                    }
+                },
                 Some(DialEvent::InDialog(CallEvent::Info { content_type, body, reply })) => {
                     digit = info_digit(&content_type, &body, reply).await;
                 }

@@ -15,7 +15,6 @@ use crate::events::Event;
 use crate::ivr::dial_policy::{destination, DestinationError, DialPolicy};
 use crate::media::resample::resample;
 use crate::sip::dial::{DialError, DialSpec};
-use crate::sip::sdp;
 use crate::sip::ua::UserAgent;
 use crate::tts::espeak;
 use crate::tts::prompts::RATE;
@@ -23,6 +22,7 @@ use crate::tts::prompts::RATE;
 use super::call::{listens, CallContext};
 use super::outbound::{self, OutboundCall};
 use super::registry::CallCommand;
+use crate::call::session::{LocalMedia, SdpSession};
 use crate::call::CallId;
 
 /// Longest text `say` renders.
@@ -128,15 +128,14 @@ impl Switchboard for Board {
         };
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
         let (events_on, _) = listens(ctx.settings.dtmf_mode);
-        let session_id = u64::from(rand::random::<u32>());
-        let offer = sdp::offer(
-            &ctx.settings.codecs,
-            events_on,
-            ctx.advertised,
+        let mut session = SdpSession::new(LocalMedia {
+            codecs: ctx.settings.codecs.clone(),
+            events: events_on,
+            address: ctx.advertised,
             port,
-            session_id,
-            session_id,
-        );
+            session_id: u64::from(rand::random::<u32>()),
+        });
+        let offer = session.offer();
         let domain = match (trunk.from_domain.as_str(), &trunk.proxy) {
             ("", Some(proxy)) => proxy.split(':').next().unwrap_or(proxy).to_owned(),
             ("", None) => ctx.advertised.to_string(),
@@ -153,7 +152,7 @@ impl Switchboard for Board {
             proxy: trunk.proxy.clone().filter(|_| is_number),
             credential: (!trunk.username.is_empty())
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
-            offer: offer.into_bytes(),
+            offer,
         };
         let dialing = match self.ua.dial(spec) {
             Ok(d) => d,
@@ -174,7 +173,7 @@ impl Switchboard for Board {
             to: dest.uri,
             ring_timeout,
             socket,
-            session: (session_id, session_id),
+            session,
             dialing,
             commands,
         };

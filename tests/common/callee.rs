@@ -73,6 +73,36 @@ impl Callee {
         }
     }
 
+    /// The next final response within `wait`: its code, CSeq and whole text.
+    pub async fn final_response(&self, wait: Duration) -> Option<(u16, String, String)> {
+        let mut buf = vec![0u8; 65535];
+        let end = tokio::time::Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            let (n, _) = tokio::time::timeout(left, self.sock.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let Some(code) = text
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|c| c.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            if code >= 200 {
+                let cseq = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CSeq:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                return Some((code, cseq, text));
+            }
+        }
+    }
+
     /// The next request of `method` within `wait`, others skipped.
     pub async fn expect(&self, method: &str, wait: Duration) -> Option<Request> {
         let end = tokio::time::Instant::now() + wait;
@@ -131,6 +161,29 @@ impl Callee {
 
     /// Send a BYE in the dialog `invite` opened (we are the callee).
     pub async fn bye(&self, invite: &Request) {
+        self.in_dialog(invite, "BYE", 1, "").await;
+    }
+
+    /// Send `method` with CSeq `cseq` and `body` (SDP when not empty) in the
+    /// dialog `invite` opened.
+    pub async fn in_dialog(&self, invite: &Request, method: &str, cseq: u32, body: &str) {
+        self.in_dialog_on(invite, method, method, cseq, body).await
+    }
+
+    /// The ACK for a non-2xx answer to our re-INVITE `cseq`: it belongs to
+    /// the INVITE's transaction, so it carries the INVITE's branch.
+    pub async fn ack_rejected(&self, invite: &Request, cseq: u32) {
+        self.in_dialog_on(invite, "ACK", "INVITE", cseq, "").await
+    }
+
+    async fn in_dialog_on(
+        &self,
+        invite: &Request,
+        method: &str,
+        branch_method: &str,
+        cseq: u32,
+        body: &str,
+    ) {
         let from = invite.header("From").unwrap_or("");
         let to = invite.header("To").unwrap_or("");
         let call_id = invite.header("Call-ID").unwrap_or("");
@@ -138,13 +191,20 @@ impl Callee {
             .header("Contact")
             .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()))
             .unwrap_or_else(|| format!("sip:confgate@{}", invite.from));
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         let msg = format!(
-            "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bKbye{n}\r\n\
+            "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bK{m}{cseq}x{n}\r\n\
              Max-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+             CSeq: {cseq} {method}\r\nContact: <sip:callee@{me}>\r\n{ctype}Content-Length: {len}\r\n\r\n{body}",
             me = self.addr(),
+            m = branch_method.to_ascii_lowercase(),
             n = std::process::id(),
             tag = self.to_tag,
+            len = body.len(),
         );
         self.sock
             .send_to(msg.as_bytes(), invite.from)
