@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::keypad::Keypad;
+use common::next_event as next;
 use common::raw::RawPhone;
 use common::signal::goertzel;
 use common::{daemon, offer, rtp_socket, sdp_rtp_addr};
@@ -27,29 +28,6 @@ struct Member {
     phone: RawPhone,
     rtp: UdpSocket,
     dest: SocketAddr,
-}
-
-/// The next event `pick` accepts within `wait`.
-async fn next<T>(
-    events: &mut Receiver<Event>,
-    wait: Duration,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> Option<T> {
-    tokio::time::timeout(wait, async {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let Some(t) = pick(e) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-    })
-    .await
-    .ok()
 }
 
 /// Dial, key `pin#` as RFC 4733 events, and wait for the join.

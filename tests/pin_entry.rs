@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::keypad::{tones, Keypad};
+use common::next_event as next;
 use common::raw::RawPhone;
 use common::{daemon, offer, rtp_socket, sdp_rtp_addr};
 use confgate::daemon::Daemon;
@@ -35,29 +36,6 @@ async fn call(
     phone.ack(None).await;
     let dest = sdp_rtp_addr(ok.body()).expect("answer has c= and m=audio");
     (rtp, dest, ok.body().to_owned())
-}
-
-/// The next event that `pick` accepts within `wait`.
-async fn next<T>(
-    events: &mut Receiver<Event>,
-    wait: Duration,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> Option<T> {
-    tokio::time::timeout(wait, async {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let Some(t) = pick(e) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-    })
-    .await
-    .ok()
 }
 
 async fn joined(events: &mut Receiver<Event>, wait: Duration) -> Option<(String, bool)> {

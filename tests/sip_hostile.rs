@@ -61,25 +61,9 @@ async fn info_answers(phone: &RawPhone, n: usize) -> Vec<(u32, u16, Option<Strin
     answers
 }
 
-async fn next<T>(
-    events: &mut Receiver<Event>,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> Option<T> {
-    tokio::time::timeout(WAIT * 2, async {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let Some(t) = pick(e) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-    })
-    .await
-    .ok()
+/// The next event `pick` accepts, waiting longer than for one SIP answer.
+async fn next<T>(events: &mut Receiver<Event>, pick: impl FnMut(Event) -> Option<T>) -> Option<T> {
+    common::next_event(events, WAIT * 2, pick).await
 }
 
 async fn hang_up(phone: &mut RawPhone) {

@@ -45,6 +45,21 @@ pub struct CallContext {
     pub tasks: TaskTracker,
 }
 
+impl CallContext {
+    /// A new call's SDP session for media on `port`. Without an events
+    /// receiver telephone-event stays out of the SDP, so the phone sends
+    /// tones (or INFO) instead.
+    pub(super) fn sdp_session(&self, port: u16) -> SdpSession {
+        SdpSession::new(LocalMedia {
+            codecs: self.settings.codecs.clone(),
+            events: listens(self.settings.dtmf_mode).0,
+            address: self.advertised,
+            port,
+            session_id: u64::from(rand::random::<u32>()),
+        })
+    }
+}
+
 /// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 
@@ -67,7 +82,7 @@ pub async fn run(
     let started = Instant::now();
     let call_id = listed.id().to_string();
     info!(from = %call.from, to = %call.to, source = %call.source, sip_call_id = %call.sip_call_id, "call offered");
-    let (events_on, inband_on) = listens(ctx.settings.dtmf_mode);
+    let (_, inband_on) = listens(ctx.settings.dtmf_mode);
     let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
         Ok(s) => s,
         Err(e) => {
@@ -79,15 +94,7 @@ pub async fn run(
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
     let socket = Arc::new(socket);
     let rtp = Arc::new(Mutex::new(RtpSender::random()));
-    // Without an events receiver telephone-event stays out of the SDP, so
-    // the phone sends tones (or INFO) instead.
-    let mut session = SdpSession::new(LocalMedia {
-        codecs: ctx.settings.codecs.clone(),
-        events: events_on,
-        address: ctx.advertised,
-        port,
-        session_id: u64::from(rand::random::<u32>()),
-    });
+    let mut session = ctx.sdp_session(port);
     // RFC 3261 §13.2.1: an INVITE without SDP (late offer) gets our offer in
     // the 200 OK and the answer comes in the ACK; there is no early media then.
     let late_offer = call.offer.is_empty();

@@ -19,10 +19,9 @@ use crate::sip::ua::UserAgent;
 use crate::tts::espeak;
 use crate::tts::prompts::RATE;
 
-use super::call::{listens, CallContext};
+use super::call::CallContext;
 use super::outbound::{self, OutboundCall};
 use super::registry::CallCommand;
-use crate::call::session::{LocalMedia, SdpSession};
 use crate::call::CallId;
 
 /// Longest text `say` renders.
@@ -127,14 +126,7 @@ impl Switchboard for Board {
             }
         };
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        let (events_on, _) = listens(ctx.settings.dtmf_mode);
-        let mut session = SdpSession::new(LocalMedia {
-            codecs: ctx.settings.codecs.clone(),
-            events: events_on,
-            address: ctx.advertised,
-            port,
-            session_id: u64::from(rand::random::<u32>()),
-        });
+        let mut session = ctx.sdp_session(port);
         let offer = session.offer();
         let domain = match (trunk.from_domain.as_str(), &trunk.proxy) {
             ("", Some(proxy)) => proxy.split(':').next().unwrap_or(proxy).to_owned(),

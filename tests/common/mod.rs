@@ -169,3 +169,27 @@ pub fn sdp_rtp_addr(sdp: &str) -> Option<SocketAddr> {
         .next()?;
     format!("{ip}:{port}").parse().ok()
 }
+
+/// The next event that `pick` accepts within `wait`.
+pub async fn next_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<confgate::events::Event>,
+    wait: std::time::Duration,
+    mut pick: impl FnMut(confgate::events::Event) -> Option<T>,
+) -> Option<T> {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let Some(t) = pick(e) {
+                        return t;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await
+    .ok()
+}
