@@ -88,7 +88,9 @@ async fn nothing_held(d: &Daemon) -> Held {
     d.held()
 }
 
-#[tokio::test]
+// Several worker threads, as the daemon runs: requests handled on tasks of
+// their own then race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_infos_sent_back_to_back_all_reach_the_room() {
     let d = daemon(&[]).await;
     let mut events = d.subscribe();
