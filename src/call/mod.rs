@@ -2,6 +2,7 @@
 //! holds every session rule of one call.
 
 pub mod admission;
+pub mod core;
 pub mod id;
 pub mod session;
 

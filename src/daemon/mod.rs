@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods)] // an edge: notes when the daemon started
 
 mod call;
+mod context;
+mod driver;
 mod leg;
 mod outbound;
 mod ports;
@@ -30,7 +32,7 @@ use crate::tts::prompts::PromptError;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
-use call::CallContext;
+use context::CallContext;
 use ports::PortPool;
 use prompts::PromptBook;
 use registry::CallRegistry;

@@ -19,7 +19,7 @@ use crate::sip::ua::UserAgent;
 use crate::tts::espeak;
 use crate::tts::prompts::RATE;
 
-use super::call::CallContext;
+use super::context::CallContext;
 use super::outbound::{self, OutboundCall};
 use super::registry::CallCommand;
 use crate::call::CallId;

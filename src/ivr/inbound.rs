@@ -80,6 +80,8 @@ pub enum EndReason {
     CallerCancelled,
     IdleTimeout,
     NoAck,
+    /// The ACK's SDP answer to our late offer could not be used (BYE sent).
+    BadAnswer,
     Shutdown,
     /// Attempts used up; goodbye was played.
     PinAttempts,
@@ -103,6 +105,7 @@ impl EndReason {
             EndReason::CallerCancelled => "cancelled",
             EndReason::IdleTimeout => "idle_timeout",
             EndReason::NoAck => "no_ack",
+            EndReason::BadAnswer => "bad_answer",
             EndReason::Shutdown => "shutdown",
             EndReason::PinAttempts => "pin_attempts",
             EndReason::LockedOut => "locked_out",
@@ -119,6 +122,8 @@ impl EndReason {
 pub enum Input {
     /// The ACK for our 200 OK arrived.
     Acked,
+    /// The ACK arrived with an SDP answer we cannot use.
+    BadAnswer,
     /// The prompt we asked for played to its end.
     PlaybackDone,
     /// A key press (already merged across DTMF sources).
@@ -265,6 +270,7 @@ impl InboundFlow {
             (State::EarlyMedia { .. } | State::ExpectAck { .. }, Input::Cancel) => {
                 self.end(EndReason::CallerCancelled)
             }
+            (State::ExpectAck { .. }, Input::BadAnswer) => self.end(EndReason::BadAnswer),
             (State::ExpectAck { .. }, Input::Acked) => match self.entry.clone() {
                 Entry::Direct(room) => self.join(room),
                 Entry::Pin(rules) => {

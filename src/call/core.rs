@@ -1,0 +1,621 @@
+//! The call core: every session rule of one call in one sans-IO object.
+//!
+//! A [`Call`] composes the call flow (inbound: answer, PIN, join; outbound:
+//! ring, answer, join), the SDP session, the digit stream and the prompt
+//! bookkeeping. Like str0m's `Rtc` it is fed inputs with the time
+//! ([`Call::handle_input`], [`Call::handle_timeout`], and [`Call::reoffer`]
+//! and [`Call::info`] for the requests that want an answer at once) and
+//! drained of outputs ([`Call::poll_output`]): what to do on SIP, on the
+//! media leg and in the room, which PIN to check, which events to publish.
+//! [`Call::poll_timeout`] says when it next wants to be woken. The async
+//! driver of a call only moves these.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::dtmf::info::digit_from_info;
+use crate::dtmf::{DigitCounters, DigitStream, DtmfMode, Source};
+use crate::events::Event;
+use crate::ivr::inbound::{self, EndReason, Entry, InboundFlow, Prompt, Timers, Verdict};
+use crate::ivr::outbound::{self, OutboundFlow};
+use crate::sip::sdp::SdpError;
+
+use super::session::{MediaParams, SdpSession};
+
+/// What the driver must do on the SIP side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipAction {
+    /// 183 Session Progress with our SDP (early media).
+    Progress(Vec<u8>),
+    /// 180 Ringing.
+    Ringing,
+    /// 200 OK with our SDP.
+    Answer(Vec<u8>),
+    /// A final refusal of the INVITE (e.g. 503 while shutting down).
+    Reject(u16),
+    /// BYE the answered call.
+    Bye,
+    /// CANCEL our INVITE.
+    Cancel,
+}
+
+/// Something to play to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clip {
+    /// The early-media loop.
+    EarlyMedia,
+    Prompt(Prompt),
+}
+
+/// What the driver must do on the media leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaAction {
+    /// Open the leg (an outbound call, once answered).
+    Start(MediaParams),
+    /// Play `clip`; its end comes back as [`Input::PlaybackDone`] with `id`
+    /// unless `looped`.
+    Play { clip: Clip, looped: bool, id: u64 },
+    /// Stop what plays.
+    Stop,
+    /// The negotiated media changed (an answer, a re-INVITE, hold).
+    Update(MediaParams),
+}
+
+/// What the driver must do about the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAction {
+    /// Join `room` with `media`; answer with [`Input::Joined`],
+    /// [`Input::RoomFull`] or [`Input::JoinStopped`].
+    Join { room: String, media: MediaParams },
+}
+
+/// One thing for the driver to carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Sip(SipAction),
+    Media(MediaAction),
+    Room(RoomAction),
+    /// Look the PIN up; answer with [`Input::PinVerdict`].
+    CheckPin(String),
+    /// Publish this event.
+    Event(Event),
+}
+
+/// What happened to the call, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Inbound: the ACK for our 200 OK, with its body (the answer after a late offer).
+    Acked { body: &'a [u8] },
+    /// Inbound: the caller cancelled before we answered (487 already sent).
+    Cancelled,
+    /// The far end hung up (its BYE already answered).
+    Bye,
+    /// The dialog ended some other way (no ACK, transport error).
+    DialogEnded,
+    /// Outbound: 180 or 183.
+    Progress,
+    /// Outbound: 200 OK with its SDP answer (the stack sent the ACK).
+    Answered { sdp: &'a [u8] },
+    /// Outbound: the INVITE ended without an answer.
+    DialFailed { status: Option<u16> },
+    /// The clip played with `id` reached its end.
+    PlaybackDone(u64),
+    /// A key press from the media leg (an RFC 4733 event or a tone).
+    Digit {
+        digit: char,
+        source: Source,
+        at: Instant,
+    },
+    /// No RTP for the configured time while not on hold.
+    RtpTimeout,
+    /// The answer to [`Output::CheckPin`].
+    PinVerdict(Verdict),
+    /// The room took the call.
+    Joined,
+    /// The room refused the call: it is full.
+    RoomFull,
+    /// The room refused the call: the conference is stopping.
+    JoinStopped,
+    /// The room removed the call.
+    Kicked,
+    /// Hang up, asked from the control socket.
+    Hangup,
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// The answer to a re-INVITE or UPDATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// SDP to send with a 200 (an answer, or our offer).
+    pub sdp: Option<Vec<u8>>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    /// As events and logs name it (`hangup`, `no_answer`, `kicked`...).
+    pub reason: &'static str,
+    /// Whether the call had joined its room.
+    pub joined: bool,
+}
+
+/// The call could not even start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("offer refused: {0}")]
+pub struct Refused(pub SdpError);
+
+impl Refused {
+    /// The status that rejects the INVITE.
+    pub fn sip_status(&self) -> u16 {
+        self.0.sip_status()
+    }
+}
+
+/// An inbound call, as offered.
+#[derive(Debug, Clone)]
+pub struct InboundCall<'a> {
+    /// Our call id, as text (for events).
+    pub call: String,
+    /// The SDP offer; empty for a late offer.
+    pub offer: &'a [u8],
+    pub timers: Timers,
+    pub entry: Entry,
+    pub dtmf: DtmfMode,
+}
+
+/// An outbound call, dialled with the offer `session` made.
+#[derive(Debug, Clone)]
+pub struct OutboundCall {
+    pub call: String,
+    pub room: String,
+    pub to: String,
+    pub ring_timeout: Duration,
+    pub dtmf: DtmfMode,
+}
+
+#[derive(Debug)]
+enum Flow {
+    Inbound {
+        flow: InboundFlow,
+        /// The INVITE had no SDP: our offer went in the 200, the answer comes in the ACK.
+        late_offer: bool,
+        answered: bool,
+    },
+    Outbound {
+        flow: OutboundFlow,
+        room: String,
+        to: String,
+        stopping: bool,
+    },
+}
+
+/// One call's whole session.
+#[derive(Debug)]
+pub struct Call {
+    call: String,
+    flow: Flow,
+    session: SdpSession,
+    digits: DigitStream,
+    /// Ids of clips asked for; the flow waits only for the end of `waiting_for`.
+    plays: u64,
+    waiting_for: Option<u64>,
+    outputs: VecDeque<Output>,
+}
+
+impl Call {
+    /// An inbound call offered at `now` (100 Trying already sent): the
+    /// offer is answered, or the call is refused with the returned status.
+    pub fn inbound(
+        offered: InboundCall<'_>,
+        mut session: SdpSession,
+        now: Instant,
+    ) -> Result<Call, Refused> {
+        let late_offer = offered.offer.is_empty();
+        if late_offer {
+            session.offer();
+        } else {
+            session.answer(offered.offer).map_err(Refused)?;
+        }
+        // RFC 3261 §13.2.1: no early media without an answer of ours out.
+        let timers = Timers {
+            early_media: offered.timers.early_media.filter(|_| !late_offer),
+            ..offered.timers
+        };
+        let mut call = Call {
+            call: offered.call,
+            flow: Flow::Inbound {
+                flow: InboundFlow::new(now, timers, offered.entry),
+                late_offer,
+                answered: false,
+            },
+            session,
+            digits: DigitStream::new(offered.dtmf),
+            plays: 0,
+            waiting_for: None,
+            outputs: VecDeque::new(),
+        };
+        call.drain_flow();
+        Ok(call)
+    }
+
+    /// An outbound call whose INVITE (with `session`'s offer) went out at `now`.
+    pub fn outbound(dialled: OutboundCall, session: SdpSession, now: Instant) -> Call {
+        Call {
+            call: dialled.call,
+            flow: Flow::Outbound {
+                flow: OutboundFlow::new(now, dialled.ring_timeout),
+                room: dialled.room,
+                to: dialled.to,
+                stopping: false,
+            },
+            session,
+            digits: DigitStream::new(dialled.dtmf),
+            plays: 0,
+            waiting_for: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The media to open the leg with: negotiated, or provisional until
+    /// the answer comes (late offer).
+    pub fn media(&self) -> MediaParams {
+        self.session
+            .media()
+            .unwrap_or_else(|| self.session.provisional_media())
+    }
+
+    /// Feed one input at `now`.
+    pub fn handle_input(&mut self, input: Input<'_>, now: Instant) {
+        match input {
+            Input::Digit { digit, source, at } => self.digit(digit, source, at, now),
+            Input::PlaybackDone(id) => {
+                if self.waiting_for == Some(id) {
+                    self.waiting_for = None;
+                    self.inbound_input(inbound::Input::PlaybackDone, now);
+                }
+            }
+            Input::PinVerdict(verdict) => self.verdict(verdict),
+            Input::Acked { body } => self.acked(body, now),
+            Input::Answered { sdp } => self.answered(sdp, now),
+            Input::Joined => {
+                self.session.lock_codec();
+                self.waiting_for = None;
+                if let Flow::Outbound { flow, .. } = &mut self.flow {
+                    flow.joined(Ok(()));
+                }
+            }
+            Input::RoomFull => match &mut self.flow {
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::RoomFull, now),
+                Flow::Outbound { flow, .. } => flow.joined(Err("room_full")),
+            },
+            Input::JoinStopped => match &mut self.flow {
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::Shutdown, now),
+                Flow::Outbound { flow, .. } => flow.joined(Err("shutdown")),
+            },
+            // Gone without a word: before an answer it failed, after one it hung up.
+            Input::DialogEnded => match &mut self.flow {
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::Bye, now),
+                Flow::Outbound { flow, .. } => {
+                    flow.handle(outbound::Input::Failed(None), now);
+                    flow.handle(outbound::Input::Bye, now);
+                }
+            },
+            Input::Shutdown => match &mut self.flow {
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::Shutdown, now),
+                // Once: a CANCEL or BYE is under way and must not be sent again.
+                Flow::Outbound { flow, stopping, .. } if !*stopping => {
+                    *stopping = true;
+                    flow.handle(outbound::Input::Shutdown, now)
+                }
+                Flow::Outbound { .. } => {}
+            },
+            other => {
+                let (inbound_input, outbound_input) = match other {
+                    Input::Cancelled => (Some(inbound::Input::Cancel), None),
+                    Input::Bye => (Some(inbound::Input::Bye), Some(outbound::Input::Bye)),
+                    Input::Progress => (None, Some(outbound::Input::Progress)),
+                    Input::DialFailed { status } => (None, Some(outbound::Input::Failed(status))),
+                    Input::RtpTimeout => (
+                        Some(inbound::Input::RtpTimeout),
+                        Some(outbound::Input::RtpTimeout),
+                    ),
+                    Input::Kicked => (Some(inbound::Input::Kicked), Some(outbound::Input::Kicked)),
+                    Input::Hangup => (Some(inbound::Input::Hangup), Some(outbound::Input::Hangup)),
+                    _ => (None, None),
+                };
+                match &mut self.flow {
+                    Flow::Inbound { flow, .. } => {
+                        if let Some(i) = inbound_input {
+                            flow.handle(i, now)
+                        }
+                    }
+                    Flow::Outbound { flow, .. } => {
+                        if let Some(i) = outbound_input {
+                            flow.handle(i, now)
+                        }
+                    }
+                }
+            }
+        }
+        self.drain_flow();
+    }
+
+    /// A re-INVITE or UPDATE: answer it now. An offer is answered within
+    /// the room's codec once joined (488 otherwise); a re-INVITE without
+    /// SDP asks for our offer (RFC 3261 §14.2); an UPDATE without SDP is a
+    /// session refresh.
+    pub fn reoffer(&mut self, offer: &[u8], is_update: bool, _now: Instant) -> Reply {
+        if offer.is_empty() {
+            return match is_update {
+                true => Reply {
+                    status: 200,
+                    sdp: None,
+                },
+                false => Reply {
+                    status: 200,
+                    sdp: Some(self.session.offer()),
+                },
+            };
+        }
+        match self.session.answer(offer) {
+            Ok((answer, media)) => {
+                self.outputs
+                    .push_back(Output::Media(MediaAction::Update(media)));
+                Reply {
+                    status: 200,
+                    sdp: Some(answer),
+                }
+            }
+            Err(e) => Reply {
+                status: e.sip_status(),
+                sdp: None,
+            },
+        }
+    }
+
+    /// A mid-dialog INFO: the status to answer it with. A DTMF body is a
+    /// key press; an empty one is a keep-alive.
+    pub fn info(&mut self, content_type: &str, body: &[u8], now: Instant) -> u16 {
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        let dtmf_type = mime.eq_ignore_ascii_case("application/dtmf-relay")
+            || mime.eq_ignore_ascii_case("application/dtmf");
+        match digit_from_info(content_type, body) {
+            Some(d) => {
+                self.digit(d, Source::Info, now, now);
+                self.drain_flow();
+                200
+            }
+            None if body.iter().all(u8::is_ascii_whitespace) => 200,
+            None if dtmf_type => 400,
+            None => 415,
+        }
+    }
+
+    /// Fire whatever deadline has passed at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.flow {
+            Flow::Inbound { flow, .. } => flow.handle_timeout(now),
+            Flow::Outbound { flow, .. } => flow.handle_timeout(now),
+        }
+        self.drain_flow();
+    }
+
+    /// When [`Call::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.flow {
+            Flow::Inbound { flow, .. } => flow.next_deadline(),
+            Flow::Outbound { flow, .. } => flow.next_deadline(),
+        }
+    }
+
+    /// The next thing to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// `Some` once the call is over.
+    pub fn ended(&self) -> Option<End> {
+        match &self.flow {
+            Flow::Inbound { flow, .. } => flow.ended().map(|r| End {
+                reason: r.as_str(),
+                joined: false,
+            }),
+            Flow::Outbound { flow, .. } => {
+                flow.ended().map(|(reason, joined)| End { reason, joined })
+            }
+        }
+    }
+
+    /// Failed PIN attempts so far (inbound).
+    pub fn pin_failures(&self) -> u32 {
+        match &self.flow {
+            Flow::Inbound { flow, .. } => flow.pin_failures(),
+            Flow::Outbound { .. } => 0,
+        }
+    }
+
+    /// How many key presses came from each source.
+    pub fn digit_counters(&self) -> DigitCounters {
+        self.digits.counters()
+    }
+
+    /// The SDP session (read-only), e.g. for the codec a room mixes in.
+    pub fn session(&self) -> &SdpSession {
+        &self.session
+    }
+
+    fn inbound_input(&mut self, input: inbound::Input, now: Instant) {
+        if let Flow::Inbound { flow, .. } = &mut self.flow {
+            flow.handle(input, now);
+        }
+    }
+
+    fn digit(&mut self, digit: char, source: Source, at: Instant, now: Instant) {
+        let Some(press) = self.digits.offer(digit, source, at) else {
+            return;
+        };
+        self.outputs.push_back(Output::Event(Event::Digit {
+            call: self.call.clone(),
+            digit: press.digit,
+            source: press.source,
+        }));
+        self.inbound_input(inbound::Input::Digit(press.digit), now);
+    }
+
+    fn verdict(&mut self, verdict: Verdict) {
+        let Flow::Inbound { flow, .. } = &mut self.flow else {
+            return;
+        };
+        if verdict == Verdict::Wrong {
+            self.outputs.push_back(Output::Event(Event::PinRejected {
+                call: self.call.clone(),
+                failures: flow.pin_failures() + 1,
+            }));
+        }
+        flow.verdict(verdict);
+    }
+
+    fn acked(&mut self, body: &[u8], now: Instant) {
+        let Flow::Inbound {
+            flow, late_offer, ..
+        } = &mut self.flow
+        else {
+            return;
+        };
+        if !*late_offer {
+            flow.handle(inbound::Input::Acked, now);
+            return;
+        }
+        // §13.2.1: the answer to our late offer is in the ACK; an unusable
+        // one ends the call with BYE.
+        match self.session.take_answer(body) {
+            Ok(media) => {
+                self.outputs
+                    .push_back(Output::Media(MediaAction::Update(media)));
+                flow.handle(inbound::Input::Acked, now);
+            }
+            Err(_) => flow.handle(inbound::Input::BadAnswer, now),
+        }
+    }
+
+    fn answered(&mut self, sdp: &[u8], now: Instant) {
+        let Flow::Outbound { flow, .. } = &mut self.flow else {
+            return;
+        };
+        match self.session.take_answer(sdp) {
+            Ok(media) => {
+                self.outputs
+                    .push_back(Output::Media(MediaAction::Start(media)));
+                flow.handle(outbound::Input::Answered, now);
+            }
+            Err(_) => flow.handle(outbound::Input::AnswerUnusable, now),
+        }
+    }
+
+    fn play(&mut self, clip: Clip, looped: bool) -> u64 {
+        self.plays += 1;
+        let id = self.plays;
+        self.outputs
+            .push_back(Output::Media(MediaAction::Play { clip, looped, id }));
+        id
+    }
+
+    /// Turn what the flow asks into outputs.
+    fn drain_flow(&mut self) {
+        loop {
+            match &mut self.flow {
+                Flow::Inbound { flow, answered, .. } => {
+                    let Some(action) = flow.poll_action() else {
+                        return;
+                    };
+                    let answered = *answered;
+                    self.inbound_action(action, answered);
+                }
+                Flow::Outbound { flow, .. } => {
+                    let Some(action) = flow.poll_action() else {
+                        return;
+                    };
+                    self.outbound_action(action);
+                }
+            }
+        }
+    }
+
+    fn inbound_action(&mut self, action: inbound::Action, answered: bool) {
+        use inbound::Action;
+        match action {
+            Action::EarlyMedia => {
+                let body = self.session.description().to_vec();
+                self.outputs
+                    .push_back(Output::Sip(SipAction::Progress(body)));
+                self.play(Clip::EarlyMedia, true);
+            }
+            Action::Ring => self.outputs.push_back(Output::Sip(SipAction::Ringing)),
+            Action::Answer => {
+                if let Flow::Inbound { answered, .. } = &mut self.flow {
+                    *answered = true;
+                }
+                self.outputs.push_back(Output::Media(MediaAction::Stop));
+                let body = self.session.description().to_vec();
+                self.outputs.push_back(Output::Sip(SipAction::Answer(body)));
+            }
+            Action::Play(prompt) => {
+                let id = self.play(Clip::Prompt(prompt), false);
+                self.waiting_for = Some(id);
+            }
+            Action::StopPrompt => {
+                self.waiting_for = None;
+                self.outputs.push_back(Output::Media(MediaAction::Stop));
+            }
+            Action::CheckPin(pin) => self.outputs.push_back(Output::CheckPin(pin)),
+            Action::Join(room) => {
+                let media = self.media();
+                self.outputs
+                    .push_back(Output::Room(RoomAction::Join { room, media }));
+            }
+            // The caller's own BYE or CANCEL was already answered by the stack.
+            Action::Hangup(
+                EndReason::CallerHungUp | EndReason::CallerCancelled | EndReason::NoAck,
+            ) => {}
+            Action::Hangup(_) if answered => self.outputs.push_back(Output::Sip(SipAction::Bye)),
+            Action::Hangup(_) => self.outputs.push_back(Output::Sip(SipAction::Reject(503))),
+        }
+    }
+
+    fn outbound_action(&mut self, action: outbound::Action) {
+        use outbound::Action;
+        let Flow::Outbound { room, to, .. } = &self.flow else {
+            return;
+        };
+        let (call, room, to) = (self.call.clone(), room.clone(), to.clone());
+        let output = match action {
+            Action::Ringing => Output::Event(Event::CallRinging { call, room, to }),
+            Action::Answered => Output::Event(Event::CallAnswered { call, room, to }),
+            Action::Join => match self.session.media() {
+                Some(media) => Output::Room(RoomAction::Join { room, media }),
+                None => {
+                    if let Flow::Outbound { flow, .. } = &mut self.flow {
+                        flow.joined(Err("no_common_codec"));
+                    }
+                    return;
+                }
+            },
+            Action::Cancel => Output::Sip(SipAction::Cancel),
+            Action::Bye => Output::Sip(SipAction::Bye),
+            Action::Failed { status, reason } => Output::Event(Event::DialFailed {
+                call,
+                room,
+                to,
+                status,
+                reason: reason.to_owned(),
+            }),
+        };
+        self.outputs.push_back(output);
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,489 @@
+//! The call core under a virtual clock: no sockets, no tokio, no sleeps.
+#![allow(clippy::disallowed_methods)] // the tests pick the start of their virtual clock
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::call::session::LocalMedia;
+use crate::ivr::pin::PinRules;
+use crate::media::g711::Codec;
+
+const S: Duration = Duration::from_secs(1);
+
+fn session() -> SdpSession {
+    SdpSession::new(LocalMedia {
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        events: true,
+        address: IpAddr::from([192, 0, 2, 1]),
+        port: 20000,
+        session_id: 4000,
+    })
+}
+
+fn sdp(formats: &str, direction: &str) -> Vec<u8> {
+    let mut s = String::from(
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.2\r\ns=-\r\nc=IN IP4 198.51.100.2\r\nt=0 0\r\n",
+    );
+    s.push_str(&format!("m=audio 4000 RTP/AVP {formats}\r\n"));
+    for f in formats.split_whitespace() {
+        s.push_str(&match f {
+            "0" => "a=rtpmap:0 PCMU/8000\r\n".to_owned(),
+            "8" => "a=rtpmap:8 PCMA/8000\r\n".to_owned(),
+            pt => format!("a=rtpmap:{pt} telephone-event/8000\r\n"),
+        });
+    }
+    s.push_str(&format!("a={direction}\r\n"));
+    s.into_bytes()
+}
+
+fn rules() -> PinRules {
+    PinRules {
+        min_len: 4,
+        max_len: 8,
+        attempts: 3,
+        first_digit: 10 * S,
+        inter_digit: 5 * S,
+    }
+}
+
+fn inbound(offer: &[u8], early: Option<Duration>, t0: Instant) -> Result<Call, Refused> {
+    Call::inbound(
+        InboundCall {
+            call: "c1".into(),
+            offer,
+            timers: Timers {
+                early_media: early,
+                idle: 300 * S,
+                ack: 32 * S,
+            },
+            entry: Entry::Pin(rules()),
+            dtmf: DtmfMode::Auto,
+        },
+        session(),
+        t0,
+    )
+}
+
+fn drain(call: &mut Call) -> Vec<Output> {
+    std::iter::from_fn(|| call.poll_output()).collect()
+}
+
+/// The id of the first non-looped prompt played in `outputs`.
+fn prompt_played(outputs: &[Output]) -> Option<(Prompt, u64)> {
+    outputs.iter().find_map(|o| match o {
+        Output::Media(MediaAction::Play {
+            clip: Clip::Prompt(p),
+            looped: false,
+            id,
+        }) => Some((*p, *id)),
+        _ => None,
+    })
+}
+
+fn key(call: &mut Call, digits: &str, at: Instant) {
+    for d in digits.chars() {
+        call.handle_input(
+            Input::Digit {
+                digit: d,
+                source: Source::Rfc4733,
+                at,
+            },
+            at,
+        );
+    }
+}
+
+/// An answered, acknowledged inbound call at the PIN prompt.
+fn at_pin_prompt(t0: Instant) -> (Call, u64) {
+    let mut call = inbound(&sdp("0 101", "sendrecv"), None, t0).unwrap();
+    drain(&mut call);
+    call.handle_input(Input::Acked { body: b"" }, t0);
+    let (prompt, id) = prompt_played(&drain(&mut call)).expect("the welcome prompt");
+    assert_eq!(prompt, Prompt::Welcome);
+    (call, id)
+}
+
+#[test]
+fn early_media_then_answer_then_the_pin_prompt() {
+    let t0 = Instant::now();
+    let mut call = inbound(&sdp("0 101", "sendrecv"), Some(S), t0).unwrap();
+    let out = drain(&mut call);
+    assert!(matches!(&out[0], Output::Sip(SipAction::Progress(body)) if !body.is_empty()));
+    assert!(matches!(
+        out[1],
+        Output::Media(MediaAction::Play {
+            clip: Clip::EarlyMedia,
+            looped: true,
+            ..
+        })
+    ));
+    assert_eq!(call.poll_timeout(), Some(t0 + S));
+    call.handle_timeout(t0 + S);
+    let out = drain(&mut call);
+    assert_eq!(out[0], Output::Media(MediaAction::Stop));
+    let Output::Sip(SipAction::Answer(body)) = &out[1] else {
+        panic!("{out:?}")
+    };
+    assert!(String::from_utf8_lossy(body).contains("telephone-event"));
+    call.handle_input(Input::Acked { body: b"" }, t0 + 2 * S);
+    assert_eq!(
+        prompt_played(&drain(&mut call)).map(|p| p.0),
+        Some(Prompt::Welcome)
+    );
+}
+
+#[test]
+fn an_offer_without_a_common_codec_is_refused_with_488() {
+    let refused = inbound(&sdp("18", "sendrecv"), None, Instant::now()).unwrap_err();
+    assert_eq!(refused.sip_status(), 488);
+}
+
+#[test]
+fn a_pin_is_checked_then_the_room_joined_and_its_codec_kept() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    key(&mut call, "1357#", t0 + S);
+    let out = drain(&mut call);
+    // The first digit barges in: the prompt stops before anything else.
+    assert!(out.contains(&Output::Media(MediaAction::Stop)), "{out:?}");
+    let digits: String = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Digit { digit, .. }) => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, "1357#");
+    assert!(out.contains(&Output::CheckPin("1357".into())), "{out:?}");
+    call.handle_input(Input::PinVerdict(Verdict::Room("1357".into())), t0 + S);
+    let out = drain(&mut call);
+    let Some(Output::Room(RoomAction::Join { room, media })) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert_eq!((room.as_str(), media.codec), ("1357", Codec::Pcmu));
+    call.handle_input(Input::Joined, t0 + S);
+    // In the room a re-INVITE that drops PCMU is refused, never followed.
+    let reply = call.reoffer(&sdp("8 101", "sendrecv"), false, t0 + 2 * S);
+    assert_eq!((reply.status, reply.sdp), (488, None));
+    assert!(drain(&mut call).is_empty(), "no media change");
+    // Hold is followed, in the room's codec.
+    let reply = call.reoffer(&sdp("8 0 101", "sendonly"), false, t0 + 3 * S);
+    assert_eq!(reply.status, 200);
+    let out = drain(&mut call);
+    assert!(
+        matches!(out[..], [Output::Media(MediaAction::Update(m))] if !m.send && m.codec == Codec::Pcmu),
+        "{out:?}"
+    );
+    assert_eq!(call.ended(), None);
+    call.handle_input(Input::Bye, t0 + 4 * S);
+    assert_eq!(
+        call.ended(),
+        Some(End {
+            reason: "hangup",
+            joined: false
+        })
+    );
+    assert!(
+        drain(&mut call).is_empty(),
+        "their BYE needs no BYE of ours"
+    );
+}
+
+#[test]
+fn a_wrong_pin_is_reported_and_asked_again() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    key(&mut call, "9999#", t0 + S);
+    drain(&mut call);
+    call.handle_input(Input::PinVerdict(Verdict::Wrong), t0 + S);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Event(Event::PinRejected {
+        call: "c1".into(),
+        failures: 1
+    })));
+    assert_eq!(prompt_played(&out).map(|p| p.0), Some(Prompt::InvalidPin));
+}
+
+#[test]
+fn the_end_of_a_replaced_prompt_is_stale() {
+    let t0 = Instant::now();
+    let (mut call, welcome) = at_pin_prompt(t0);
+    key(&mut call, "12", t0 + S);
+    drain(&mut call);
+    // The welcome prompt was stopped by the first digit; its end is stale
+    // and must not start the first-digit timer or anything else.
+    call.handle_input(Input::PlaybackDone(welcome), t0 + S);
+    assert!(drain(&mut call).is_empty());
+    // The inter-digit timeout still runs: a too-short PIN is asked again.
+    let deadline = call.poll_timeout().expect("a timer");
+    assert!(deadline <= t0 + S + 5 * S, "{deadline:?}");
+    call.handle_timeout(t0 + 6 * S);
+    assert_eq!(
+        prompt_played(&drain(&mut call)).map(|p| p.0),
+        Some(Prompt::InvalidPin)
+    );
+}
+
+#[test]
+fn digits_heard_two_ways_count_once() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    key(&mut call, "4", t0 + S);
+    assert_eq!(
+        call.info(
+            "application/dtmf-relay",
+            b"Signal=4\r\nDuration=160\r\n",
+            t0 + S
+        ),
+        200
+    );
+    let digits = drain(&mut call)
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Digit { .. })))
+        .count();
+    assert_eq!(digits, 1);
+    assert_eq!(call.digit_counters().duplicates, 1);
+}
+
+#[test]
+fn info_bodies_get_their_status() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    assert_eq!(call.info("application/dtmf", b"7", t0), 200);
+    assert_eq!(call.info("application/dtmf-relay", b"", t0), 200);
+    assert_eq!(
+        call.info("application/dtmf-relay", b"Signal=Z\r\n", t0),
+        400
+    );
+    assert_eq!(call.info("text/plain", b"hello", t0), 415);
+    assert_eq!(call.info("application/dtmf", b"\xff\xfe", t0), 400);
+}
+
+#[test]
+fn late_offer_gets_our_offer_and_reads_the_answer_in_the_ack() {
+    let t0 = Instant::now();
+    let mut call = inbound(b"", Some(S), t0).unwrap();
+    let out = drain(&mut call);
+    // No early media without an answer out: 180, then the 200 with our offer.
+    assert_eq!(out[0], Output::Sip(SipAction::Ringing));
+    let Output::Sip(SipAction::Answer(offer)) = &out[2] else {
+        panic!("{out:?}")
+    };
+    let offer = String::from_utf8_lossy(offer);
+    assert!(offer.contains("PCMU") && offer.contains("PCMA"), "{offer}");
+    assert_eq!(call.media().remote, None);
+    call.handle_input(
+        Input::Acked {
+            body: &sdp("8 101", "sendrecv"),
+        },
+        t0 + S,
+    );
+    let out = drain(&mut call);
+    let Output::Media(MediaAction::Update(media)) = out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(media.codec, Codec::Pcma);
+    assert_eq!(media.remote, Some("198.51.100.2:4000".parse().unwrap()));
+    assert_eq!(prompt_played(&out).map(|p| p.0), Some(Prompt::Welcome));
+}
+
+#[test]
+fn an_unusable_answer_in_the_ack_ends_the_call_with_bye() {
+    let t0 = Instant::now();
+    let mut call = inbound(b"", None, t0).unwrap();
+    drain(&mut call);
+    call.handle_input(Input::Acked { body: b"garbage" }, t0 + S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
+    assert_eq!(call.ended().map(|e| e.reason), Some("bad_answer"));
+}
+
+#[test]
+fn no_ack_ends_the_call_after_64_t1() {
+    let t0 = Instant::now();
+    let mut call = inbound(&sdp("0", "sendrecv"), None, t0).unwrap();
+    drain(&mut call);
+    assert_eq!(call.poll_timeout(), Some(t0 + 32 * S));
+    call.handle_timeout(t0 + 31 * S);
+    assert_eq!(call.ended(), None);
+    call.handle_timeout(t0 + 32 * S);
+    assert_eq!(call.ended().map(|e| e.reason), Some("no_ack"));
+    assert!(
+        drain(&mut call).is_empty(),
+        "the stack already gave up on the 200"
+    );
+}
+
+#[test]
+fn an_offerless_reinvite_gets_our_offer_and_an_update_a_plain_200() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    let reply = call.reoffer(b"", false, t0);
+    assert_eq!(reply.status, 200);
+    let offer = String::from_utf8_lossy(reply.sdp.as_deref().unwrap_or_default()).into_owned();
+    assert!(offer.contains("m=audio 20000"), "{offer}");
+    assert_eq!(
+        call.reoffer(b"", true, t0),
+        Reply {
+            status: 200,
+            sdp: None
+        }
+    );
+}
+
+#[test]
+fn a_kick_or_control_hangup_says_bye_once_answered_and_503_before() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    call.handle_input(Input::Hangup, t0 + S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
+    assert_eq!(call.ended().map(|e| e.reason), Some("control_hangup"));
+
+    let mut early = inbound(&sdp("0", "sendrecv"), Some(S), t0).unwrap();
+    drain(&mut early);
+    early.handle_input(Input::Shutdown, t0);
+    assert_eq!(drain(&mut early), [Output::Sip(SipAction::Reject(503))]);
+}
+
+fn outbound(t0: Instant) -> (Call, Vec<u8>) {
+    let mut session = session();
+    let offer = session.offer();
+    let call = Call::outbound(
+        OutboundCall {
+            call: "o1".into(),
+            room: "sales".into(),
+            to: "sip:bob@198.51.100.2".into(),
+            ring_timeout: 30 * S,
+            dtmf: DtmfMode::Auto,
+        },
+        session,
+        t0,
+    );
+    (call, offer)
+}
+
+#[test]
+fn an_outbound_call_rings_is_answered_joins_and_keeps_its_codec() {
+    let t0 = Instant::now();
+    let (mut call, offer) = outbound(t0);
+    assert!(String::from_utf8_lossy(&offer).contains("PCMA"));
+    call.handle_input(Input::Progress, t0);
+    call.handle_input(Input::Progress, t0);
+    let out = drain(&mut call);
+    assert_eq!(out.len(), 1, "one ringing event: {out:?}");
+    assert!(matches!(out[0], Output::Event(Event::CallRinging { .. })));
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("8 101", "sendrecv"),
+        },
+        t0 + S,
+    );
+    let out = drain(&mut call);
+    assert!(matches!(out[0], Output::Media(MediaAction::Start(m)) if m.codec == Codec::Pcma));
+    assert!(matches!(out[1], Output::Event(Event::CallAnswered { .. })));
+    assert!(
+        matches!(&out[2], Output::Room(RoomAction::Join { room, .. }) if room == "sales"),
+        "{out:?}"
+    );
+    call.handle_input(Input::Joined, t0 + S);
+    // RFC 3261 §14.2: a re-INVITE without SDP gets an offer, in the room's codec only.
+    let reply = call.reoffer(b"", false, t0 + 2 * S);
+    let offer = String::from_utf8_lossy(reply.sdp.as_deref().unwrap_or_default()).into_owned();
+    assert!(offer.contains("PCMA") && !offer.contains("PCMU"), "{offer}");
+    assert_eq!(call.reoffer(&sdp("0", "sendrecv"), false, t0).status, 488);
+    call.handle_input(Input::Bye, t0 + 3 * S);
+    assert_eq!(
+        call.ended(),
+        Some(End {
+            reason: "hangup",
+            joined: true
+        })
+    );
+}
+
+#[test]
+fn an_answer_with_a_codec_we_did_not_offer_is_hung_up() {
+    let t0 = Instant::now();
+    let (mut call, _) = outbound(t0);
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("18", "sendrecv"),
+        },
+        t0,
+    );
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Bye)), "{out:?}");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::DialFailed { reason, .. }) if reason == "no_common_codec"
+    )));
+}
+
+#[test]
+fn no_answer_is_cancelled_at_the_ring_timeout_and_failed_once() {
+    let t0 = Instant::now();
+    let (mut call, _) = outbound(t0);
+    assert_eq!(call.poll_timeout(), Some(t0 + 30 * S));
+    call.handle_timeout(t0 + 30 * S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Cancel)]);
+    // A second shutdown or hangup while cancelling sends nothing more.
+    call.handle_input(Input::Shutdown, t0 + 30 * S);
+    call.handle_input(Input::Shutdown, t0 + 30 * S);
+    assert!(drain(&mut call).is_empty());
+    call.handle_input(Input::DialFailed { status: Some(487) }, t0 + 31 * S);
+    let failed: Vec<_> = drain(&mut call)
+        .into_iter()
+        .filter(|o| matches!(o, Output::Event(Event::DialFailed { .. })))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(matches!(
+        &failed[0],
+        Output::Event(Event::DialFailed { status: Some(487), reason, .. }) if reason == "no_answer"
+    ));
+}
+
+#[test]
+fn a_full_room_refuses_an_answered_outbound_call_with_bye() {
+    let t0 = Instant::now();
+    let (mut call, _) = outbound(t0);
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0", "sendrecv"),
+        },
+        t0,
+    );
+    drain(&mut call);
+    call.handle_input(Input::RoomFull, t0);
+    let out = drain(&mut call);
+    assert_eq!(out[0], Output::Sip(SipAction::Bye));
+    assert!(matches!(
+        &out[1],
+        Output::Event(Event::DialFailed { reason, .. }) if reason == "room_full"
+    ));
+}
+
+#[test]
+fn a_dialog_gone_without_a_word_ends_the_call_in_any_state() {
+    let t0 = Instant::now();
+    let (mut ringing, _) = outbound(t0);
+    ringing.handle_input(Input::DialogEnded, t0);
+    assert_eq!(ringing.ended().map(|e| e.reason), Some("unreachable"));
+    let (mut joined, _) = outbound(t0);
+    joined.handle_input(
+        Input::Answered {
+            sdp: &sdp("0", "sendrecv"),
+        },
+        t0,
+    );
+    joined.handle_input(Input::Joined, t0);
+    joined.handle_input(Input::DialogEnded, t0);
+    assert_eq!(
+        joined.ended(),
+        Some(End {
+            reason: "hangup",
+            joined: true
+        })
+    );
+    let (mut inbound_call, _) = at_pin_prompt(t0);
+    inbound_call.handle_input(Input::DialogEnded, t0);
+    assert!(inbound_call.ended().is_some());
+}

@@ -1,0 +1,305 @@
+//! Drives one call's core: moves what the SIP side, the media leg, the room
+//! and the control socket report into the [`Call`], and carries out what it
+//! asks, until it ends. No session rule lives here; they are all in
+//! `call::core`.
+
+#![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO core
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::call::core::{
+    Call, Clip, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
+};
+use crate::conference::{JoinError, JoinRequest, MemberKey, Notice};
+use crate::dtmf::DigitCounters;
+use crate::events::Direction;
+use crate::ivr::inbound::Verdict;
+use crate::rtp::learning::SourceLearning;
+use crate::rtp::packet::RtpSender;
+use crate::sip::call::Responder;
+
+use super::context::{listens, CallContext};
+use super::leg::{Leg, LegCommand, LegEvent, LegStats, MediaParams};
+use super::registry::CallCommand;
+
+/// What the SIP side reported, owned.
+pub(super) enum FromSip {
+    /// A core input without a body.
+    Input(Input<'static>),
+    /// Inbound: the ACK, with its body.
+    Acked(Vec<u8>),
+    /// Outbound: the 200 OK's SDP answer.
+    Answered(Vec<u8>),
+    /// A re-INVITE or UPDATE to answer.
+    Reoffer {
+        offer: Vec<u8>,
+        is_update: bool,
+        reply: Responder,
+    },
+    /// An INFO to answer.
+    Info {
+        content_type: String,
+        body: Vec<u8>,
+        reply: Responder,
+    },
+}
+
+/// One call's SIP dialog as the driver uses it.
+pub(super) trait SipLeg {
+    /// The next report; `None` when the dialog is gone.
+    async fn next(&mut self) -> Option<FromSip>;
+    /// Carry out a SIP action.
+    async fn act(&self, action: SipAction);
+    /// A PIN to look up (inbound calls).
+    fn check_pin(&self, _pin: &str) -> Verdict {
+        Verdict::Wrong
+    }
+}
+
+/// Who the call is, for the room listing.
+pub(super) struct Party {
+    pub call: String,
+    pub sip_call_id: String,
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    pub direct: bool,
+    /// Where the SIP request came from; a NAT'd caller's media is learned from it.
+    pub signalling_ip: Option<IpAddr>,
+}
+
+/// What the call left behind, for the hang-up log.
+pub(super) struct Outcome {
+    pub end: End,
+    pub leg: LegStats,
+    pub digits: DigitCounters,
+}
+
+/// Run `call` until it ends.
+pub(super) async fn drive<S: SipLeg>(
+    mut call: Call,
+    mut sip: S,
+    party: Party,
+    socket: Arc<UdpSocket>,
+    mut commands: mpsc::UnboundedReceiver<CallCommand>,
+    ctx: Arc<CallContext>,
+) -> Outcome {
+    let mut media = Media {
+        socket,
+        rtp: Arc::new(Mutex::new(RtpSender::random())),
+        leg: None,
+        member: None,
+        notices: mpsc::unbounded_channel(),
+    };
+    // An inbound call's leg opens at once (early media); an outbound one
+    // when the answer comes.
+    if party.direction == Direction::Inbound {
+        media.start(&party, call.media(), &ctx);
+    }
+    // Each of these fires once; a closed channel must not wake the loop again.
+    let (mut stopping, mut sip_gone, mut leg_gone) = (false, false, false);
+    let end = loop {
+        while let Some(output) = call.poll_output() {
+            let now = Instant::now();
+            match output {
+                Output::Sip(action) => sip.act(action).await,
+                Output::Media(MediaAction::Start(params)) => media.start(&party, params, &ctx),
+                Output::Media(action) => {
+                    if let Some(done) = media.act(action, &ctx) {
+                        call.handle_input(Input::PlaybackDone(done), now);
+                    }
+                }
+                Output::Room(RoomAction::Join {
+                    room,
+                    media: params,
+                }) => {
+                    let input = media.join(room, params, &party, &ctx).await;
+                    call.handle_input(input, Instant::now());
+                }
+                Output::CheckPin(pin) => {
+                    let verdict = sip.check_pin(&pin);
+                    call.handle_input(Input::PinVerdict(verdict), now);
+                }
+                Output::Event(event) => ctx.events.publish(event),
+            }
+        }
+        if let Some(end) = call.ended() {
+            break end;
+        }
+        let deadline = call
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            report = sip.next(), if !sip_gone => match report {
+                Some(FromSip::Input(input)) => call.handle_input(input, Instant::now()),
+                Some(FromSip::Acked(body)) => call.handle_input(Input::Acked { body: &body }, Instant::now()),
+                Some(FromSip::Answered(sdp)) => call.handle_input(Input::Answered { sdp: &sdp }, Instant::now()),
+                Some(FromSip::Reoffer { offer, is_update, reply }) => {
+                    let Reply { status, sdp } = call.reoffer(&offer, is_update, Instant::now());
+                    info!(status, update = is_update, "re-offer answered");
+                    match sdp {
+                        Some(body) if status == 200 => reply.sdp(body).await,
+                        _ => reply.status(status).await,
+                    }
+                }
+                Some(FromSip::Info { content_type, body, reply }) => {
+                    reply.status(call.info(&content_type, &body, Instant::now())).await
+                }
+                None => {
+                    sip_gone = true;
+                    call.handle_input(Input::DialogEnded, Instant::now())
+                }
+            },
+            event = leg_event(&mut media.leg), if !leg_gone => match event {
+                Some(LegEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
+                Some(LegEvent::Digit { digit, source, at }) => {
+                    call.handle_input(Input::Digit { digit, source, at }, Instant::now())
+                }
+                Some(LegEvent::RtpTimeout) => {
+                    warn!(secs = ctx.settings.rtp_timeout.as_secs(), "no RTP");
+                    call.handle_input(Input::RtpTimeout, Instant::now())
+                }
+                None => leg_gone = true,
+            },
+            Some(Notice::Kicked) = media.notices.1.recv() => call.handle_input(Input::Kicked, Instant::now()),
+            Some(CallCommand::Hangup) = commands.recv() => call.handle_input(Input::Hangup, Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
+            // Once: the call may take a while to end (a CANCEL waiting for its 487).
+            _ = ctx.shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                call.handle_input(Input::Shutdown, Instant::now())
+            }
+        }
+    };
+    if let Some(key) = media.member {
+        ctx.conference.leave(key, end.reason);
+    }
+    let leg = match media.leg {
+        Some(leg) => leg.close().await,
+        None => LegStats::default(),
+    };
+    Outcome {
+        end,
+        leg,
+        digits: call.digit_counters(),
+    }
+}
+
+/// The call's media: its socket and leg, and its seat in a room.
+struct Media {
+    socket: Arc<UdpSocket>,
+    /// Shared by the leg and the room, so numbering runs on across the hand-over.
+    rtp: Arc<Mutex<RtpSender>>,
+    leg: Option<Leg>,
+    member: Option<MemberKey>,
+    notices: (
+        mpsc::UnboundedSender<Notice>,
+        mpsc::UnboundedReceiver<Notice>,
+    ),
+}
+
+impl Media {
+    fn start(&mut self, party: &Party, params: MediaParams, ctx: &CallContext) {
+        let (_, inband) = listens(ctx.settings.dtmf_mode);
+        // A NAT'd far end is learned from the signalling IP, else from the
+        // address its SDP names.
+        let signalling_ip = party
+            .signalling_ip
+            .or(params.remote.map(|r| r.ip()))
+            .unwrap_or(ctx.advertised);
+        let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
+        self.leg = Some(Leg::start(
+            self.socket.clone(),
+            params,
+            inband,
+            self.rtp.clone(),
+            ctx.settings.rtp_timeout,
+            learning,
+        ));
+    }
+
+    /// Carry out a media action; `Some(id)` when a clip could not be played
+    /// (a prompt that is missing ends at once).
+    fn act(&self, action: MediaAction, ctx: &CallContext) -> Option<u64> {
+        let leg = self.leg.as_ref()?;
+        match action {
+            MediaAction::Play { clip, looped, id } => {
+                let samples = match clip {
+                    Clip::EarlyMedia => Some(ctx.prompts.early_media()),
+                    Clip::Prompt(prompt) => ctx.prompts.get(prompt.name()),
+                };
+                match samples {
+                    Some(samples) => leg.send(LegCommand::Play {
+                        samples,
+                        looped,
+                        id,
+                    }),
+                    None => return Some(id),
+                }
+            }
+            MediaAction::Stop => leg.send(LegCommand::Stop),
+            MediaAction::Update(params) => leg.send(LegCommand::Update(params)),
+            MediaAction::Start(_) => {}
+        }
+        None
+    }
+
+    /// Join `room`: the core's next input.
+    async fn join(
+        &mut self,
+        room: String,
+        params: MediaParams,
+        party: &Party,
+        ctx: &CallContext,
+    ) -> Input<'static> {
+        let joined = ctx
+            .conference
+            .join(JoinRequest {
+                room: room.clone(),
+                call: party.call.clone(),
+                sip_call_id: party.sip_call_id.clone(),
+                from: party.from.clone(),
+                to: party.to.clone(),
+                direction: party.direction,
+                direct: party.direct,
+                codec: params.codec,
+                payload_type: params.payload_type,
+                socket: self.socket.clone(),
+                dest: params.remote,
+                rtp: self.rtp.clone(),
+                notices: self.notices.0.clone(),
+            })
+            .await;
+        match joined {
+            Ok(key) => {
+                self.member = Some(key);
+                if let Some(leg) = &self.leg {
+                    leg.send(LegCommand::Conferenced {
+                        conference: ctx.conference.clone(),
+                        member: key,
+                    });
+                }
+                Input::Joined
+            }
+            Err(JoinError::Full) => {
+                warn!(%room, "room full");
+                Input::RoomFull
+            }
+            Err(JoinError::Stopped) => Input::JoinStopped,
+        }
+    }
+}
+
+/// The leg's next event; never, while there is no leg.
+async fn leg_event(leg: &mut Option<Leg>) -> Option<LegEvent> {
+    match leg.as_mut() {
+        Some(leg) => leg.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
