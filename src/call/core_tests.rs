@@ -5,8 +5,11 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::call::session::LocalMedia;
+use crate::dtmf::DtmfMode;
+use crate::ivr::inbound::{Entry, Prompt};
 use crate::ivr::pin::PinRules;
 use crate::media::g711::Codec;
+use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
 

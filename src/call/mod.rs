@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod core;
+mod exchange;
 pub mod id;
 pub mod session;
 

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::call::core::{Call, InboundCall, Input, SipAction};
-use crate::config::Settings;
-use crate::events::{Direction, Event};
+use crate::events::Direction;
 use crate::ivr::inbound::{Entry, Timers, Verdict};
 use crate::ivr::throttle;
 use crate::sip::call::{CallEvent, CallHandle, OfferedCall};
@@ -42,7 +41,7 @@ pub async fn run(
         }
     };
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-    let entry = entry(&offered, &ctx.settings);
+    let entry = ctx.entry(&offered);
     let party = Party {
         call: id.clone(),
         sip_call_id: offered.sip_call_id.clone(),
@@ -72,7 +71,7 @@ pub async fn run(
         }
     };
     let (caller, number) = throttle::keys(
-        uri_user(&offered.from),
+        super::context::uri_user(&offered.from),
         offered.source.ip(),
         offered.request_user.as_deref().unwrap_or(""),
     );
@@ -147,7 +146,8 @@ impl SipLeg for Inbound {
     }
 
     fn check_pin(&self, pin: &str) -> Verdict {
-        check_pin(&self.ctx, &self.id, pin, &self.caller, &self.number)
+        self.ctx
+            .check_pin(&self.id, pin, &self.caller, &self.number)
     }
 }
 
@@ -164,59 +164,4 @@ async fn act(handle: &CallHandle, action: SipAction) {
         // An inbound call has no INVITE of ours to cancel.
         SipAction::Cancel => {}
     }
-}
-
-/// A trusted source may name the room; everyone else is asked for the PIN.
-fn entry(call: &OfferedCall, settings: &Settings) -> Entry {
-    let named = call.header("X-Conference-Id");
-    let dir = &settings.directory;
-    match dir.direct(call.source.ip(), call.request_user.as_deref(), named) {
-        Some(room) => Entry::Direct(room),
-        None => {
-            if named.is_some() && !dir.trusts(call.source.ip()) {
-                info!("X-Conference-Id from an untrusted source ignored");
-            }
-            Entry::Pin(settings.pin)
-        }
-    }
-}
-
-/// Look a PIN up behind the lockout: a locked-out caller is refused even
-/// with the right PIN, and a wrong PIN counts against caller and number.
-fn check_pin(ctx: &CallContext, call: &str, pin: &str, caller: &str, number: &str) -> Verdict {
-    let now = Instant::now();
-    // A poisoned lock only means another call panicked mid-update; the
-    // counts are still usable.
-    let mut guard = ctx.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
-    let locked = match guard.locked(caller, number, now) {
-        Some(key) => Some(key),
-        None => match ctx.settings.directory.by_pin(pin) {
-            Some(admission) => {
-                info!(room = %admission.room, "PIN accepted");
-                return Verdict::Room(admission.room);
-            }
-            None => match guard.failed(caller, number, now) {
-                None => {
-                    info!(pin = %throttle::redact(pin), "PIN rejected");
-                    return Verdict::Wrong;
-                }
-                locked => locked,
-            },
-        },
-    };
-    drop(guard);
-    if let Some(key) = locked {
-        warn!(%key, "PIN lockout");
-        ctx.events.publish(Event::PinLockout {
-            call: call.to_owned(),
-            key,
-        });
-    }
-    Verdict::LockedOut
-}
-
-/// The user part of a SIP URI (`sip:alice@host` → `alice`), or "" if none.
-fn uri_user(uri: &str) -> &str {
-    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
-    rest.split_once('@').map_or("", |(user, _)| user)
 }

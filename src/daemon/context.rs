@@ -1,19 +1,26 @@
+#![allow(clippy::disallowed_methods)] // an edge: the PIN lockout window runs on the clock
+
 //! What every call shares: settings, prompts, ports, the room conference,
 //! the registry, admission and the task tracker.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 use crate::call::admission::Admission;
 use crate::call::session::{LocalMedia, SdpSession};
 use crate::conference::Conference;
 use crate::config::Settings;
 use crate::dtmf::DtmfMode;
+use crate::events::Event;
 use crate::events::Events;
-use crate::ivr::throttle::PinGuard;
+use crate::ivr::inbound::{Entry, Verdict};
+use crate::ivr::throttle::{self, PinGuard};
+use crate::sip::call::OfferedCall;
 
 use super::ports::PortPool;
 use super::prompts::PromptBook;
@@ -36,6 +43,55 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// A trusted source may name the room; everyone else is asked for the PIN.
+    pub(super) fn entry(&self, call: &OfferedCall) -> Entry {
+        let named = call.header("X-Conference-Id");
+        let dir = &self.settings.directory;
+        match dir.direct(call.source.ip(), call.request_user.as_deref(), named) {
+            Some(room) => Entry::Direct(room),
+            None => {
+                if named.is_some() && !dir.trusts(call.source.ip()) {
+                    info!("X-Conference-Id from an untrusted source ignored");
+                }
+                Entry::Pin(self.settings.pin)
+            }
+        }
+    }
+
+    /// Look a PIN up behind the lockout: a locked-out caller is refused even
+    /// with the right PIN, and a wrong PIN counts against caller and number.
+    pub(super) fn check_pin(&self, call: &str, pin: &str, caller: &str, number: &str) -> Verdict {
+        let now = Instant::now();
+        // A poisoned lock only means another call panicked mid-update; the
+        // counts are still usable.
+        let mut guard = self.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = match guard.locked(caller, number, now) {
+            Some(key) => Some(key),
+            None => match self.settings.directory.by_pin(pin) {
+                Some(admission) => {
+                    info!(room = %admission.room, "PIN accepted");
+                    return Verdict::Room(admission.room);
+                }
+                None => match guard.failed(caller, number, now) {
+                    None => {
+                        info!(pin = %throttle::redact(pin), "PIN rejected");
+                        return Verdict::Wrong;
+                    }
+                    locked => locked,
+                },
+            },
+        };
+        drop(guard);
+        if let Some(key) = locked {
+            warn!(%key, "PIN lockout");
+            self.events.publish(Event::PinLockout {
+                call: call.to_owned(),
+                key,
+            });
+        }
+        Verdict::LockedOut
+    }
+
     /// A new call's SDP session for media on `port`. Without an events
     /// receiver telephone-event stays out of the SDP, so the phone sends
     /// tones (or INFO) instead.
@@ -58,4 +114,10 @@ pub(super) fn listens(mode: DtmfMode) -> (bool, bool) {
         DtmfMode::Info => (false, false),
         DtmfMode::Inband => (false, true),
     }
+}
+
+/// The user part of a SIP URI (`sip:alice@host` → `alice`), or "" if none.
+pub(super) fn uri_user(uri: &str) -> &str {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    rest.split_once('@').map_or("", |(user, _)| user)
 }
