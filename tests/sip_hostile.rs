@@ -360,3 +360,33 @@ fn phone_cseq(r: &[common::raw::Response]) -> u32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinvite_never_acked_does_not_hold_up_the_bye_behind_it() {
+    let d = daemon(&[]).await;
+    let mut phone = RawPhone::new(d.sip_addr(), "reinvite-no-ack").await;
+    let rtp = answered(&mut phone).await;
+    let here = rtp.local_addr().unwrap();
+    phone.in_dialog("INVITE", "", &offer(here, "0", "")).await;
+    let r = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
+    // No ACK for that 200: the stack waits for one for 64·T1. The BYE
+    // right behind it is answered at once all the same.
+    let sent = tokio::time::Instant::now();
+    phone.in_dialog("BYE", "", "").await;
+    let r = phone.until_final("BYE", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    // The dialog is over: a request in it now gets 481.
+    phone
+        .in_dialog("INFO", "Content-Type: application/dtmf\r\n", "1")
+        .await;
+    let r = phone.until_final("INFO", WAIT).await;
+    assert_eq!(r.last().map(|r| r.code), Some(481), "{r:#?}");
+    assert_eq!(nothing_held(&d).await.dialog_queues, 0);
+    d.shutdown().await;
+}

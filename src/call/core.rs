@@ -147,7 +147,7 @@ impl Call {
             },
             // Gone without a word: before an answer it failed, after one it hung up.
             Input::DialogEnded => match &mut self.flow {
-                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::Bye, now),
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::DialogEnded, now),
                 Flow::Outbound { flow, .. } => {
                     flow.handle(outbound::Input::Failed(None), now);
                     flow.handle(outbound::Input::Bye, now);
@@ -195,8 +195,9 @@ impl Call {
 
     /// A re-INVITE or UPDATE: answer it now. An offer is answered within
     /// the room's codec once joined (488 otherwise); a re-INVITE without
-    /// SDP asks for our offer (RFC 3261 §14.2); an UPDATE without SDP is a
-    /// session refresh.
+    /// SDP asks for our offer (RFC 3261 §14.2), which offers the media the
+    /// call has, so the answer in its ACK (which the stack does not hand
+    /// on) cannot move it; an UPDATE without SDP is a session refresh.
     pub fn reoffer(&mut self, offer: &[u8], is_update: bool, _now: Instant) -> Reply {
         if offer.is_empty() {
             return match is_update {
@@ -206,7 +207,7 @@ impl Call {
                 },
                 false => Reply {
                     status: 200,
-                    sdp: Some(self.session.offer()),
+                    sdp: Some(self.session.offer_current()),
                 },
             };
         }
@@ -428,7 +429,10 @@ impl Call {
             }
             // The caller's own BYE or CANCEL was already answered by the stack.
             Action::Hangup(
-                EndReason::CallerHungUp | EndReason::CallerCancelled | EndReason::NoAck,
+                EndReason::CallerHungUp
+                | EndReason::CallerCancelled
+                | EndReason::NoAck
+                | EndReason::DialogEnded,
             ) => {}
             Action::Hangup(_) if answered => self.outputs.push_back(Output::Sip(SipAction::Bye)),
             Action::Hangup(_) => self.outputs.push_back(Output::Sip(SipAction::Reject(503))),

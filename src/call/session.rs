@@ -137,6 +137,28 @@ impl SdpSession {
         .to_vec()
     }
 
+    /// Our offer for a re-INVITE without SDP (RFC 3261 §14.2): the media
+    /// the call has, with the payload types it uses, so whatever the answer
+    /// in the ACK says, the media goes on as it is. Before any answer, our
+    /// full offer.
+    pub fn offer_current(&mut self) -> Vec<u8> {
+        let Some(media) = self.media else {
+            return self.offer();
+        };
+        let local = self.local.clone();
+        self.describe(|version| {
+            sdp::offer_formats(
+                &[(media.payload_type, media.codec)],
+                media.dtmf_pt,
+                local.address,
+                local.port,
+                local.session_id,
+                version,
+            )
+        })
+        .to_vec()
+    }
+
     /// The far end's answer to our offer: it must choose a codec we offered.
     pub fn take_answer(&mut self, answer: &[u8]) -> Result<MediaParams, SdpError> {
         let n = sdp::parse_answer(answer)?;

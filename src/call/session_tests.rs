@@ -146,11 +146,20 @@ fn offers_without_a_common_codec_or_audio_are_refused() {
 }
 
 #[test]
-fn an_offerless_reinvite_gets_the_current_session_as_offer() {
+fn an_offerless_reinvite_gets_the_current_media_as_offer() {
     let mut s = SdpSession::new(local());
-    let (answer, _) = s.answer(&offer("0 101", "sendrecv")).unwrap();
-    let reoffer = s.offer();
-    let text = String::from_utf8_lossy(&reoffer).into_owned();
-    assert!(text.contains("m=audio 20000 RTP/AVP"), "{text}");
-    assert!(origin_version(&reoffer) > origin_version(&answer) || reoffer == answer);
+    let (answer, _) = s.answer(&offer("8 0 96", "sendonly")).unwrap();
+    let reoffer = String::from_utf8_lossy(&s.offer_current()).into_owned();
+    // The codec and the telephone-event type the call uses, nothing else;
+    // sendrecv again, as an offer is.
+    assert!(reoffer.contains("m=audio 20000 RTP/AVP 0 96"), "{reoffer}");
+    assert!(
+        !reoffer.contains("PCMA") && reoffer.contains("a=sendrecv"),
+        "{reoffer}"
+    );
+    assert!(origin_version(reoffer.as_bytes()) > origin_version(&answer));
+    // Before any answer (late offer) it is our whole offer.
+    let mut fresh = SdpSession::new(local());
+    let full = String::from_utf8_lossy(&fresh.offer_current()).into_owned();
+    assert!(full.contains("PCMU") && full.contains("PCMA"), "{full}");
 }

@@ -27,6 +27,9 @@ pub struct OutboundCall {
     /// The Call-ID of our INVITE.
     pub sip_call_id: String,
     pub room: String,
+    /// The IP the call's signalling goes to (the trunk proxy or the URI's
+    /// host), when it is an IP literal: a NAT'd callee's media is learned from it.
+    pub signalling_ip: Option<std::net::IpAddr>,
     pub from: String,
     pub to: String,
     pub ring_timeout: Duration,
@@ -57,7 +60,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
         to: call.to,
         direction: Direction::Outbound,
         direct: false,
-        signalling_ip: None,
+        signalling_ip: call.signalling_ip,
     };
     let DialingCall { handle, events } = call.dialing;
     let sip = Outbound { handle, events };
@@ -83,41 +86,41 @@ struct Outbound {
 
 impl SipLeg for Outbound {
     async fn next(&mut self) -> Option<FromSip> {
-        Some(match self.events.recv().await? {
-            DialEvent::Progress { .. } => FromSip::Input(Input::Progress),
-            DialEvent::Answered { sdp } => FromSip::Answered(sdp),
-            DialEvent::Failed { status, detail } => {
-                info!(?status, %detail, "INVITE ended");
-                FromSip::Input(Input::DialFailed { status })
-            }
-            DialEvent::InDialog(CallEvent::Bye) => FromSip::Input(Input::Bye),
-            DialEvent::InDialog(CallEvent::Ended(why)) => {
-                warn!(%why, "dialog ended");
-                FromSip::Input(Input::DialogEnded)
-            }
-            DialEvent::InDialog(CallEvent::Reoffer {
-                offer,
-                is_update,
-                reply,
-            }) => FromSip::Reoffer {
-                offer,
-                is_update,
-                reply,
-            },
-            DialEvent::InDialog(CallEvent::Info {
-                content_type,
-                body,
-                reply,
-            }) => FromSip::Info {
-                content_type,
-                body,
-                reply,
-            },
-            // The ACK and CANCEL belong to the other direction.
-            DialEvent::InDialog(CallEvent::Confirmed | CallEvent::Cancelled) => {
-                FromSip::Input(Input::Progress)
-            }
-        })
+        loop {
+            return Some(match self.events.recv().await? {
+                DialEvent::Progress { .. } => FromSip::Input(Input::Progress),
+                DialEvent::Answered { sdp } => FromSip::Answered(sdp),
+                DialEvent::Failed { status, detail } => {
+                    info!(?status, %detail, "INVITE ended");
+                    FromSip::Input(Input::DialFailed { status })
+                }
+                DialEvent::InDialog(CallEvent::Bye) => FromSip::Input(Input::Bye),
+                DialEvent::InDialog(CallEvent::Ended(why)) => {
+                    warn!(%why, "dialog ended");
+                    FromSip::Input(Input::DialogEnded)
+                }
+                DialEvent::InDialog(CallEvent::Reoffer {
+                    offer,
+                    is_update,
+                    reply,
+                }) => FromSip::Reoffer {
+                    offer,
+                    is_update,
+                    reply,
+                },
+                DialEvent::InDialog(CallEvent::Info {
+                    content_type,
+                    body,
+                    reply,
+                }) => FromSip::Info {
+                    content_type,
+                    body,
+                    reply,
+                },
+                // The ACK and CANCEL belong to the other direction: not for us.
+                DialEvent::InDialog(CallEvent::Confirmed | CallEvent::Cancelled) => continue,
+            });
+        }
     }
 
     async fn act(&self, action: SipAction) {

@@ -53,6 +53,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The host of `sip:user@host:port;params` or `host:port` when it is an IP
+/// literal (`[v6]` included).
+fn host_ip(target: &str) -> Option<std::net::IpAddr> {
+    let rest = target
+        .strip_prefix("sips:")
+        .or_else(|| target.strip_prefix("sip:"))
+        .unwrap_or(target);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = host.split([';', '>', '?']).next().unwrap_or(host);
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    host.split(':').next()?.parse().ok()
+}
+
 /// A fresh SIP Call-ID for an INVITE of ours.
 fn sip_call_id() -> String {
     let b: [u8; 16] = rand::random();
@@ -157,10 +172,15 @@ impl Switchboard for Board {
             }
         };
         info!(call = %id, room = %req.room, to = %dest.uri, "dialling");
+        let via = match (&trunk.proxy, is_number) {
+            (Some(proxy), true) => proxy.as_str(),
+            _ => dest.uri.as_str(),
+        };
         let call = OutboundCall {
             call_id: id.clone(),
             sip_call_id,
             room: req.room,
+            signalling_ip: host_ip(via),
             from,
             to: dest.uri,
             ring_timeout,
@@ -257,5 +277,22 @@ impl Switchboard for Board {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.ctx.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signalling_host_is_read_when_it_is_an_ip() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(
+            host_ip("sip:bob@192.0.2.7:5070;transport=udp"),
+            ip("192.0.2.7")
+        );
+        assert_eq!(host_ip("198.51.100.1:5060"), ip("198.51.100.1"));
+        assert_eq!(host_ip("sip:+1555@[2001:db8::1]:5060"), ip("2001:db8::1"));
+        assert_eq!(host_ip("sip:bob@trunk.example.com"), None);
     }
 }

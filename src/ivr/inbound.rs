@@ -82,6 +82,8 @@ pub enum EndReason {
     NoAck,
     /// The ACK's SDP answer to our late offer could not be used (BYE sent).
     BadAnswer,
+    /// The stack ended the dialog (no ACK, a transport error): nothing to send.
+    DialogEnded,
     Shutdown,
     /// Attempts used up; goodbye was played.
     PinAttempts,
@@ -106,6 +108,7 @@ impl EndReason {
             EndReason::IdleTimeout => "idle_timeout",
             EndReason::NoAck => "no_ack",
             EndReason::BadAnswer => "bad_answer",
+            EndReason::DialogEnded => "dialog_ended",
             EndReason::Shutdown => "shutdown",
             EndReason::PinAttempts => "pin_attempts",
             EndReason::LockedOut => "locked_out",
@@ -124,6 +127,8 @@ pub enum Input {
     Acked,
     /// The ACK arrived with an SDP answer we cannot use.
     BadAnswer,
+    /// The stack ended the dialog by itself.
+    DialogEnded,
     /// The prompt we asked for played to its end.
     PlaybackDone,
     /// A key press (already merged across DTMF sources).
@@ -259,6 +264,7 @@ impl InboundFlow {
         match (&mut self.state, input) {
             (State::Ended(_), _) => {}
             (_, Input::Bye) => self.end(EndReason::CallerHungUp),
+            (_, Input::DialogEnded) => self.end(EndReason::DialogEnded),
             (_, Input::Shutdown) => self.end(EndReason::Shutdown),
             (_, Input::Kicked) => self.end(EndReason::Kicked),
             (_, Input::Hangup) => self.end(EndReason::ControlHangup),

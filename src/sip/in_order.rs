@@ -8,15 +8,23 @@
 //!
 //! So each dialog gets one queue, served by one task: requests are handled
 //! one after the other in the order they arrived (RFC 3261 §12.2.2), each to
-//! its final answer before the next starts. A request whose CSeq is lower than
-//! one already handled is out of order for real and is answered
+//! its final answer before the next starts. A re-INVITE is the exception:
+//! once answered the stack waits for its ACK (up to 64·T1), so it is taken
+//! in order — its CSeq checked and the call told, which the stack does
+//! before its first wait — and then finishes on a task of its own, so a BYE
+//! behind it is not held up. A request whose CSeq is lower than one already
+//! handled is out of order for real and is answered
 //! `500 Server Internal Error` with `Retry-After`, as §12.2.2 allows, never
 //! silence. A retransmission of an answered request never reaches us: the
-//! transaction layer answers it again from its cache.
+//! transaction layer answers it again from its cache. A request for a dialog
+//! that has ended gets 481, and the queue of an ended dialog goes with it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use rsipstack::dialog::dialog::DialogState;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::dialog::DialogId;
 use rsipstack::sip::prelude::HeadersExt;
@@ -46,18 +54,24 @@ impl DialogQueues {
     pub(super) fn push(&self, dialog: InviteDialog, tx: Transaction) {
         let id = dialog.id();
         let mut queues = self.lock();
-        let tx = match queues.get(&id) {
+        let mut tx = match queues.get(&id) {
             Some(queue) => match queue.send(tx) {
                 Ok(()) => return,
                 Err(refused) => refused.0,
             },
             None => tx,
         };
+        // Its queue was closed, or is never to be opened: the dialog is over.
+        if ended(&dialog) {
+            drop(queues);
+            tokio::spawn(async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await });
+            return;
+        }
         let (queue, requests) = mpsc::unbounded_channel();
         // The receiver is alive: it was made on the line above.
         queue.send(tx).ok();
         queues.insert(id, queue);
-        tokio::spawn(serve(dialog, requests));
+        tokio::spawn(serve(dialog, requests, self.clone()));
     }
 
     /// The dialog ended: its task finishes what is queued and stops.
@@ -77,10 +91,22 @@ pub(super) fn in_order(method: &Method, cseq: u32, highest: Option<u32>) -> bool
     matches!(method, Method::Cancel | Method::Ack) || highest.is_none_or(|h| cseq >= h)
 }
 
-async fn serve(mut dialog: InviteDialog, mut requests: mpsc::UnboundedReceiver<Transaction>) {
+fn ended(dialog: &InviteDialog) -> bool {
+    matches!(dialog.state(), DialogState::Terminated(..))
+}
+
+async fn serve(
+    dialog: InviteDialog,
+    mut requests: mpsc::UnboundedReceiver<Transaction>,
+    queues: DialogQueues,
+) {
     // The dialog has already handled its INVITE (and, for an outbound call, nothing of theirs).
     let mut highest = Some(dialog.snapshot().remote_cseq).filter(|&c| c > 0);
     while let Some(mut tx) = requests.recv().await {
+        if ended(&dialog) {
+            tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+            continue;
+        }
         let Some(cseq) = tx.original.cseq_header().ok().and_then(|c| c.seq().ok()) else {
             tx.reply(StatusCode::BadRequest).await.ok();
             continue;
@@ -96,9 +122,33 @@ async fn serve(mut dialog: InviteDialog, mut requests: mpsc::UnboundedReceiver<T
         if !matches!(tx.original.method, Method::Cancel | Method::Ack) {
             highest = Some(cseq);
         }
+        handle(&dialog, tx).await;
+        if ended(&dialog) {
+            // Whatever is still queued is answered 481 above.
+            queues.close(&dialog.id());
+        }
+    }
+}
+
+/// Hand `tx` to the dialog. A re-INVITE is polled once here, which runs
+/// the stack's CSeq check and tells the call in this request's turn, and
+/// then waits for its ACK on a task of its own.
+async fn handle(dialog: &InviteDialog, mut tx: Transaction) {
+    let reinvite = tx.original.method == Method::Invite;
+    let mut dialog = dialog.clone();
+    let work = async move {
         if let Err(e) = dialog.handle(&mut tx).await {
             debug!(error = %e, "in-dialog request failed");
         }
+    };
+    if !reinvite {
+        work.await;
+        return;
+    }
+    let mut work = Box::pin(work);
+    let done = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await;
+    if !done {
+        tokio::spawn(work);
     }
 }
 

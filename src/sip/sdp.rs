@@ -205,6 +205,21 @@ pub fn offer(
     session(local, session_id, version, vec![media]).marshal()
 }
 
+/// An offer of exactly these formats: `(payload type, codec)` in order and
+/// telephone-event at `dtmf`, ptime 20, sendrecv. Used to offer again the
+/// media a call already has, keeping the payload types it uses.
+pub fn offer_formats(
+    codecs: &[(u8, Codec)],
+    dtmf: Option<u8>,
+    local: IpAddr,
+    port: u16,
+    session_id: u64,
+    version: u64,
+) -> String {
+    let media = audio_media(codecs, dtmf, port, Direction::SendRecv);
+    session(local, session_id, version, vec![media]).marshal()
+}
+
 fn select(
     body: &[u8],
     pick: impl Fn(&[(u8, Codec)]) -> Option<(u8, Codec)>,

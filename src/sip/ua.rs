@@ -267,7 +267,7 @@ async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
             .is_some();
         let method = tx.original.method;
         // Screened before anything is created for the request: a refusal
-        // is answered here, without a task, an RTP port or a dialog.
+        // takes no RTP port, no dialog and no call task.
         if !in_dialog && method != Method::Ack {
             let source = source_of(&tx).ip();
             let admitted = match method {
@@ -283,7 +283,9 @@ async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
                 Ok(None) => {}
                 Err(refusal) => {
                     info!(%source, %method, reason = %refusal, "request refused");
-                    refuse(&mut tx, refusal).await;
+                    // On its own task: a TCP peer that does not read must
+                    // not hold up the routing of everyone else's requests.
+                    tokio::spawn(async move { refuse(&mut tx, refusal).await });
                     continue;
                 }
             }
