@@ -390,3 +390,65 @@ async fn a_reinvite_never_acked_does_not_hold_up_the_bye_behind_it() {
     assert_eq!(nothing_held(&d).await.dialog_queues, 0);
     d.shutdown().await;
 }
+
+/// One request over a new TCP connection from `local`; the first response's status line.
+async fn over_tcp(server: SocketAddr, local: [u8; 4], request: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::from((local, 0))).expect("bind");
+    let mut tcp = sock.connect(server).await.expect("TCP listens too");
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn tcp_gets_the_same_screen_as_udp() {
+    let d = daemon(&["sip.allow=[\"127.0.0.2\"]"]).await;
+    let phone = RawPhone::new(d.sip_addr(), "tcp-screen").await;
+    let rtp = rtp_socket().await;
+    let invite = phone
+        .request(
+            "INVITE",
+            1,
+            "INVITE",
+            "tcpinv1",
+            "",
+            &offer(rtp.local_addr().unwrap(), "0", ""),
+        )
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let status = over_tcp(d.sip_addr(), [127, 0, 0, 1], &invite).await;
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SIP/2.0 403")),
+        "{status:?}"
+    );
+    let options = phone
+        .request("OPTIONS", 1, "OPTIONS", "tcpopt1", "", "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let status = over_tcp(d.sip_addr(), [127, 0, 0, 2], &options).await;
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SIP/2.0 200")),
+        "{status:?}"
+    );
+    // Bytes that are not SIP close that connection; the next one is served.
+    let garbage = "NOT SIP AT ALL\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(over_tcp(d.sip_addr(), [127, 0, 0, 2], garbage).await, None);
+    let status = over_tcp(d.sip_addr(), [127, 0, 0, 2], &options).await;
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SIP/2.0 200")),
+        "{status:?}"
+    );
+    assert_eq!(d.held().admitted, 0);
+    d.shutdown().await;
+}
