@@ -320,8 +320,7 @@ async fn in_a_room_a_reinvite_is_held_to_the_rooms_codec() {
     let rtp = answered(&mut phone).await;
     let here = rtp.local_addr().unwrap();
     // Before the room, a codec change is followed.
-    phone.in_dialog("INVITE", "", &offer(here, "8", "")).await;
-    let r = phone.until_final("INVITE", WAIT).await;
+    let r = reinvite(&mut phone, &offer(here, "8", "")).await;
     assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
     assert!(r.last().unwrap().body().contains("PCMA"));
     phone.ack(None).await;
@@ -352,6 +351,21 @@ async fn in_a_room_a_reinvite_is_held_to_the_rooms_codec() {
     d.shutdown().await;
 }
 
+/// A re-INVITE with `sdp`, sent again while it gets 491 (the ACK of the
+/// last INVITE not yet taken in), as RFC 3261 §14.1 has a phone do.
+async fn reinvite(phone: &mut RawPhone, sdp: &str) -> Vec<common::raw::Response> {
+    for _ in 0..20 {
+        let cseq = phone.in_dialog("INVITE", "", sdp).await;
+        let r = phone.until_final("INVITE", WAIT).await;
+        if r.last().map(|r| r.code) != Some(491) {
+            return r;
+        }
+        phone.ack(Some(&format!("invite{cseq}"))).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the re-INVITE kept getting 491");
+}
+
 /// The CSeq number of the last response in `r`.
 fn phone_cseq(r: &[common::raw::Response]) -> u32 {
     r.last()
@@ -367,8 +381,7 @@ async fn a_reinvite_never_acked_does_not_hold_up_the_bye_behind_it() {
     let mut phone = RawPhone::new(d.sip_addr(), "reinvite-no-ack").await;
     let rtp = answered(&mut phone).await;
     let here = rtp.local_addr().unwrap();
-    phone.in_dialog("INVITE", "", &offer(here, "0", "")).await;
-    let r = phone.until_final("INVITE", WAIT).await;
+    let r = reinvite(&mut phone, &offer(here, "0", "")).await;
     assert_eq!(r.last().map(|r| r.code), Some(200), "{r:#?}");
     // No ACK for that 200: the stack waits for one for 64·T1. The BYE
     // right behind it is answered at once all the same.
