@@ -174,19 +174,7 @@ async fn two_calls_with_one_call_id_from_two_ports_are_two_calls() {
     let _b = answered(&mut second).await;
     key_pin(&mut first, "2468").await;
     key_pin(&mut second, "2468").await;
-    let mut members = Vec::new();
-    for _ in 0..100 {
-        members = board
-            .rooms()
-            .await
-            .into_iter()
-            .flat_map(|r| r.members)
-            .collect::<Vec<_>>();
-        if members.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let members = members_once(&*board, 2).await;
     assert_eq!(members.len(), 2, "{members:#?}");
     assert_ne!(members[0].call, members[1].call, "each call has its own id");
     for m in &members {
@@ -202,22 +190,31 @@ async fn two_calls_with_one_call_id_from_two_ports_are_two_calls() {
     board.hangup(&members[i].call).await.expect("hangup");
     let bye = first.recv_request(WAIT).await.unwrap_or_default();
     assert!(bye.starts_with("BYE"), "{bye}");
-    let mut left = Vec::new();
+    let left = members_once(&*board, 1).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].call, members[1 - i].call);
+    d.shutdown().await;
+}
+
+/// Every member of every room, once there are `n` of them (or after 5 s).
+async fn members_once(
+    board: &dyn confgate::control::Switchboard,
+    n: usize,
+) -> Vec<confgate::conference::MemberStatus> {
+    let mut members = Vec::new();
     for _ in 0..100 {
-        left = board
+        members = board
             .rooms()
             .await
             .into_iter()
             .flat_map(|r| r.members)
             .collect();
-        if left.len() == 1 {
+        if members.len() == n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].call, members[1 - i].call);
-    d.shutdown().await;
+    members
 }
 
 /// Even ports of `range` that this process can bind on 127.0.0.1 now.

@@ -198,7 +198,7 @@ impl Call {
     /// SDP asks for our offer (RFC 3261 §14.2), which offers the media the
     /// call has, so the answer in its ACK (which the stack does not hand
     /// on) cannot move it; an UPDATE without SDP is a session refresh.
-    pub fn reoffer(&mut self, offer: &[u8], is_update: bool, _now: Instant) -> Reply {
+    pub fn reoffer(&mut self, offer: &[u8], is_update: bool) -> Reply {
         if offer.is_empty() {
             return match is_update {
                 true => Reply {
@@ -280,22 +280,9 @@ impl Call {
         }
     }
 
-    /// Failed PIN attempts so far (inbound).
-    pub fn pin_failures(&self) -> u32 {
-        match &self.flow {
-            Flow::Inbound { flow, .. } => flow.pin_failures(),
-            Flow::Outbound { .. } => 0,
-        }
-    }
-
     /// How many key presses came from each source.
     pub fn digit_counters(&self) -> DigitCounters {
         self.digits.counters()
-    }
-
-    /// The SDP session (read-only), e.g. for the codec a room mixes in.
-    pub fn session(&self) -> &SdpSession {
-        &self.session
     }
 
     fn inbound_input(&mut self, input: inbound::Input, now: Instant) {

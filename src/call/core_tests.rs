@@ -166,11 +166,11 @@ fn a_pin_is_checked_then_the_room_joined_and_its_codec_kept() {
     assert_eq!((room.as_str(), media.codec), ("1357", Codec::Pcmu));
     call.handle_input(Input::Joined, t0 + S);
     // In the room a re-INVITE that drops PCMU is refused, never followed.
-    let reply = call.reoffer(&sdp("8 101", "sendrecv"), false, t0 + 2 * S);
+    let reply = call.reoffer(&sdp("8 101", "sendrecv"), false);
     assert_eq!((reply.status, reply.sdp), (488, None));
     assert!(drain(&mut call).is_empty(), "no media change");
     // Hold is followed, in the room's codec.
-    let reply = call.reoffer(&sdp("8 0 101", "sendonly"), false, t0 + 3 * S);
+    let reply = call.reoffer(&sdp("8 0 101", "sendonly"), false);
     assert_eq!(reply.status, 200);
     let out = drain(&mut call);
     assert!(
@@ -320,12 +320,12 @@ fn no_ack_ends_the_call_after_64_t1() {
 fn an_offerless_reinvite_gets_our_offer_and_an_update_a_plain_200() {
     let t0 = Instant::now();
     let (mut call, _) = at_pin_prompt(t0);
-    let reply = call.reoffer(b"", false, t0);
+    let reply = call.reoffer(b"", false);
     assert_eq!(reply.status, 200);
     let offer = String::from_utf8_lossy(reply.sdp.as_deref().unwrap_or_default()).into_owned();
     assert!(offer.contains("m=audio 20000"), "{offer}");
     assert_eq!(
-        call.reoffer(b"", true, t0),
+        call.reoffer(b"", true),
         Reply {
             status: 200,
             sdp: None
@@ -389,10 +389,10 @@ fn an_outbound_call_rings_is_answered_joins_and_keeps_its_codec() {
     );
     call.handle_input(Input::Joined, t0 + S);
     // RFC 3261 §14.2: a re-INVITE without SDP gets an offer, in the room's codec only.
-    let reply = call.reoffer(b"", false, t0 + 2 * S);
+    let reply = call.reoffer(b"", false);
     let offer = String::from_utf8_lossy(reply.sdp.as_deref().unwrap_or_default()).into_owned();
     assert!(offer.contains("PCMA") && !offer.contains("PCMU"), "{offer}");
-    assert_eq!(call.reoffer(&sdp("0", "sendrecv"), false, t0).status, 488);
+    assert_eq!(call.reoffer(&sdp("0", "sendrecv"), false).status, 488);
     call.handle_input(Input::Bye, t0 + 3 * S);
     assert_eq!(
         call.ended(),

@@ -141,7 +141,7 @@ pub(super) async fn drive<S: SipLeg>(
                 Some(FromSip::Acked(body)) => call.handle_input(Input::Acked { body: &body }, Instant::now()),
                 Some(FromSip::Answered(sdp)) => call.handle_input(Input::Answered { sdp: &sdp }, Instant::now()),
                 Some(FromSip::Reoffer { offer, is_update, reply }) => {
-                    let Reply { status, sdp } = call.reoffer(&offer, is_update, Instant::now());
+                    let Reply { status, sdp } = call.reoffer(&offer, is_update);
                     info!(status, update = is_update, "re-offer answered");
                     match sdp {
                         Some(body) if status == 200 => reply.sdp(body).await,
