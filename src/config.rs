@@ -746,6 +746,9 @@ mod tests {
         assert_eq!(s.sip_listen, "0.0.0.0:5060".parse().unwrap());
         assert_eq!(s.codecs, vec![Codec::Pcmu, Codec::Pcma]);
         assert_eq!(s.rtp_ports, 20000..=29999);
+        // Long enough for a phone that holds SIP INFO digits for T4 (5 s).
+        assert_eq!(s.pin.inter_digit, Duration::from_secs(10));
+        assert_eq!(s.pin.first_digit, Duration::from_secs(10));
     }
 
     #[test]

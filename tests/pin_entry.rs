@@ -175,6 +175,107 @@ async fn a_pin_sent_in_sip_info_reaches_the_room() {
     d.shutdown().await;
 }
 
+/// Sends `digits` as SIP INFO transactions one right after the other,
+/// `gap` apart, without waiting for answers; then every answer's code.
+async fn infos_without_waiting(phone: &mut RawPhone, digits: &str, gap: Duration) -> Vec<u16> {
+    for digit in digits.chars() {
+        let body = format!("Signal={digit}\r\nDuration=250\r\n");
+        phone
+            .in_dialog("INFO", "Content-Type: application/dtmf-relay\r\n", &body)
+            .await;
+        tokio::time::sleep(gap).await;
+    }
+    let mut codes = Vec::new();
+    while codes.len() < digits.len() {
+        let Some(r) = phone.recv(WAIT).await else {
+            break;
+        };
+        if r.code >= 200 && r.cseq_method() == Some("INFO") {
+            codes.push(r.code);
+        }
+    }
+    codes
+}
+
+/// Linphone sends the first INFO digit at once and holds the others until
+/// that transaction has ended (T4 = 5 s after our 200 OK), then sends them
+/// within 40 ms. With the default timeouts the caller gets in.
+#[tokio::test]
+async fn info_digits_paced_like_linphone_reach_the_room_with_the_defaults() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-info-paced").await;
+    let (_rtp, _, _) = call(&mut phone, "0", "").await;
+    assert_eq!(
+        infos_without_waiting(&mut phone, "8", Duration::ZERO).await,
+        [200]
+    );
+    tokio::time::sleep(Duration::from_millis(5020)).await;
+    assert_eq!(
+        infos_without_waiting(&mut phone, "642#", Duration::from_millis(10)).await,
+        [200; 4]
+    );
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("8642#", Source::Info));
+    assert_eq!(room.as_deref(), Some("8642"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// The same pacing as RFC 4733 events, with audio flowing in the pause.
+#[tokio::test]
+async fn rfc4733_digits_paced_like_linphone_reach_the_room_with_the_defaults() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-events-paced").await;
+    let (rtp, dest, _) = call(&mut phone, "0 101", "").await;
+    let mut keypad = Keypad::new(&rtp, dest, Codec::Pcmu);
+    keypad.events("8", 101).await;
+    // Events end with 100 ms of silence; the rest of the 5.02 s pause.
+    keypad.audio(&[0; 4920 * 8]).await;
+    keypad.events("642#", 101).await;
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("8642#", Source::Rfc4733));
+    assert_eq!(room.as_deref(), Some("8642"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// A caller who forgets the pound key: after the inter-digit timeout a PIN
+/// of valid length is taken; a room's moderator PIN too.
+#[tokio::test]
+async fn a_pin_of_valid_length_without_pound_is_taken_after_the_pause() {
+    let d = daemon(&[
+        "pin.inter_digit_timeout_secs=1",
+        "rooms.open=false",
+        "rooms.room=[{id=\"sales\", pin=\"4321\", moderator_pin=\"98765\"}]",
+    ])
+    .await;
+    let mut events = d.subscribe();
+    for (call_id, pin) in [("pin-no-pound", "4321"), ("pin-no-pound-mod", "98765")] {
+        let mut phone = RawPhone::new(d.sip_addr(), call_id).await;
+        let (_rtp, _, _) = call(&mut phone, "0", "").await;
+        let codes = infos_without_waiting(&mut phone, pin, Duration::from_millis(50)).await;
+        assert_eq!(codes, vec![200; pin.len()]);
+        let (digits, room) = digits_until_join(&mut events).await;
+        assert_eq!(digits, sourced(pin, Source::Info));
+        assert_eq!(room.as_deref(), Some("sales"), "PIN {pin}");
+        hang_up(&mut phone).await;
+    }
+    // Too short: dropped, and the caller is asked again. Had "432" been
+    // kept, the next entry would make the wrong PIN 4324321.
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-no-pound-short").await;
+    let (_rtp, _, _) = call(&mut phone, "0", "").await;
+    infos_without_waiting(&mut phone, "432", Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    infos_without_waiting(&mut phone, "4321#", Duration::ZERO).await;
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("4324321#", Source::Info));
+    assert_eq!(room.as_deref(), Some("sales"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
 const SALES: &str = "rooms.room=[{id=\"sales\", pin=\"4321\"}]";
 
 /// The daemon's BYE, once it has played its last prompt.

@@ -2,6 +2,10 @@
 //! barge-in, digits are gathered until `#`, `*` starts over, silence
 //! re-prompts, and a limited number of attempts ends in goodbye.
 //!
+//! A pause after a PIN of valid length counts as `#` (as Asterisk's `Read()`
+//! takes what was keyed when its timeout fires): a caller who forgets the
+//! pound key, or a phone that holds its last digits back, still gets in.
+//!
 //! The owner feeds prompt ends, digits and the time, checks a submitted PIN
 //! against its rooms and answers with [`PinCollector::accept`] or
 //! [`PinCollector::reject`].
@@ -185,16 +189,19 @@ impl PinCollector {
         }
     }
 
-    /// Fire the digit timeouts.
+    /// Fire the digit timeouts. After the last digit of an entry of valid
+    /// length the timeout submits it; a shorter entry is a failure.
     pub fn on_timeout(&mut self, now: Instant) {
         if let State::Collecting { deadline } = self.state {
             if now >= deadline {
-                let why = if self.digits.is_empty() {
-                    Failure::NoDigits
+                if self.digits.len() >= self.rules.min_len.max(1) {
+                    // Longer than max_len never gets here: the digit past it fails at once.
+                    self.finish();
+                } else if self.digits.is_empty() {
+                    self.fail(Failure::NoDigits);
                 } else {
-                    Failure::InterDigitTimeout
-                };
-                self.fail(why);
+                    self.fail(Failure::InterDigitTimeout);
+                }
             }
         }
     }
@@ -300,6 +307,47 @@ mod tests {
         c.on_timeout(t + Duration::from_secs(10));
         assert_eq!(drain(&mut c), [PinAction::Play(PinPrompt::InvalidPin)]);
         assert_eq!(c.failures(), (1, Some(Failure::InterDigitTimeout)));
+    }
+
+    #[test]
+    fn a_pause_after_a_pin_of_valid_length_submits_it() {
+        let t = Instant::now();
+        let mut c = PinCollector::new(RULES);
+        c.on_prompt_done(t);
+        drain(&mut c);
+        keys(&mut c, "8642", t);
+        c.on_timeout(t + Duration::from_millis(4999));
+        assert!(drain(&mut c).is_empty(), "not before the timeout");
+        c.on_timeout(t + Duration::from_secs(5));
+        assert_eq!(drain(&mut c), [PinAction::Submit("8642".into())]);
+        assert_eq!(c.next_deadline(), None, "checking, not collecting");
+        // A wrong PIN taken this way is a failed attempt like any other.
+        c.reject();
+        assert_eq!(drain(&mut c), [PinAction::Play(PinPrompt::InvalidPin)]);
+        assert_eq!(c.failures(), (1, Some(Failure::WrongPin)));
+        // Three digits and a pause: too short, asked again.
+        c.on_prompt_done(t);
+        keys(&mut c, "864", t);
+        c.on_timeout(t + Duration::from_secs(5));
+        assert_eq!(drain(&mut c), [PinAction::Play(PinPrompt::InvalidPin)]);
+        assert_eq!(c.failures(), (2, Some(Failure::InterDigitTimeout)));
+    }
+
+    #[test]
+    fn a_pause_at_the_longest_pin_submits_it_and_a_digit_past_it_fails() {
+        let t = Instant::now();
+        let mut c = PinCollector::new(RULES);
+        c.on_prompt_done(t);
+        drain(&mut c);
+        keys(&mut c, "12345678", t);
+        c.on_timeout(t + Duration::from_secs(5));
+        assert_eq!(drain(&mut c), [PinAction::Submit("12345678".into())]);
+        c.reject();
+        drain(&mut c);
+        c.on_prompt_done(t);
+        keys(&mut c, "123456789", t);
+        assert_eq!(drain(&mut c), [PinAction::Play(PinPrompt::InvalidPin)]);
+        assert_eq!(c.failures(), (2, Some(Failure::TooLong)));
     }
 
     #[test]
