@@ -175,18 +175,24 @@ async fn a_pin_sent_in_sip_info_reaches_the_room() {
     d.shutdown().await;
 }
 
-/// Sends `digits` as SIP INFO transactions one right after the other,
-/// `gap` apart, without waiting for answers; then every answer's code.
-async fn infos_without_waiting(phone: &mut RawPhone, digits: &str, gap: Duration) -> Vec<u16> {
-    for digit in digits.chars() {
-        let body = format!("Signal={digit}\r\nDuration=250\r\n");
-        phone
-            .in_dialog("INFO", "Content-Type: application/dtmf-relay\r\n", &body)
-            .await;
-        tokio::time::sleep(gap).await;
-    }
+/// An INFO request for `digit` with the phone's next CSeq.
+fn info(phone: &mut RawPhone, digit: char) -> String {
+    let cseq = phone.next_cseq();
+    let body = format!("Signal={digit}\r\nDuration=250\r\n");
+    phone.request(
+        "INFO",
+        cseq,
+        "INFO",
+        &format!("info{cseq}"),
+        "Content-Type: application/dtmf-relay\r\n",
+        &body,
+    )
+}
+
+/// The codes of the next `n` final answers to INFO.
+async fn info_codes(phone: &RawPhone, n: usize) -> Vec<u16> {
     let mut codes = Vec::new();
-    while codes.len() < digits.len() {
+    while codes.len() < n {
         let Some(r) = phone.recv(WAIT).await else {
             break;
         };
@@ -195,6 +201,17 @@ async fn infos_without_waiting(phone: &mut RawPhone, digits: &str, gap: Duration
         }
     }
     codes
+}
+
+/// Sends `digits` as SIP INFO transactions one right after the other,
+/// `gap` apart, without waiting for answers; then every answer's code.
+async fn infos_without_waiting(phone: &mut RawPhone, digits: &str, gap: Duration) -> Vec<u16> {
+    for digit in digits.chars() {
+        let request = info(phone, digit);
+        phone.send_raw(request.as_bytes()).await;
+        tokio::time::sleep(gap).await;
+    }
+    info_codes(phone, digits.len()).await
 }
 
 /// Linphone sends the first INFO digit at once and holds the others until
@@ -238,6 +255,68 @@ async fn rfc4733_digits_paced_like_linphone_reach_the_room_with_the_defaults() {
     assert_eq!(digits, sourced("8642#", Source::Rfc4733));
     assert_eq!(room.as_deref(), Some("8642"));
     hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// A phone takes the call as answered on our 200 OK; its first INFO may
+/// reach us before its ACK. That digit counts.
+#[tokio::test]
+async fn a_digit_that_overtakes_the_ack_counts() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-before-ack").await;
+    let rtp = rtp_socket().await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(seen.last().map(|r| r.code), Some(200), "{seen:#?}");
+    // INFO (CSeq 2), then the ACK for the INVITE (CSeq 1): the INFO is
+    // answered once the ACK has come.
+    let first = info(&mut phone, '8');
+    phone.send_raw(first.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ack = phone.request("ACK", 1, "ACK", "ack1", "", "");
+    phone.send_raw(ack.as_bytes()).await;
+    let mut codes = infos_without_waiting(&mut phone, "642#", Duration::ZERO).await;
+    codes.extend(info_codes(&phone, 1).await);
+    assert_eq!(codes, [200; 5]);
+    let (digits, room) = digits_until_join(&mut events).await;
+    assert_eq!(digits, sourced("8642#", Source::Info));
+    assert_eq!(room.as_deref(), Some("8642"));
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// An INFO held for an ACK that never comes is answered 481 when the
+/// dialog ends, here by the caller's BYE.
+#[tokio::test]
+async fn an_info_held_for_the_ack_gets_481_when_the_call_ends_first() {
+    let d = daemon(&[]).await;
+    let mut phone = RawPhone::new(d.sip_addr(), "pin-no-ack").await;
+    let rtp = rtp_socket().await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    assert_eq!(seen.last().map(|r| r.code), Some(200), "{seen:#?}");
+    let held = info(&mut phone, '8');
+    phone.send_raw(held.as_bytes()).await;
+    // (Our 200 OK keeps coming, retransmitted for want of the ACK.)
+    let early = tokio::time::timeout(Duration::from_secs(1), info_codes(&phone, 1)).await;
+    assert!(early.is_err(), "no answer before the ACK: {early:?}");
+    phone.in_dialog("BYE", "", "").await;
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        let Some(r) = phone.recv(WAIT).await else {
+            break;
+        };
+        if r.code >= 200 && r.cseq_method() != Some("INVITE") {
+            finals.push((r.cseq_method().unwrap_or("").to_owned(), r.code));
+        }
+    }
+    finals.sort();
+    assert_eq!(finals, [("BYE".into(), 200), ("INFO".into(), 481)]);
     d.shutdown().await;
 }
 

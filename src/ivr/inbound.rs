@@ -168,8 +168,12 @@ enum State {
         answer_at: Instant,
     },
     /// 200 OK sent; the stack retransmits it until the ACK or `give_up_at`.
+    /// Keys pressed meanwhile wait in `early` for the PIN prompt: the phone
+    /// takes the call as answered on our 200, and its first INFO or event
+    /// may overtake its ACK.
     ExpectAck {
         give_up_at: Instant,
+        early: String,
     },
     /// The PIN is being collected.
     Pin {
@@ -182,6 +186,9 @@ enum State {
     Joined,
     Ended(EndReason),
 }
+
+/// Keys kept from before the ACK.
+const EARLY_DIGITS: usize = 32;
 
 /// One inbound call's flow.
 #[derive(Debug)]
@@ -218,6 +225,7 @@ impl InboundFlow {
         self.actions.push_back(Action::Answer);
         self.state = State::ExpectAck {
             give_up_at: now + self.timers.ack,
+            early: String::new(),
         };
     }
 
@@ -277,16 +285,27 @@ impl InboundFlow {
                 self.end(EndReason::CallerCancelled)
             }
             (State::ExpectAck { .. }, Input::BadAnswer) => self.end(EndReason::BadAnswer),
-            (State::ExpectAck { .. }, Input::Acked) => match self.entry.clone() {
-                Entry::Direct(room) => self.join(room),
-                Entry::Pin(rules) => {
-                    self.state = State::Pin {
-                        collector: PinCollector::new(rules),
-                        idle_at: now + self.timers.idle,
-                    };
-                    self.drain_collector();
+            // Bounded: more than this is no PIN anyone keys before an ACK.
+            (State::ExpectAck { early, .. }, Input::Digit(d)) if early.len() < EARLY_DIGITS => {
+                early.push(d)
+            }
+            (State::ExpectAck { early, .. }, Input::Acked) => {
+                let early = std::mem::take(early);
+                match self.entry.clone() {
+                    Entry::Direct(room) => self.join(room),
+                    Entry::Pin(rules) => {
+                        let mut collector = PinCollector::new(rules);
+                        for d in early.chars() {
+                            collector.on_digit(d, now);
+                        }
+                        self.state = State::Pin {
+                            collector,
+                            idle_at: now + self.timers.idle,
+                        };
+                        self.drain_collector();
+                    }
                 }
-            },
+            }
             (State::Pin { collector, .. }, Input::PlaybackDone) => {
                 collector.on_prompt_done(now);
                 self.drain_collector();
@@ -329,7 +348,7 @@ impl InboundFlow {
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.state {
             State::EarlyMedia { answer_at } if now >= *answer_at => self.answer(now),
-            State::ExpectAck { give_up_at } if now >= *give_up_at => self.end(EndReason::NoAck),
+            State::ExpectAck { give_up_at, .. } if now >= *give_up_at => self.end(EndReason::NoAck),
             State::Pin { idle_at, .. } if now >= *idle_at => self.end(EndReason::IdleTimeout),
             State::Pin { collector, .. } => {
                 collector.on_timeout(now);
@@ -343,7 +362,7 @@ impl InboundFlow {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::EarlyMedia { answer_at } => Some(*answer_at),
-            State::ExpectAck { give_up_at } => Some(*give_up_at),
+            State::ExpectAck { give_up_at, .. } => Some(*give_up_at),
             State::Pin { collector, idle_at } => Some(
                 collector
                     .next_deadline()
@@ -433,6 +452,25 @@ mod tests {
         f.handle(Input::PlaybackDone, t);
         keys(&mut f, "9#", t);
         assert!(drain(&mut f).is_empty() && f.ended().is_none());
+    }
+
+    #[test]
+    fn keys_that_overtake_the_ack_are_kept_for_the_pin() {
+        let t0 = Instant::now();
+        let mut f = InboundFlow::new(t0, TIMERS, pin_entry());
+        let answered = t0 + Duration::from_secs(1);
+        f.handle_timeout(answered);
+        drain(&mut f);
+        // The phone's first INFO is handled before its ACK.
+        keys(&mut f, "8", answered);
+        assert!(drain(&mut f).is_empty(), "nothing to do before the ACK");
+        f.handle(Input::Acked, answered);
+        assert_eq!(
+            drain(&mut f),
+            [Action::Play(Prompt::Welcome), Action::StopPrompt]
+        );
+        keys(&mut f, "642#", answered + Duration::from_secs(5));
+        assert_eq!(drain(&mut f), [Action::CheckPin("8642".into())]);
     }
 
     #[test]

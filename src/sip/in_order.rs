@@ -18,6 +18,12 @@
 //! silence. A retransmission of an answered request never reaches us: the
 //! transaction layer answers it again from its cache. A request for a dialog
 //! that has ended gets 481, and the queue of an ended dialog goes with it.
+//!
+//! A phone takes the call as answered on our 200 OK and may send its first
+//! INFO before its ACK reaches us; the stack does not handle such a request
+//! until the ACK has confirmed the dialog. So it is held, with anything
+//! after it, and queued in arrival order once the dialog is confirmed — or
+//! answered 481 if the dialog ends without an ACK.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,25 +42,91 @@ use tracing::debug;
 /// Seconds a caller is asked to wait before trying an out-of-order request again.
 const RETRY_AFTER_SECS: &str = "1";
 
-/// One queue per live dialog.
+/// One queue per live dialog, and the requests held until a dialog is confirmed.
 #[derive(Clone, Default)]
 pub(super) struct DialogQueues {
-    queues: Arc<Mutex<HashMap<DialogId, mpsc::UnboundedSender<Transaction>>>>,
+    inner: Arc<Mutex<Queues>>,
+}
+
+#[derive(Default)]
+struct Queues {
+    serving: HashMap<DialogId, mpsc::UnboundedSender<Transaction>>,
+    /// Requests that came before the ACK, oldest first.
+    held: HashMap<DialogId, (InviteDialog, Vec<Transaction>)>,
 }
 
 impl DialogQueues {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<DialogId, mpsc::UnboundedSender<Transaction>>> {
-        // A poisoned lock only means a task panicked mid-insert; the map is intact.
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // A poisoned lock only means a task panicked mid-insert; the maps are intact.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue `tx` for `dialog`, starting the dialog's server task on its first request.
+    /// Queue `tx` for `dialog`, starting the dialog's server task on its
+    /// first request. Before the dialog is confirmed `tx` is held instead
+    /// (BYE, CANCEL and PRACK are the stack's to take at any time).
     pub(super) fn push(&self, dialog: InviteDialog, tx: Transaction) {
         let id = dialog.id();
         let mut queues = self.lock();
-        let mut tx = match queues.get(&id) {
+        let anytime = matches!(
+            tx.original.method,
+            Method::Bye | Method::Cancel | Method::PRack
+        );
+        if !anytime {
+            if let Some((_, held)) = queues.held.get_mut(&id) {
+                held.push(tx);
+                return;
+            }
+            // The state is read under the lock that `confirmed` takes, so a
+            // request is never held after its dialog's requests were released.
+            if awaits_ack(&dialog.state()) {
+                queues.held.insert(id, (dialog, vec![tx]));
+                return;
+            }
+        }
+        self.serve(&mut queues, dialog, tx);
+    }
+
+    /// The ACK confirmed `id`: what was held is queued, in arrival order.
+    pub(super) fn confirmed(&self, id: &DialogId) {
+        let mut queues = self.lock();
+        if let Some((dialog, held)) = queues.held.remove(id) {
+            for tx in held {
+                self.serve(&mut queues, dialog.clone(), tx);
+            }
+        }
+    }
+
+    /// The dialog ended: its task finishes what is queued and stops, and
+    /// what was held for an ACK that never came gets 481.
+    pub(super) fn close(&self, id: &DialogId) {
+        let mut queues = self.lock();
+        queues.serving.remove(id);
+        if let Some((_, held)) = queues.held.remove(id) {
+            drop(queues);
+            tokio::spawn(async move {
+                for mut tx in held {
+                    tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+                }
+            });
+        }
+    }
+
+    /// Dialogs with a queue or held requests (for tests of what is left
+    /// after calls end).
+    pub(super) fn len(&self) -> usize {
+        let queues = self.lock();
+        queues.serving.len()
+            + queues
+                .held
+                .keys()
+                .filter(|id| !queues.serving.contains_key(id))
+                .count()
+    }
+
+    /// Hand `tx` to the dialog's server task, starting it if need be.
+    fn serve(&self, queues: &mut Queues, dialog: InviteDialog, tx: Transaction) {
+        let id = dialog.id();
+        let mut tx = match queues.serving.get(&id) {
             Some(queue) => match queue.send(tx) {
                 Ok(()) => return,
                 Err(refused) => refused.0,
@@ -63,25 +135,14 @@ impl DialogQueues {
         };
         // Its queue was closed, or is never to be opened: the dialog is over.
         if ended(&dialog) {
-            drop(queues);
             tokio::spawn(async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await });
             return;
         }
         let (queue, requests) = mpsc::unbounded_channel();
         // The receiver is alive: it was made on the line above.
         queue.send(tx).ok();
-        queues.insert(id, queue);
+        queues.serving.insert(id, queue);
         tokio::spawn(serve(dialog, requests, self.clone()));
-    }
-
-    /// The dialog ended: its task finishes what is queued and stops.
-    pub(super) fn close(&self, id: &DialogId) {
-        self.lock().remove(id);
-    }
-
-    /// Dialogs with a queue (for tests of what is left after calls end).
-    pub(super) fn len(&self) -> usize {
-        self.lock().len()
     }
 }
 
@@ -93,6 +154,11 @@ pub(super) fn in_order(method: &Method, cseq: u32, highest: Option<u32>) -> bool
 
 fn ended(dialog: &InviteDialog) -> bool {
     matches!(dialog.state(), DialogState::Terminated(..))
+}
+
+/// Answered with 200 OK, and the ACK not here yet.
+fn awaits_ack(state: &DialogState) -> bool {
+    matches!(state, DialogState::WaitAck(..))
 }
 
 async fn serve(

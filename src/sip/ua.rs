@@ -304,19 +304,12 @@ async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
             | Method::Update
             | Method::Options
             | Method::PRack => match router.layer.match_dialog(&tx) {
-                // Before the ACK the stack only handles BYE, CANCEL and PRACK
-                // itself; anything else would go unanswered.
-                Some(Dialog::Invite(dialog))
-                    if !confirmed(&dialog.state())
-                        && !matches!(method, Method::Bye | Method::Cancel | Method::PRack) =>
-                {
-                    let status = match method {
-                        Method::Invite | Method::Update => StatusCode::RequestPending,
-                        _ => StatusCode::OK,
-                    };
-                    tokio::spawn(async move { tx.reply(status).await });
-                }
-                Some(Dialog::Invite(dialog)) => router.queues.push(dialog, tx),
+                Some(Dialog::Invite(dialog)) => match answer_unconfirmed(method, &dialog.state()) {
+                    Some(status) => {
+                        tokio::spawn(async move { tx.reply(status).await });
+                    }
+                    None => router.queues.push(dialog, tx),
+                },
                 _ => {
                     tokio::spawn(
                         async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await },
@@ -424,6 +417,22 @@ fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
 }
 
 /// Whether the dialog is past its ACK (mid-dialog requests are handled then).
+/// The answer to an in-dialog request that we give ourselves, or `None` to
+/// queue it. Before the dialog is confirmed the stack only handles BYE,
+/// CANCEL and PRACK. A new offer then waits its turn (491). After our 200 OK
+/// the rest is held for the ACK (see `in_order`); in an early dialog it is
+/// acknowledged and dropped.
+fn answer_unconfirmed(method: Method, state: &DialogState) -> Option<StatusCode> {
+    if confirmed(state) || matches!(method, Method::Bye | Method::Cancel | Method::PRack) {
+        return None;
+    }
+    match method {
+        Method::Invite | Method::Update => Some(StatusCode::RequestPending),
+        _ if matches!(state, DialogState::WaitAck(..)) => None,
+        _ => Some(StatusCode::OK),
+    }
+}
+
 fn confirmed(state: &DialogState) -> bool {
     !matches!(
         state,
@@ -455,7 +464,12 @@ async fn translate_states(
         let event = match state {
             DialogState::Confirmed(..) if !confirmed => {
                 confirmed = true;
-                CallEvent::Confirmed
+                // The call hears of the ACK before any request held for it.
+                if events.send(CallEvent::Confirmed).is_err() {
+                    break;
+                }
+                queues.confirmed(&id);
+                continue;
             }
             DialogState::Terminated(_, reason) => {
                 let event = match reason {

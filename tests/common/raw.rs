@@ -166,6 +166,12 @@ impl RawPhone {
         self.send_raw(msg.as_bytes()).await;
     }
 
+    /// The CSeq number for a new request built by hand.
+    pub fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
     /// Send a new in-dialog request (BYE, re-INVITE, INFO) and return its CSeq.
     pub async fn in_dialog(&mut self, method: &str, extra: &str, body: &str) -> u32 {
         self.cseq += 1;
