@@ -5,6 +5,7 @@
 pub mod baresip;
 pub mod callee;
 pub mod keypad;
+pub mod linphone;
 pub mod raw;
 pub mod signal;
 pub mod uac;
@@ -192,4 +193,32 @@ pub async fn next_event<T>(
     })
     .await
     .ok()
+}
+
+/// Digit events, with their sources, until the call joins a room (or `wait`
+/// passes); and the room.
+pub async fn digits_until_join(
+    events: &mut tokio::sync::broadcast::Receiver<confgate::events::Event>,
+    wait: Duration,
+) -> (Vec<(char, confgate::dtmf::Source)>, Option<String>) {
+    use confgate::events::Event;
+    let mut digits = Vec::new();
+    let room = next_event(events, wait, |e| match e {
+        Event::Digit { digit, source, .. } => {
+            digits.push((digit, source));
+            None
+        }
+        Event::MemberJoined { room, .. } => Some(room),
+        _ => None,
+    })
+    .await;
+    (digits, room)
+}
+
+/// `digits`, each from `source`.
+pub fn sourced(
+    digits: &str,
+    source: confgate::dtmf::Source,
+) -> Vec<(char, confgate::dtmf::Source)> {
+    digits.chars().map(|d| (d, source)).collect()
 }
