@@ -27,7 +27,12 @@ const EXPECTED: &[(&str, &str)] = &[
 fn every_recording_gives_its_digits_and_speech_gives_none() {
     let mut names: Vec<String> = std::fs::read_dir(DIR)
         .expect("shared/testdata beside the checkout")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".wav"))
         .collect();
     names.sort();

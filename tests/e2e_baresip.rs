@@ -35,7 +35,19 @@ async fn baresip_hears_the_welcome_prompt() {
         .command("dial", &format!("sip:4000@{}", d.sip_addr()))
         .await;
     assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    tokio::time::sleep(Duration::from_secs_f64(secs + 2.5)).await;
+    // Answered, then the whole prompt and a second of what follows recorded.
+    assert!(
+        phone
+            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await,
+        "the call was answered"
+    );
+    let want = phone.recorded() + prompt.len() + 8000;
+    assert!(
+        phone.wait_recorded(want, Duration::from_secs(20)).await,
+        "recorded {} of {want} samples",
+        phone.recorded()
+    );
     let dir = phone.quit().await;
     let rec = Baresip::heard(&dir).expect("baresip recorded what it heard");
     let heard: Vec<i16> = hound::WavReader::open(&rec)

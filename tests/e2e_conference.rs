@@ -17,6 +17,21 @@ fn db(x: f64) -> f64 {
     10.0 * x.max(1e-9).log10()
 }
 
+/// Waits until every phone has recorded the joined prompt's length and
+/// three seconds more from now (bounded): the analysis reads the last
+/// seconds before the hang-ups.
+async fn talk_past_the_prompt(phones: &[Baresip]) {
+    let more = common::prompt("joined").len() + 3 * 8000;
+    let wants: Vec<usize> = phones.iter().map(|p| p.recorded() + more).collect();
+    for (k, (phone, &want)) in phones.iter().zip(&wants).enumerate() {
+        assert!(
+            phone.wait_recorded(want, Duration::from_secs(20)).await,
+            "phone {k} recorded {} of {want} samples",
+            phone.recorded()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_baresip_phones_hear_each_other() {
     let d = daemon(&[]).await;
@@ -31,7 +46,10 @@ async fn three_baresip_phones_hear_each_other() {
             .command("dial", &format!("sip:4000@{}", d.sip_addr()))
             .await;
         assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let answered = phone
+            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await;
+        assert!(answered, "phone {k} answered");
         phone.command("sndcode", "2468#").await;
         let joined = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
@@ -44,8 +62,9 @@ async fn three_baresip_phones_hear_each_other() {
         assert_eq!(joined.ok().as_deref(), Some("2468"), "phone {k} joined");
         phones.push(phone);
     }
-    // All three in the room; let them talk past the announcements.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // All three in the room: each phone records the last one's joined
+    // prompt and then three seconds of the others talking.
+    talk_past_the_prompt(&phones).await;
     let mut dirs = Vec::new();
     for phone in phones {
         dirs.push(phone.quit().await);

@@ -64,7 +64,11 @@ async fn a_dialled_phone_joins_the_room_of_a_caller() {
         .command("dial", &format!("sip:4000@{}", d.sip_addr()))
         .await;
     assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await,
+        "A's call was answered"
+    );
     let joined = |events: &mut tokio::sync::broadcast::Receiver<Event>| {
         let mut events = events.resubscribe();
         async move {
@@ -122,17 +126,27 @@ async fn a_dialled_phone_joins_the_room_of_a_caller() {
         .as_str()
         .is_some_and(|t| t.starts_with("sip:bob@")));
 
+    // B records the joined prompt and half a second more; then A, unmuted,
+    // for three seconds.
     let joined_prompt = prompt("joined");
-    tokio::time::sleep(Duration::from_secs_f64(
-        joined_prompt.len() as f64 / 8000.0 + 0.5,
-    ))
-    .await;
+    let want = b.recorded() + joined_prompt.len() + 4000;
+    let done = b.wait_recorded(want, Duration::from_secs(20)).await;
+    assert!(done, "B recorded {} of {want} samples", b.recorded());
     cli(&socket, &["unmute", &call_a]);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let want = b.recorded() + 3 * 8000;
+    let done = b.wait_recorded(want, Duration::from_secs(20)).await;
+    assert!(done, "B recorded {} of {want} samples", b.recorded());
 
     let dir_b = b.quit().await;
     a.quit().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watcher has written both joins (it prints each event as it comes).
+    for _ in 0..100 {
+        let lines = std::fs::read_to_string(&log).unwrap_or_default();
+        if lines.contains(&call_a) && lines.contains(&call_b) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     watcher.kill().ok();
     watcher.wait().ok();
     d.shutdown().await;

@@ -7,43 +7,16 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::Baresip;
-use common::daemon;
 use common::keypad::tones;
 use common::signal::{temp_dir, write_wav};
+use common::{daemon, digits_until_join as until_join, sourced};
 use confgate::dtmf::Source;
-use confgate::events::Event;
-use tokio::sync::broadcast::Receiver;
 
 /// A faint noise floor, so the microphone is never digital silence.
 fn hiss(samples: usize) -> Vec<i16> {
     (0..samples)
         .map(|i| ((i as u64 * 7919) % 17) as i16 - 8)
         .collect()
-}
-
-/// Digit events until the call joins a room (or `wait` passes).
-async fn until_join(
-    events: &mut Receiver<Event>,
-    wait: Duration,
-) -> (Vec<(char, Source)>, Option<String>) {
-    let mut digits = Vec::new();
-    let room = tokio::time::timeout(wait, async {
-        loop {
-            match events.recv().await {
-                Ok(Event::Digit { digit, source, .. }) => digits.push((digit, source)),
-                Ok(Event::MemberJoined { room, .. }) => return room,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-    })
-    .await
-    .ok();
-    (digits, room)
-}
-
-fn sourced(digits: &str, source: Source) -> Vec<(char, Source)> {
-    digits.chars().map(|d| (d, source)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,8 +31,13 @@ async fn baresip_keys_the_pin_as_rfc4733_events() {
         .command("dial", &format!("sip:4000@{}", d.sip_addr()))
         .await;
     assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    // Answered after 300 ms of early media; key during the welcome prompt.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Key once the call is answered, during the welcome prompt.
+    assert!(
+        phone
+            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await,
+        "the call was answered"
+    );
     let reply = phone.command("sndcode", "1234#").await;
     assert!(reply.contains("\"ok\":true"), "sndcode: {reply}");
     let (digits, room) = until_join(&mut events, Duration::from_secs(10)).await;

@@ -34,11 +34,12 @@ fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Send to every port of `ports`, 50 packets a second each, until `stop`;
-/// count what comes back.
+/// count the rounds sent and what comes back.
 async fn spray(
     sock: Arc<UdpSocket>,
     ports: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
     answered: Arc<AtomicU64>,
 ) {
     let listener = {
@@ -67,6 +68,7 @@ async fn spray(
         for port in &ports {
             sock.send_to(&packet, port).await.ok();
         }
+        rounds.fetch_add(1, Ordering::Relaxed);
     }
     listener.abort();
 }
@@ -86,8 +88,22 @@ async fn a_stranger_spraying_the_port_range_gets_nothing_and_callers_still_meet(
     let stranger = Arc::new(UdpSocket::bind("127.0.0.2:0").await.expect("bind"));
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
-    let attack = tokio::spawn(spray(stranger, ports, stop.clone(), answered.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rounds = Arc::new(AtomicU64::new(0));
+    let attack = tokio::spawn(spray(
+        stranger,
+        ports,
+        stop.clone(),
+        rounds.clone(),
+        answered.clone(),
+    ));
+    // The spray is under way before the first call.
+    for _ in 0..100 {
+        if rounds.load(Ordering::Relaxed) >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rounds.load(Ordering::Relaxed) >= 10, "the spray started");
 
     let dir = temp_dir("e2e-rtp-bleed");
     let mut phones = Vec::new();
@@ -99,7 +115,10 @@ async fn a_stranger_spraying_the_port_range_gets_nothing_and_callers_still_meet(
             .command("dial", &format!("sip:4000@{}", d.sip_addr()))
             .await;
         assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let answered = phone
+            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await;
+        assert!(answered, "phone {k} answered");
         phone.command("sndcode", "2468#").await;
         let mut digits = String::new();
         let joined = tokio::time::timeout(Duration::from_secs(10), async {
@@ -116,7 +135,13 @@ async fn a_stranger_spraying_the_port_range_gets_nothing_and_callers_still_meet(
         assert_eq!(joined.ok().as_deref(), Some("2468"), "phone {k} joined");
         phones.push(phone);
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Both phones record the joined prompt and three seconds of each other.
+    let more = common::prompt("joined").len() + 3 * 8000;
+    let wants: Vec<usize> = phones.iter().map(|p| p.recorded() + more).collect();
+    for (k, (phone, &want)) in phones.iter().zip(&wants).enumerate() {
+        let done = phone.wait_recorded(want, Duration::from_secs(20)).await;
+        assert!(done, "phone {k} recorded {} of {want}", phone.recorded());
+    }
     stop.store(true, Ordering::Relaxed);
     attack.await.ok();
     let mut dirs = Vec::new();

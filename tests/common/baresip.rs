@@ -16,6 +16,8 @@ pub struct Baresip {
     pub dir: PathBuf,
     pub sip: SocketAddr,
     token: u32,
+    /// Events read while waiting for a command's reply, oldest first.
+    events: std::collections::VecDeque<String>,
 }
 
 /// A free loopback port (TCP and UDP), found by binding port 0.
@@ -124,6 +126,7 @@ impl Baresip {
             dir,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             token: 0,
+            events: Default::default(),
         }
     }
 
@@ -144,11 +147,53 @@ impl Baresip {
         while Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_secs(5), self.read_netstring()).await {
                 Ok(Some(m)) if m.contains("\"response\":true") && m.contains(&want) => return m,
-                Ok(Some(_)) => continue, // an event
+                Ok(Some(m)) if m.contains("\"event\":true") => self.events.push_back(m),
+                Ok(Some(_)) => continue, // an older reply
                 _ => break,
             }
         }
         String::new()
+    }
+
+    /// Waits up to `wait` for an event of `kind` (`CALL_ESTABLISHED`,
+    /// `CALL_CLOSED`, ...), seen since the last wait or arriving now.
+    pub async fn wait_event(&mut self, kind: &str, wait: Duration) -> bool {
+        let want = format!("\"type\":\"{kind}\"");
+        while let Some(e) = self.events.pop_front() {
+            if e.contains(&want) {
+                return true;
+            }
+        }
+        tokio::time::timeout(wait, async {
+            while let Some(m) = self.read_netstring().await {
+                if m.contains("\"event\":true") && m.contains(&want) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Samples of what the phone heard recorded so far (8 kHz mono 16-bit).
+    pub fn recorded(&self) -> usize {
+        Baresip::heard(&self.dir)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| (m.len() as usize).saturating_sub(44) / 2)
+    }
+
+    /// Waits, up to `wait`, until the phone has recorded `samples` in all:
+    /// on a loaded machine real time and the phone's time part.
+    pub async fn wait_recorded(&self, samples: usize, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while self.recorded() < samples {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 
     async fn read_netstring(&mut self) -> Option<String> {
