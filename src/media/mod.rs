@@ -4,4 +4,5 @@ pub mod g711;
 pub mod jitter;
 pub mod mixer;
 pub mod player;
+pub mod quality;
 pub mod resample;

@@ -3,3 +3,4 @@
 pub mod learning;
 pub mod pacer;
 pub mod packet;
+pub mod rtcp;

@@ -1,0 +1,446 @@
+//! RTCP for one RTP leg (RFC 3550 §6), sans-IO: reception statistics of
+//! the stream we receive, sender or receiver reports with an SDES CNAME at
+//! a randomized interval, a BYE at the end, and what the far end's reports
+//! tell of our stream — its loss and jitter, and the round-trip time.
+//!
+//! The owner feeds accepted RTP packets ([`RtcpSession::on_rtp`]), RTCP
+//! datagrams ([`RtcpSession::on_rtcp`]) and the time, and sends what
+//! [`RtcpSession::handle_timeout`] writes. Packets are built and parsed with
+//! the `rtcp` crate; a compound packet is taken only when the crate parses
+//! all of it and it starts with SR or RR (RFC 3550 §6.1). Each leg is an
+//! RTP session of its own between confgate and the phone (the conference is
+//! a mixer, RFC 7667 §3.6), so its reports name only those two sources.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rtcp::goodbye::Goodbye;
+use rtcp::packet::Packet;
+use rtcp::receiver_report::ReceiverReport;
+use rtcp::reception_report::ReceptionReport;
+use rtcp::sender_report::SenderReport;
+use rtcp::source_description::{
+    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
+};
+
+use super::packet::SeqTracker;
+use crate::media::quality::Conditions;
+
+/// RFC 3550 §6.2: the minimum report interval, and half of it before the first.
+const MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// RFC 3550 §6.3.1: compensation for the randomization's bias, e − 3/2.
+const COMPENSATION: f64 = 1.218_28;
+/// Seconds from 1900 (NTP) to 1970 (Unix).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// Why an RTCP datagram was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtcpError {
+    #[error("not a valid RTCP compound packet")]
+    Malformed,
+    #[error("a compound packet must start with SR or RR")]
+    NotCompound,
+    #[error("reports from SSRC {0:#010x}, not the media source's")]
+    Foreign(u32),
+}
+
+/// What we have sent so far, from the stream's sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub packets: u32,
+    pub octets: u32,
+    /// The RTP timestamp of the next packet (≈ now).
+    pub rtp_timestamp: u32,
+}
+
+/// What the far end's last report said about our stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RemoteView {
+    /// Share of our packets it lost in its last interval, 0.0–1.0.
+    pub fraction_lost: f64,
+    /// Our packets it lost in all.
+    pub cumulative_lost: i32,
+    /// Interarrival jitter of our stream as it measures it, ms.
+    pub jitter_ms: f64,
+}
+
+/// Per-leg figures, for listings, the hang-up log and the quality score.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    /// Share of the far end's packets we lost in the last report interval.
+    pub lost: f64,
+    /// Interarrival jitter of the far end's stream, ms.
+    pub jitter_ms: f64,
+    /// The far end's view of our stream, once it has reported.
+    pub remote: Option<RemoteView>,
+    /// Round-trip time from its reports' LSR/DLSR, once known.
+    pub rtt: Option<Duration>,
+}
+
+impl Figures {
+    /// The worse of the two directions, for the E-model.
+    pub fn conditions(&self) -> Conditions {
+        let remote = self.remote.unwrap_or_default();
+        Conditions {
+            loss: self.lost.max(remote.fraction_lost),
+            jitter_ms: self.jitter_ms.max(remote.jitter_ms),
+            rtt_ms: self.rtt.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// Counters for the hang-up log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtcpCounters {
+    pub sent: u64,
+    pub received: u64,
+    /// Datagrams that were not a valid compound packet.
+    pub malformed: u64,
+    /// Valid reports from a source other than the media source.
+    pub foreign: u64,
+}
+
+/// The stream we receive (RFC 3550 A.1, A.3, A.8).
+#[derive(Debug)]
+struct Reception {
+    ssrc: u32,
+    seq: SeqTracker,
+    base: u64,
+    received: u64,
+    expected_prior: u64,
+    received_prior: u64,
+    /// Last transit time (arrival − RTP timestamp), in timestamp units.
+    transit: Option<f64>,
+    /// Interarrival jitter, in timestamp units.
+    jitter: f64,
+    /// Middle 32 bits of the last SR's NTP time, and when it came.
+    last_sr: Option<(u32, Instant)>,
+    /// Share lost in the last interval we reported.
+    interval_lost: f64,
+}
+
+/// One leg's RTCP.
+#[derive(Debug)]
+pub struct RtcpSession {
+    ssrc: u32,
+    cname: Bytes,
+    rate: f64,
+    /// An instant and its NTP time: the wall clock read once.
+    anchor: (Instant, u64),
+    reception: Option<Reception>,
+    remote: Option<RemoteView>,
+    rtt: Option<Duration>,
+    bye_heard: bool,
+    next_report: Instant,
+    packets_at_last_report: u32,
+    rng: u64,
+    counters: RtcpCounters,
+}
+
+impl RtcpSession {
+    /// A session for our stream `ssrc` at `rate` Hz, starting at `now`,
+    /// when the wall clock read `wall`. `seed` randomizes the intervals.
+    pub fn new(
+        ssrc: u32,
+        cname: &str,
+        rate: u32,
+        now: Instant,
+        wall: SystemTime,
+        seed: u64,
+    ) -> Self {
+        let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut s = RtcpSession {
+            ssrc,
+            cname: Bytes::copy_from_slice(cname.as_bytes()),
+            rate: f64::from(rate.max(1)),
+            anchor: (now, ntp_from_unix(since_unix)),
+            reception: None,
+            remote: None,
+            rtt: None,
+            bye_heard: false,
+            next_report: now,
+            packets_at_last_report: 0,
+            rng: seed | 1,
+            counters: RtcpCounters::default(),
+        };
+        s.next_report = now + s.interval(MIN_INTERVAL / 2);
+        s
+    }
+
+    /// An accepted RTP packet of the media source arrived at `now`.
+    pub fn on_rtp(&mut self, ssrc: u32, seq: u16, timestamp: u32, now: Instant) {
+        let rate = self.rate;
+        let arrival = now.saturating_duration_since(self.anchor.0).as_secs_f64() * rate;
+        let r = match &mut self.reception {
+            // A new SSRC (the phone restarted its stream): start over.
+            Some(r) if r.ssrc == ssrc => r,
+            slot => {
+                let mut seqs = SeqTracker::new();
+                let base = seqs.update(seq);
+                *slot = Some(Reception {
+                    ssrc,
+                    seq: seqs,
+                    base,
+                    received: 1,
+                    expected_prior: 0,
+                    received_prior: 0,
+                    transit: Some(arrival - f64::from(timestamp)),
+                    jitter: 0.0,
+                    last_sr: None,
+                    interval_lost: 0.0,
+                });
+                return;
+            }
+        };
+        r.seq.update(seq);
+        r.received += 1;
+        // RFC 3550 A.8, with wrapping RTP timestamps unwrapped against the last one.
+        let transit = arrival - f64::from(timestamp);
+        if let Some(last) = r.transit {
+            let mut d = (transit - last).abs();
+            // A wrap of the 32-bit timestamp moves transit by 2^32.
+            d = d.min((d - 4_294_967_296.0).abs());
+            r.jitter += (d - r.jitter) / 16.0;
+        }
+        r.transit = Some(transit);
+    }
+
+    /// An RTCP datagram arrived at `now`.
+    pub fn on_rtcp(&mut self, datagram: &[u8], now: Instant) -> Result<(), RtcpError> {
+        let result = self.take_rtcp(datagram, now);
+        match result {
+            Ok(()) => self.counters.received += 1,
+            Err(RtcpError::Foreign(_)) => self.counters.foreign += 1,
+            Err(_) => self.counters.malformed += 1,
+        }
+        result
+    }
+
+    fn take_rtcp(&mut self, datagram: &[u8], now: Instant) -> Result<(), RtcpError> {
+        let mut buf = Bytes::copy_from_slice(datagram);
+        let packets = rtcp::packet::unmarshal(&mut buf).map_err(|_| RtcpError::Malformed)?;
+        let first = packets.first().ok_or(RtcpError::Malformed)?;
+        let any = first.as_any();
+        let sender = if let Some(sr) = any.downcast_ref::<SenderReport>() {
+            sr.ssrc
+        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+            rr.ssrc
+        } else {
+            return Err(RtcpError::NotCompound);
+        };
+        if let Some(r) = &self.reception {
+            if r.ssrc != sender {
+                return Err(RtcpError::Foreign(sender));
+            }
+        }
+        for p in &packets {
+            let any = p.as_any();
+            if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                if let Some(r) = self.reception.as_mut().filter(|r| r.ssrc == sr.ssrc) {
+                    r.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
+                }
+                self.take_blocks(&sr.reports, now);
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                self.take_blocks(&rr.reports, now);
+            } else if let Some(bye) = any.downcast_ref::<Goodbye>() {
+                if bye.sources.contains(&sender) {
+                    self.bye_heard = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Report blocks about our stream.
+    fn take_blocks(&mut self, blocks: &[ReceptionReport], now: Instant) {
+        for b in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
+            // total_lost is a 24-bit signed number.
+            let lost = ((b.total_lost << 8) as i32) >> 8;
+            self.remote = Some(RemoteView {
+                fraction_lost: f64::from(b.fraction_lost) / 256.0,
+                cumulative_lost: lost,
+                jitter_ms: f64::from(b.jitter) * 1000.0 / self.rate,
+            });
+            if b.last_sender_report != 0 {
+                // RFC 3550 §6.4.1: A − LSR − DLSR, in 1/65536 s.
+                let a = (self.ntp(now) >> 16) as u32;
+                let rtt = a.wrapping_sub(b.last_sender_report).wrapping_sub(b.delay);
+                // A negative result (clocks, a forged report) wraps high: dropped.
+                if rtt < 60 << 16 {
+                    self.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                }
+            }
+        }
+    }
+
+    /// When [`RtcpSession::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_report
+    }
+
+    /// When a report is due at `now`: writes it into `out` (cleared first)
+    /// and returns true.
+    pub fn handle_timeout(&mut self, now: Instant, sent: Sent, out: &mut Vec<u8>) -> bool {
+        if now < self.next_report {
+            return false;
+        }
+        self.report(now, sent, None, out);
+        self.next_report = now + self.interval(MIN_INTERVAL);
+        true
+    }
+
+    /// The last report with a BYE, when the call ends.
+    pub fn bye(&mut self, now: Instant, sent: Sent, out: &mut Vec<u8>) {
+        self.report(
+            now,
+            sent,
+            Some(Goodbye {
+                sources: vec![self.ssrc],
+                reason: Bytes::new(),
+            }),
+            out,
+        );
+    }
+
+    fn report(&mut self, now: Instant, sent: Sent, bye: Option<Goodbye>, out: &mut Vec<u8>) {
+        let blocks: Vec<ReceptionReport> = self.block(now).into_iter().collect();
+        let mut packets: Vec<Box<dyn Packet + Send + Sync>> = Vec::with_capacity(3);
+        if sent.packets != self.packets_at_last_report {
+            packets.push(Box::new(SenderReport {
+                ssrc: self.ssrc,
+                ntp_time: self.ntp(now),
+                rtp_time: sent.rtp_timestamp,
+                packet_count: sent.packets,
+                octet_count: sent.octets,
+                reports: blocks,
+                profile_extensions: Bytes::new(),
+            }));
+        } else {
+            packets.push(Box::new(ReceiverReport {
+                ssrc: self.ssrc,
+                reports: blocks,
+                profile_extensions: Bytes::new(),
+            }));
+        }
+        self.packets_at_last_report = sent.packets;
+        packets.push(Box::new(SourceDescription {
+            chunks: vec![SourceDescriptionChunk {
+                source: self.ssrc,
+                items: vec![SourceDescriptionItem {
+                    sdes_type: SdesType::SdesCname,
+                    text: self.cname.clone(),
+                }],
+            }],
+        }));
+        if let Some(bye) = bye {
+            packets.push(Box::new(bye));
+        }
+        out.clear();
+        // Our own packets, with one block and a short CNAME, always marshal.
+        if let Ok(bytes) = rtcp::packet::marshal(&packets) {
+            out.extend_from_slice(&bytes);
+            self.counters.sent += 1;
+        }
+    }
+
+    /// The report block about the stream we receive, for this interval.
+    fn block(&mut self, now: Instant) -> Option<ReceptionReport> {
+        let r = self.reception.as_mut()?;
+        let max = r.seq.max_extended()?;
+        let expected = max + 1 - r.base;
+        let lost = expected as i64 - r.received as i64;
+        let expected_interval = expected - r.expected_prior;
+        let received_interval = r.received - r.received_prior;
+        r.expected_prior = expected;
+        r.received_prior = r.received;
+        let lost_interval = expected_interval as i64 - received_interval as i64;
+        let fraction = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval as i64).min(255) as u8
+        };
+        r.interval_lost = f64::from(fraction) / 256.0;
+        let (lsr, dlsr) = match r.last_sr {
+            Some((lsr, at)) => {
+                let held = now.saturating_duration_since(at).as_secs_f64();
+                (lsr, (held * 65536.0).min(f64::from(u32::MAX)) as u32)
+            }
+            None => (0, 0),
+        };
+        Some(ReceptionReport {
+            ssrc: r.ssrc,
+            fraction_lost: fraction,
+            // 24 bits, signed (RFC 3550 §6.4.1), clamped.
+            total_lost: (lost.clamp(-0x80_0000, 0x7f_ffff) as i32 as u32) & 0x00ff_ffff,
+            // The tracker's numbers start one cycle up; RTCP's at cycle 0.
+            last_sequence_number: max.wrapping_sub(1 << 16) as u32,
+            jitter: r.jitter.min(f64::from(u32::MAX)) as u32,
+            last_sender_report: lsr,
+            delay: dlsr,
+        })
+    }
+
+    /// Our figures now.
+    pub fn figures(&self) -> Figures {
+        let (lost, jitter_ms) = self.reception.as_ref().map_or((0.0, 0.0), |r| {
+            (r.interval_lost, r.jitter * 1000.0 / self.rate)
+        });
+        Figures {
+            lost,
+            jitter_ms,
+            remote: self.remote,
+            rtt: self.rtt,
+        }
+    }
+
+    /// The far end said BYE.
+    pub fn bye_heard(&self) -> bool {
+        self.bye_heard
+    }
+
+    pub fn counters(&self) -> RtcpCounters {
+        self.counters
+    }
+
+    /// NTP time at `now`.
+    fn ntp(&self, now: Instant) -> u64 {
+        let (at, ntp) = self.anchor;
+        let since = now.saturating_duration_since(at);
+        ntp.wrapping_add(ntp_from_duration(since))
+    }
+
+    /// RFC 3550 §6.3.1: `base` times a uniform factor in [0.5, 1.5], over
+    /// the compensation. Each leg is a two-party session, so the minimum
+    /// interval always wins over the bandwidth share.
+    fn interval(&mut self, base: Duration) -> Duration {
+        // xorshift64: reproducible under a seed, enough to spread reports.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let u = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64((0.5 + u) / COMPENSATION)
+    }
+}
+
+fn ntp_from_unix(d: Duration) -> u64 {
+    ((d.as_secs() + NTP_UNIX_OFFSET) << 32) | ntp_fraction(d)
+}
+
+fn ntp_from_duration(d: Duration) -> u64 {
+    (d.as_secs() << 32) | ntp_fraction(d)
+}
+
+fn ntp_fraction(d: Duration) -> u64 {
+    (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000
+}
+
+/// Whether a datagram on an RTP port is RTCP (RFC 5761 §4).
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8
+        && datagram[0] >> 6 == 2
+        && super::packet::RTCP_SECOND_BYTE.contains(&datagram[1])
+}
+
+#[cfg(test)]
+#[path = "rtcp_tests.rs"]
+mod tests;
