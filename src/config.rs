@@ -102,6 +102,7 @@ pub struct RtpConfig {
     pub port_range: String,
     pub timeout_secs: u64,
     pub strict: bool,
+    pub quality_alarm_mos: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +194,8 @@ pub struct Settings {
     pub rtp_timeout: Duration,
     /// Strict RTP source learning (see `rtp::learning`).
     pub rtp_strict: bool,
+    /// `member_quality` fires when a member's MOS stays below this for 10 s.
+    pub quality_alarm_mos: f64,
     /// Who may call and how many calls at once.
     pub admission: AdmissionRules,
     pub max_members: usize,
@@ -354,6 +357,12 @@ impl Config {
                 }
             }
         }
+        if !(1.0..=4.5).contains(&self.rtp.quality_alarm_mos) {
+            return Err(ConfigError::invalid(
+                "rtp.quality_alarm_mos",
+                format!("{} is outside 1.0-4.5", self.rtp.quality_alarm_mos),
+            ));
+        }
         if self.calls.idle_timeout_secs == 0 {
             return Err(ConfigError::invalid(
                 "calls.idle_timeout_secs",
@@ -423,6 +432,7 @@ impl Config {
             directory,
             rtp_timeout: Duration::from_secs(self.rtp.timeout_secs),
             rtp_strict: self.rtp.strict,
+            quality_alarm_mos: self.rtp.quality_alarm_mos,
             admission,
             max_members: self.rooms.max_members,
             announce_tones,

@@ -16,8 +16,18 @@ pub enum Direction {
     Outbound,
 }
 
+/// Which way a member's line quality went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityState {
+    /// Its estimated MOS stayed below `rtp.quality_alarm_mos` for 10 s.
+    Degraded,
+    /// At or above it again.
+    Recovered,
+}
+
 /// Something that happened to a call or a room.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// An outbound call is ringing (180 or 183).
@@ -68,6 +78,14 @@ pub enum Event {
         call: String,
         room: String,
         reason: &'static str,
+    },
+    /// A member's line went bad, or came good again.
+    MemberQuality {
+        call: String,
+        room: String,
+        /// The estimated MOS that moved it (ITU-T G.107 E-model), 1.0–4.5.
+        mos: f64,
+        state: QualityState,
     },
     /// A call entered a room.
     MemberJoined {

@@ -52,6 +52,7 @@ impl Board {
                     lost: 2,
                     late: 1,
                     jitter_ms: 1.5,
+                    quality: Default::default(),
                 }],
             }],
         })
@@ -498,7 +499,7 @@ async fn the_cli_speaks_through_the_socket() {
         printed,
         json!([{"room":"sales","members":[{"call":"in-1","sip_call_id":"in-1@pbx","direction":"inbound","from":"alice",
             "to":"100","muted":false,"deaf":false,"talking":true,"held":false,"codec":"PCMU",
-            "lost":2,"late":1,"jitter_ms":1.5}]}])
+            "lost":2,"late":1,"jitter_ms":1.5,"rtt_ms":null,"remote_lost":null,"remote_jitter_ms":null,"mos":null}]}])
     );
     let out = confgate(&["rooms", "--socket", p]).await;
     let table = text(&out.stdout);

@@ -25,6 +25,10 @@ pub struct MediaParams {
     pub send: bool,
     /// The negotiated telephone-event payload type, when events are listened to.
     pub dtmf_pt: Option<u8>,
+    /// RTCP shares the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+    /// Where the SDP says to send RTCP when it does not.
+    pub rtcp: Option<SocketAddr>,
 }
 
 impl MediaParams {
@@ -35,6 +39,8 @@ impl MediaParams {
             remote: n.remote,
             send: n.answer_direction.sends(),
             dtmf_pt: n.dtmf_pt,
+            rtcp_mux: n.rtcp_mux,
+            rtcp: n.rtcp,
         }
     }
 }
@@ -183,6 +189,8 @@ impl SdpSession {
             remote: None,
             send: true,
             dtmf_pt: None,
+            rtcp_mux: false,
+            rtcp: None,
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::events::{Direction, Event, Events};
+use crate::events::{Direction, Event, Events, QualityState};
 use crate::media::g711::Codec;
 use crate::media::mixer::{MemberId, Mixer, RoomId};
 use crate::media::player::FRAME;
@@ -92,6 +92,21 @@ pub struct MemberStatus {
     pub lost: u64,
     pub late: u64,
     pub jitter_ms: f32,
+    /// From the member's RTCP, once it has reported.
+    pub quality: Quality,
+}
+
+/// A member's line as its RTCP shows it; each figure once known.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quality {
+    /// Round-trip time, ms.
+    pub rtt_ms: Option<f64>,
+    /// Share of our packets the far end lost in its last report, 0.0–1.0.
+    pub remote_lost: Option<f64>,
+    /// Jitter of our stream as the far end measures it, ms.
+    pub remote_jitter_ms: Option<f64>,
+    /// Estimated MOS (ITU-T G.107 E-model) of the worse direction.
+    pub mos: Option<f64>,
 }
 
 /// A room as listed.
@@ -117,6 +132,7 @@ enum Command {
     Leave(MemberKey, &'static str),
     Dest(MemberKey, SocketAddr),
     Hold(MemberKey, bool),
+    Quality(MemberKey, Quality, Option<QualityState>),
     Control(String, Control, oneshot::Sender<bool>),
     Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
     List(oneshot::Sender<Vec<RoomStatus>>),
@@ -180,6 +196,7 @@ struct Seat {
     payload_type: u8,
     rtp: Arc<Mutex<RtpSender>>,
     notices: mpsc::UnboundedSender<Notice>,
+    quality: Quality,
 }
 
 struct Task {
@@ -255,6 +272,13 @@ impl Conference {
 
     pub fn set_held(&self, member: MemberKey, held: bool) {
         self.commands.send(Command::Hold(member, held)).ok();
+    }
+
+    /// The member's latest line quality; `change` when its alarm moved.
+    pub fn set_quality(&self, member: MemberKey, quality: Quality, change: Option<QualityState>) {
+        self.commands
+            .send(Command::Quality(member, quality, change))
+            .ok();
     }
 
     /// Forward a received frame; a full queue drops it (counted).
@@ -389,6 +413,21 @@ impl Task {
                     self.mixer.set_held(seat.id, held);
                 }
             }
+            Command::Quality(key, quality, change) => {
+                let Some(seat) = self.seats.get_mut(&key) else {
+                    return;
+                };
+                seat.quality = quality;
+                if let (Some(state), Some(mos)) = (change, quality.mos) {
+                    info!(room = %seat.room, call = %seat.call, mos = format!("{mos:.2}"), ?state, "member quality");
+                    self.events.publish(Event::MemberQuality {
+                        call: seat.call.clone(),
+                        room: seat.room.clone(),
+                        mos: (mos * 100.0).round() / 100.0,
+                        state,
+                    });
+                }
+            }
             Command::Control(call, control, reply) => {
                 let found = self.seats.values().find(|s| s.call == call);
                 let ok = match (found, control) {
@@ -495,6 +534,7 @@ impl Task {
                 payload_type: req.payload_type,
                 rtp: req.rtp,
                 notices: req.notices,
+                quality: Quality::default(),
             },
         );
         Ok(key)
@@ -555,6 +595,7 @@ impl Task {
                             lost: info.stats.lost,
                             late: info.stats.late,
                             jitter_ms: info.jitter_ms,
+                            quality: seat.quality,
                         })
                     })
                     .collect(),

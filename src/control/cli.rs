@@ -113,8 +113,8 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, ExitCo
     }
 }
 
-const ROOM_COLUMNS: [&str; 10] = [
-    "ROOM", "CALL", "DIR", "FROM", "TO", "CODEC", "FLAGS", "LOST", "LATE", "JITTER",
+const ROOM_COLUMNS: [&str; 12] = [
+    "ROOM", "CALL", "DIR", "FROM", "TO", "CODEC", "FLAGS", "LOST", "LATE", "JITTER", "RTT", "MOS",
 ];
 
 /// The `rooms` array as a table, one member a row.
@@ -122,12 +122,12 @@ pub fn rooms_table(rooms: &[Value]) -> String {
     if rooms.is_empty() {
         return "no rooms\n".to_owned();
     }
-    let mut rows: Vec<[String; 10]> = vec![ROOM_COLUMNS.map(str::to_owned)];
+    let mut rows: Vec<[String; 12]> = vec![ROOM_COLUMNS.map(str::to_owned)];
     for room in rooms {
         let id = text(&room["room"]);
         let members = room["members"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         if members.is_empty() {
-            let mut row: [String; 10] = Default::default();
+            let mut row: [String; 12] = Default::default();
             row[0] = id.clone();
             row[1] = "(empty)".to_owned();
             rows.push(row);
@@ -154,10 +154,16 @@ pub fn rooms_table(rooms: &[Value]) -> String {
                 m["jitter_ms"]
                     .as_f64()
                     .map_or_else(|| "-".to_owned(), |j| format!("{j:.1}ms")),
+                m["rtt_ms"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}ms")),
+                m["mos"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_owned(), |m| format!("{m:.2}")),
             ]);
         }
     }
-    let mut widths = [0usize; 10];
+    let mut widths = [0usize; 12];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -211,7 +217,8 @@ mod tests {
     fn rooms_are_a_table_one_member_a_row() {
         let rooms = json!([{"room":"sales","members":[
             {"call":"c1","direction":"inbound","from":"alice","to":"100","codec":"PCMU",
-             "talking":true,"muted":true,"deaf":false,"held":false,"lost":0,"late":2,"jitter_ms":1.25},
+             "talking":true,"muted":true,"deaf":false,"held":false,"lost":0,"late":2,"jitter_ms":1.25,
+             "rtt_ms":41.7,"mos":4.36},
             {"call":"c22","direction":"outbound","from":"confgate","to":"+15551234","codec":"PCMA",
              "talking":false,"muted":false,"deaf":false,"held":false,"lost":7,"late":0,"jitter_ms":0.0}
         ]}]);
@@ -225,7 +232,8 @@ mod tests {
             lines[2].contains("out  confgate  +15551234  PCMA   -"),
             "{table}"
         );
-        assert!(lines[2].ends_with("0.0ms"), "{table}");
+        assert!(lines[1].ends_with("1.2ms   42ms  4.36"), "{table}");
+        assert!(lines[2].ends_with("0.0ms   -     -"), "{table}");
         assert_eq!(rooms_table(&[]), "no rooms\n");
     }
 

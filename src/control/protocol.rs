@@ -29,6 +29,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "room_closed",
     "member_joined",
     "member_left",
+    "member_quality",
 ];
 
 /// A request, as parsed from one line.
@@ -374,6 +375,10 @@ fn member_json(m: &MemberStatus) -> Value {
         "lost": m.lost,
         "late": m.late,
         "jitter_ms": m.jitter_ms,
+        "rtt_ms": m.quality.rtt_ms.map(|v| (v * 10.0).round() / 10.0),
+        "remote_lost": m.quality.remote_lost.map(|v| (v * 1000.0).round() / 1000.0),
+        "remote_jitter_ms": m.quality.remote_jitter_ms.map(|v| (v * 10.0).round() / 10.0),
+        "mos": m.quality.mos.map(|v| (v * 100.0).round() / 100.0),
     })
 }
 

@@ -304,9 +304,15 @@ fn the_filter_names_are_the_event_names() {
             direct: false,
         },
         Event::MemberLeft {
+            call: call.clone(),
+            room: room.clone(),
+            reason: "hangup",
+        },
+        Event::MemberQuality {
             call,
             room,
-            reason: "hangup",
+            mos: 3.21,
+            state: crate::events::QualityState::Degraded,
         },
     ];
     let names: Vec<String> = events
@@ -336,13 +342,20 @@ fn rooms_list_every_member_field() {
             lost: 3,
             late: 1,
             jitter_ms: 2.5,
+            quality: crate::conference::Quality {
+                rtt_ms: Some(41.26),
+                remote_lost: Some(0.0391),
+                remote_jitter_ms: Some(3.04),
+                mos: Some(4.123),
+            },
         }],
     }];
     assert_eq!(
         rooms_result(&rooms),
         json!({"rooms":[{"room":"r1","members":[{
             "call":"c1","sip_call_id":"a84b4c76e66710@pc33","direction":"outbound","from":"desk","to":"+1555","muted":false,
-            "deaf":true,"talking":true,"held":false,"codec":"PCMA","lost":3,"late":1,"jitter_ms":2.5
+            "deaf":true,"talking":true,"held":false,"codec":"PCMA","lost":3,"late":1,"jitter_ms":2.5,
+            "rtt_ms":41.3,"remote_lost":0.039,"remote_jitter_ms":3.0,"mos":4.12
         }]}]})
     );
 }

@@ -32,15 +32,15 @@ pub async fn run(
     let id = listed.id().to_string();
     info!(from = %offered.from, to = %offered.to, source = %offered.source,
           sip_call_id = %offered.sip_call_id, "call offered");
-    let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
-        Ok(s) => Arc::new(s),
+    let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+        Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no RTP port");
             offered.handle.reject(503);
             return;
         }
     };
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let port = sockets.port();
     let entry = ctx.entry(&offered);
     let party = Party {
         call: id.clone(),
@@ -82,13 +82,19 @@ pub async fn run(
         caller,
         number,
     };
-    let done = drive(call, sip, party, socket, commands, ctx).await;
+    let done = drive(call, sip, party, sockets, commands, ctx).await;
     info!(
         reason = done.end.reason,
         secs = started.elapsed().as_secs_f32(),
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
         rtp_foreign = done.leg.foreign,
+        rtcp_sent = done.leg.rtcp.sent,
+        rtcp_received = done.leg.rtcp.received,
+        rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,
+        rtt_ms = %done.leg.rtt_ms(),
+        remote_lost = %done.leg.remote_lost(),
+        mos = %done.leg.mos(),
         late_ticks = done.leg.late_ticks,
         dtmf_rfc4733 = done.digits.rfc4733,
         dtmf_info = done.digits.info,

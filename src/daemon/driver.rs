@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use super::ports::RtpSockets;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -25,7 +25,7 @@ use crate::rtp::packet::RtpSender;
 use crate::sip::call::Responder;
 
 use super::context::{listens, CallContext};
-use super::leg::{Leg, LegCommand, LegEvent, LegStats, MediaParams};
+use super::leg::{Leg, LegCommand, LegEvent, LegSetup, LegStats, MediaParams};
 use super::registry::CallCommand;
 
 /// What the SIP side reported, owned.
@@ -86,12 +86,12 @@ pub(super) async fn drive<S: SipLeg>(
     mut call: Call,
     mut sip: S,
     party: Party,
-    socket: Arc<UdpSocket>,
+    sockets: RtpSockets,
     mut commands: mpsc::UnboundedReceiver<CallCommand>,
     ctx: Arc<CallContext>,
 ) -> Outcome {
     let mut media = Media {
-        socket,
+        sockets,
         rtp: Arc::new(Mutex::new(RtpSender::random())),
         leg: None,
         member: None,
@@ -193,7 +193,7 @@ pub(super) async fn drive<S: SipLeg>(
 
 /// The call's media: its socket and leg, and its seat in a room.
 struct Media {
-    socket: Arc<UdpSocket>,
+    sockets: RtpSockets,
     /// Shared by the leg and the room, so numbering runs on across the hand-over.
     rtp: Arc<Mutex<RtpSender>>,
     leg: Option<Leg>,
@@ -214,14 +214,16 @@ impl Media {
             .or(params.remote.map(|r| r.ip()))
             .unwrap_or(ctx.advertised);
         let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
-        self.leg = Some(Leg::start(
-            self.socket.clone(),
+        self.leg = Some(Leg::start(LegSetup {
+            sockets: self.sockets.clone(),
             params,
             inband,
-            self.rtp.clone(),
-            ctx.settings.rtp_timeout,
+            rtp: self.rtp.clone(),
+            rtp_timeout: ctx.settings.rtp_timeout,
             learning,
-        ));
+            cname: format!("{}@confgate", party.call),
+            quality_alarm_mos: ctx.settings.quality_alarm_mos,
+        }));
     }
 
     /// Carry out a media action; `Some(id)` when a clip could not be played
@@ -270,7 +272,7 @@ impl Media {
                 direct: party.direct,
                 codec: params.codec,
                 payload_type: params.payload_type,
-                socket: self.socket.clone(),
+                socket: self.sockets.rtp.clone(),
                 dest: params.remote,
                 rtp: self.rtp.clone(),
                 notices: self.notices.0.clone(),

@@ -1,26 +1,36 @@
-//! One call's media leg: the RTP socket, the 20 ms send clock, prompt
-//! playback and the DTMF receivers on what comes in. It only moves bytes
-//! between the socket and the sans-IO parts (pacer, player, G.711, RTP
-//! packets, RFC 4733 receiver, in-band detector).
+//! One call's media leg: the RTP and RTCP sockets, the 20 ms send clock,
+//! prompt playback, the DTMF receivers on what comes in, and RTCP reports
+//! with the line's quality. It only moves bytes between the sockets and the
+//! sans-IO parts (pacer, player, G.711, RTP packets, RFC 4733 receiver,
+//! in-band detector, RTCP session, E-model).
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO parts
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ports::RtpSockets;
 pub use crate::call::session::MediaParams;
-use crate::conference::{Conference, MediaIn, MemberKey};
+use crate::conference::{Conference, MediaIn, MemberKey, Quality};
 use crate::dtmf::inband::{Detection, InbandDetector};
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
+use crate::events::QualityState;
 use crate::media::player::{Player, FRAME};
+use crate::media::quality::{self, Change, QualityAlarm};
 use crate::rtp::learning::{SourceLearning, Verdict};
 use crate::rtp::pacer::Pacer;
 use crate::rtp::packet::{self, RtpSender};
+use crate::rtp::rtcp::{self, Figures, RtcpCounters, RtcpSession, Sent};
+
+/// How long a member's MOS must stay below the threshold before the alarm.
+const QUALITY_HOLD: Duration = Duration::from_secs(10);
 
 pub enum LegCommand {
     /// Play a clip; `id` comes back in [`LegEvent::PlaybackDone`].
@@ -63,6 +73,48 @@ pub struct LegStats {
     /// Packets not from the learned media source (dropped, never answered).
     pub foreign: u64,
     pub late_ticks: u64,
+    pub rtcp: RtcpCounters,
+    /// The line as the last RTCP report saw it.
+    pub figures: Figures,
+    pub mos: Option<f64>,
+}
+
+impl LegStats {
+    /// The round-trip time for the hang-up log, ms, or `-`.
+    pub fn rtt_ms(&self) -> String {
+        self.figures.rtt.map_or_else(
+            || "-".into(),
+            |d| format!("{:.1}", d.as_secs_f64() * 1000.0),
+        )
+    }
+
+    /// The last estimated MOS for the hang-up log, or `-`.
+    pub fn mos(&self) -> String {
+        self.mos.map_or_else(|| "-".into(), |m| format!("{m:.2}"))
+    }
+
+    /// Share of our packets the far end reported lost, or `-`.
+    pub fn remote_lost(&self) -> String {
+        self.figures
+            .remote
+            .map_or_else(|| "-".into(), |r| format!("{:.3}", r.fraction_lost))
+    }
+}
+
+/// What a leg is started with.
+pub struct LegSetup {
+    pub sockets: RtpSockets,
+    pub params: MediaParams,
+    /// Run the tone detector on received audio.
+    pub inband: bool,
+    /// Numbers what is sent, here and later by the conference.
+    pub rtp: Arc<Mutex<RtpSender>>,
+    pub rtp_timeout: Duration,
+    /// Judges who the caller's media (and RTCP) comes from.
+    pub learning: SourceLearning,
+    /// Our SDES CNAME.
+    pub cname: String,
+    pub quality_alarm_mos: f64,
 }
 
 /// The running leg, owned by the call task.
@@ -74,33 +126,42 @@ pub struct Leg {
 }
 
 impl Leg {
-    /// Start the leg; `inband` runs the tone detector on received audio.
-    /// `rtp` numbers what is sent, here and later by the conference.
-    /// `learning` judges who the caller's media comes from.
-    pub fn start(
-        socket: Arc<UdpSocket>,
-        params: MediaParams,
-        inband: bool,
-        rtp: Arc<Mutex<RtpSender>>,
-        rtp_timeout: Duration,
-        learning: SourceLearning,
-    ) -> Leg {
+    /// Start the leg.
+    pub fn start(setup: LegSetup) -> Leg {
         let (commands, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
+        let params = setup.params;
         let dtmf = Dtmf {
             events: params.dtmf_pt.map(EventReceiver::new),
-            tones: inband.then(|| Box::new(InbandDetector::new())),
+            tones: setup.inband.then(|| Box::new(InbandDetector::new())),
             presses: Vec::new(),
             detections: Vec::new(),
         };
-        let io = Io {
-            socket,
-            rtp,
-            rtp_timeout,
-            learning,
+        let now = Instant::now();
+        let ssrc = lock(&setup.rtp).ssrc();
+        let rtcp = Rtcp {
+            session: RtcpSession::new(
+                ssrc,
+                &setup.cname,
+                8000, // G.711's clock
+                now,
+                std::time::SystemTime::now(),
+                rand::random(),
+            ),
+            socket: setup.sockets.rtcp,
+            latched: None,
+            alarm: QualityAlarm::new(setup.quality_alarm_mos, QUALITY_HOLD),
+            mos: None,
+            buf: Vec::with_capacity(256),
         };
-        let task = tokio::spawn(run(io, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
+        let io = Io {
+            socket: setup.sockets.rtp,
+            rtp: setup.rtp,
+            rtp_timeout: setup.rtp_timeout,
+            learning: setup.learning,
+        };
+        let task = tokio::spawn(run(io, rtcp, params, dtmf, cmd_rx, ev_tx, cancel.clone()));
         Leg {
             commands,
             events,
@@ -202,6 +263,142 @@ struct Io {
     learning: SourceLearning,
 }
 
+/// The leg's RTCP: the session, where reports go, and the quality alarm.
+struct Rtcp {
+    session: RtcpSession,
+    /// The RTCP port + 1 socket (unused when muxed).
+    socket: Arc<UdpSocket>,
+    /// Where the far end's RTCP came from, when it is not where its SDP said
+    /// (NAT): our reports follow it (symmetric RTCP, RFC 4961).
+    latched: Option<SocketAddr>,
+    alarm: QualityAlarm,
+    mos: Option<f64>,
+    buf: Vec<u8>,
+}
+
+impl Rtcp {
+    /// Where reports go and on which socket: muxed to the learned media
+    /// source, else to the latched RTCP source, the SDP's `a=rtcp` or the
+    /// media source's port + 1.
+    fn destination(&self, params: &MediaParams, learning: &SourceLearning) -> Option<SocketAddr> {
+        let media = learning.destination();
+        if params.rtcp_mux {
+            return media;
+        }
+        if let Some(l) = self.latched {
+            return Some(l);
+        }
+        match (media, params.rtcp) {
+            // The media source is where the SDP said: so is its RTCP.
+            (Some(m), Some(r)) if Some(m) == params.remote => Some(r),
+            // Learned elsewhere (NAT): the same address, the next port.
+            (Some(m), _) => Some(SocketAddr::new(m.ip(), m.port().wrapping_add(1))),
+            (None, r) => r,
+        }
+    }
+
+    /// RTCP is taken only from the media source's IP (or, before any media,
+    /// the SDP's); the session then checks its SSRC.
+    fn from_media_source(
+        from: SocketAddr,
+        params: &MediaParams,
+        learning: &SourceLearning,
+    ) -> bool {
+        learning
+            .destination()
+            .or(params.remote)
+            .is_some_and(|m| m.ip() == from.ip())
+    }
+
+    /// A datagram from `from`, on the RTCP socket (`muxed` false) or the RTP one.
+    fn on_datagram(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        muxed: bool,
+        params: &MediaParams,
+        learning: &SourceLearning,
+        now: Instant,
+    ) {
+        if !Self::from_media_source(from, params, learning) {
+            return;
+        }
+        if self.session.on_rtcp(bytes, now).is_ok() && !muxed && !params.rtcp_mux {
+            self.latched = Some(from);
+        }
+    }
+
+    /// Send a report when one is due, and score the line.
+    async fn on_timeout(
+        &mut self,
+        now: Instant,
+        io: (&UdpSocket, &Mutex<RtpSender>),
+        params: &MediaParams,
+        learning: &SourceLearning,
+        conferenced: Option<&(Conference, MemberKey)>,
+    ) {
+        let sent = sent(io.1);
+        if !self.session.handle_timeout(now, sent, &mut self.buf) {
+            return;
+        }
+        if let Some(dest) = self.destination(params, learning) {
+            let socket = if params.rtcp_mux { io.0 } else { &*self.socket };
+            socket.send_to(&self.buf, dest).await.ok();
+        }
+        let figures = self.session.figures();
+        // Nothing heard yet either way: nothing to score.
+        if figures.remote.is_none() && learning.destination().is_none() {
+            return;
+        }
+        let mos = quality::mos(&figures.conditions());
+        self.mos = Some(mos);
+        if let Some((conf, member)) = conferenced {
+            let change = self.alarm.update(mos, now).map(|c| match c {
+                Change::Degraded => QualityState::Degraded,
+                Change::Recovered => QualityState::Recovered,
+            });
+            let quality = Quality {
+                rtt_ms: figures.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                remote_lost: figures.remote.map(|r| r.fraction_lost),
+                remote_jitter_ms: figures.remote.map(|r| r.jitter_ms),
+                mos: Some(mos),
+            };
+            conf.set_quality(*member, quality, change);
+        }
+    }
+
+    /// The call ends: a last report with BYE.
+    async fn bye(
+        &mut self,
+        rtp_socket: &UdpSocket,
+        rtp: &Mutex<RtpSender>,
+        params: &MediaParams,
+        learning: &SourceLearning,
+    ) {
+        let Some(dest) = self.destination(params, learning) else {
+            return;
+        };
+        self.session.bye(Instant::now(), sent(rtp), &mut self.buf);
+        let socket = if params.rtcp_mux {
+            rtp_socket
+        } else {
+            &*self.socket
+        };
+        socket.send_to(&self.buf, dest).await.ok();
+    }
+}
+
+/// What the stream's sender has sent, for a sender report.
+fn sent(rtp: &Mutex<RtpSender>) -> Sent {
+    let rtp = lock(rtp);
+    let (packets, octets) = rtp.counts();
+    Sent {
+        packets,
+        octets,
+        rtp_timestamp: rtp.timestamp(),
+    }
+}
+
 /// Received audio for the conference, split into 20 ms frames.
 fn to_conference(conf: &Conference, member: MemberKey, rtp: &packet::RtpView<'_>, at: Instant) {
     for (k, chunk) in rtp.payload.chunks(FRAME).enumerate() {
@@ -219,6 +416,7 @@ fn to_conference(conf: &Conference, member: MemberKey, rtp: &packet::RtpView<'_>
 
 async fn run(
     io: Io,
+    mut rtcp: Rtcp,
     mut params: MediaParams,
     mut dtmf: Dtmf,
     mut commands: mpsc::UnboundedReceiver<LegCommand>,
@@ -241,9 +439,11 @@ async fn run(
     let mut payload = [0u8; FRAME];
     let mut out = Vec::with_capacity(12 + FRAME);
     let mut buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
     let mut playing: Option<u64> = None;
     loop {
         let dtmf_deadline = dtmf.next_deadline();
+        let rtcp_deadline = rtcp.session.poll_timeout();
         let watch_rtp = params.send && !timed_out;
         tokio::select! {
             biased;
@@ -285,8 +485,16 @@ async fn run(
                     conferenced = Some((conference, member));
                 }
             },
+            r = rtcp.socket.recv_from(&mut rtcp_buf) => {
+                let Ok((len, from)) = r else { continue };
+                rtcp.on_datagram(&rtcp_buf[..len], from, false, &params, &learning, Instant::now());
+            }
             r = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = r else { continue };
+                if rtcp::is_rtcp(&buf[..len]) {
+                    rtcp.on_datagram(&buf[..len], from, true, &params, &learning, Instant::now());
+                    continue;
+                }
                 match packet::parse(&buf[..len]) {
                     Ok(rtp) => {
                         let now = Instant::now();
@@ -302,6 +510,7 @@ async fn run(
                         }
                         stats.received += 1;
                         last_rx = now;
+                        rtcp.session.on_rtp(rtp.ssrc, rtp.seq, rtp.timestamp, now);
                         dtmf.on_packet(&rtp, &params, now, &events);
                         if let Some((conf, member)) = &conferenced {
                             if rtp.pt == params.payload_type {
@@ -311,6 +520,9 @@ async fn run(
                     }
                     Err(_) => stats.not_rtp += 1,
                 }
+            }
+            _ = tokio::time::sleep_until(rtcp_deadline.into()) => {
+                rtcp.on_timeout(Instant::now(), (&socket, &sender), &params, &learning, conferenced.as_ref()).await;
             }
             _ = sleep_until_some(dtmf_deadline), if dtmf_deadline.is_some() => {
                 dtmf.on_timeout(Instant::now(), &events);
@@ -349,7 +561,11 @@ async fn run(
             }
         }
     }
+    rtcp.bye(&socket, &sender, &params, &learning).await;
     stats.foreign = learning.counters().total();
+    stats.rtcp = rtcp.session.counters();
+    stats.figures = rtcp.session.figures();
+    stats.mos = rtcp.mos;
     stats
 }
 

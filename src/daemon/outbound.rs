@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use super::ports::RtpSockets;
 use tracing::{info, warn};
 
 use crate::call::core::{Call, Input, OutboundCall as Dialled, SipAction};
@@ -33,7 +33,7 @@ pub struct OutboundCall {
     pub from: String,
     pub to: String,
     pub ring_timeout: Duration,
-    pub socket: Arc<UdpSocket>,
+    pub sockets: RtpSockets,
     /// The SDP session, with our offer made.
     pub session: SdpSession,
     pub dialing: DialingCall,
@@ -64,7 +64,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
     };
     let DialingCall { handle, events } = call.dialing;
     let sip = Outbound { handle, events };
-    let done = drive(core, sip, party, call.socket, call.commands, ctx).await;
+    let done = drive(core, sip, party, call.sockets, call.commands, ctx).await;
     info!(
         reason = done.end.reason,
         joined = done.end.joined,
@@ -72,6 +72,12 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
         rtp_foreign = done.leg.foreign,
+        rtcp_sent = done.leg.rtcp.sent,
+        rtcp_received = done.leg.rtcp.received,
+        rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,
+        rtt_ms = %done.leg.rtt_ms(),
+        remote_lost = %done.leg.remote_lost(),
+        mos = %done.leg.mos(),
         dtmf_rfc4733 = done.digits.rfc4733,
         dtmf_inband = done.digits.inband,
         "outbound call ended"

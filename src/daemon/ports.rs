@@ -1,15 +1,34 @@
-//! RTP port allocation from `rtp.port_range`: even ports, handed out round
-//! robin so a port just freed is not reused at once (late packets of the
-//! previous call would land in the next one).
+//! RTP port allocation from `rtp.port_range`: an even port for RTP and the
+//! odd one above it for RTCP (RFC 3550 §11), handed out round robin so a
+//! port just freed is not reused at once (late packets of the previous call
+//! would land in the next one). RTCP may also come muxed on the RTP port
+//! (RFC 5761); the pair is taken either way, so an answer without
+//! `a=rtcp-mux` always has its port.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 
-/// Even ports of a range, bound on demand.
+/// One call's media sockets.
+#[derive(Debug, Clone)]
+pub struct RtpSockets {
+    pub rtp: Arc<UdpSocket>,
+    /// On the RTP port + 1.
+    pub rtcp: Arc<UdpSocket>,
+}
+
+impl RtpSockets {
+    /// The RTP port, as our SDP names it.
+    pub fn port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+/// Even/odd port pairs of a range, bound on demand.
 #[derive(Debug)]
 pub struct PortPool {
     first: u16,
@@ -20,7 +39,11 @@ pub struct PortPool {
 impl PortPool {
     pub fn new(range: RangeInclusive<u16>) -> Self {
         let first = range.start() + range.start() % 2;
-        let slots = (u32::from(*range.end()).saturating_sub(u32::from(first)) / 2) + 1;
+        // Pairs whose odd port is in the range too.
+        let slots = match u32::from(*range.end()).checked_sub(u32::from(first) + 1) {
+            Some(span) => span / 2 + 1,
+            None => 0,
+        };
         PortPool {
             first,
             slots,
@@ -28,14 +51,27 @@ impl PortPool {
         }
     }
 
-    /// Bind the next free even port on `ip`; errors when every port is taken.
-    pub async fn bind(&self, ip: IpAddr) -> io::Result<UdpSocket> {
+    /// Bind the next free pair of ports on `ip`; errors when every pair is taken.
+    pub async fn bind(&self, ip: IpAddr) -> io::Result<RtpSockets> {
         for _ in 0..self.slots {
             let slot = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots;
             // slot < slots, so first + 2*slot <= range end <= u16::MAX.
             let port = self.first + (slot as u16) * 2;
-            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-                Ok(s) => return Ok(s),
+            let rtp = match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(odd) = port.checked_add(1) else {
+                continue;
+            };
+            match UdpSocket::bind(SocketAddr::new(ip, odd)).await {
+                Ok(rtcp) => {
+                    return Ok(RtpSockets {
+                        rtp: Arc::new(rtp),
+                        rtcp: Arc::new(rtcp),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
             }
@@ -52,22 +88,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn hands_out_even_ports_and_skips_busy_ones() {
-        let pool = PortPool::new(41001..=41009);
+    async fn hands_out_even_odd_pairs_and_skips_busy_ones() {
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let a = pool.bind(ip).await.unwrap();
-        let b = pool.bind(ip).await.unwrap();
-        let (pa, pb) = (
-            a.local_addr().unwrap().port(),
-            b.local_addr().unwrap().port(),
-        );
-        assert_eq!((pa % 2, pb % 2), (0, 0));
-        assert_ne!(pa, pb);
-        assert!((41002..=41008).contains(&pa) && (41002..=41008).contains(&pb));
-        let mut held = vec![a, b];
+        // Someone else holds 41007: the pair 41006/41007 is skipped.
+        let _other = std::net::UdpSocket::bind((ip, 41007)).expect("41007 free");
+        let pool = PortPool::new(41001..=41010);
+        let mut held = Vec::new();
         while let Ok(s) = pool.bind(ip).await {
+            assert_eq!(s.rtcp.local_addr().unwrap().port(), s.port() + 1);
             held.push(s);
         }
-        assert_eq!(held.len(), 4, "41002, 41004, 41006, 41008");
+        let mut ports: Vec<u16> = held.iter().map(RtpSockets::port).collect();
+        ports.sort();
+        // 41010 has no odd neighbour in the range.
+        assert_eq!(ports, [41002, 41004, 41008]);
     }
 }

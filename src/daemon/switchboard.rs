@@ -133,14 +133,14 @@ impl Switchboard for Board {
             }
         })?;
 
-        let socket = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
-            Ok(s) => Arc::new(s),
+        let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+            Ok(s) => s,
             Err(e) => {
                 release();
                 return Err(CommandError::Unavailable(format!("no RTP port: {e}")));
             }
         };
-        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let port = sockets.port();
         let mut session = ctx.sdp_session(port);
         let offer = session.offer();
         let domain = match (trunk.from_domain.as_str(), &trunk.proxy) {
@@ -184,7 +184,7 @@ impl Switchboard for Board {
             from,
             to: dest.uri,
             ring_timeout,
-            socket,
+            sockets,
             session,
             dialing,
             commands,

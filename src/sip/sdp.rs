@@ -102,6 +102,11 @@ pub struct Negotiated {
     pub answer_direction: Direction,
     /// Remote `a=ptime`, if any.
     pub ptime: Option<u32>,
+    /// The remote SDP has `a=rtcp-mux` (RFC 5761): RTCP on the RTP port.
+    pub rtcp_mux: bool,
+    /// Where to send RTCP when not muxed: `a=rtcp` (RFC 3605), else the
+    /// RTP port + 1.
+    pub rtcp: Option<SocketAddr>,
     /// All m= lines of the remote SDP, in order.
     pub media_lines: Vec<MediaLine>,
     /// Index in `media_lines` of the audio stream that was negotiated.
@@ -169,6 +174,7 @@ pub fn answer(neg: &Negotiated, local: IpAddr, port: u16, session_id: u64, versi
         neg.dtmf_pt,
         port,
         neg.answer_direction,
+        neg.rtcp_mux,
     );
     let mut media = Vec::with_capacity(neg.media_lines.len() + 1);
     for (i, line) in neg.media_lines.iter().enumerate() {
@@ -201,7 +207,7 @@ pub fn offer(
         }
     }
     let dtmf = telephone_event.then_some(OFFER_DTMF_PT);
-    let media = audio_media(&codecs, dtmf, port, Direction::SendRecv);
+    let media = audio_media(&codecs, dtmf, port, Direction::SendRecv, true);
     session(local, session_id, version, vec![media]).marshal()
 }
 
@@ -216,7 +222,7 @@ pub fn offer_formats(
     session_id: u64,
     version: u64,
 ) -> String {
-    let media = audio_media(codecs, dtmf, port, Direction::SendRecv);
+    let media = audio_media(codecs, dtmf, port, Direction::SendRecv, true);
     session(local, session_id, version, vec![media]).marshal()
 }
 
@@ -282,6 +288,15 @@ fn build(
     let ptime = attr_values(&md.attributes, "ptime")
         .chain(attr_values(&sd.attributes, "ptime"))
         .find_map(|v| v.trim().parse::<u32>().ok().filter(|&p| p > 0));
+    let rtcp_mux = md
+        .attributes
+        .iter()
+        .any(|a| a.key.trim().eq_ignore_ascii_case("rtcp-mux"));
+    let rtcp = remote.map(|r| {
+        attr_values(&md.attributes, "rtcp")
+            .find_map(|v| rtcp_attribute(v, r.ip()))
+            .unwrap_or_else(|| SocketAddr::new(r.ip(), r.port().wrapping_add(1)))
+    });
     let media_lines = sd
         .media_descriptions
         .iter()
@@ -299,9 +314,24 @@ fn build(
         offer_direction,
         answer_direction,
         ptime,
+        rtcp_mux,
+        rtcp,
         media_lines,
         audio_index: index,
     })
+}
+
+/// `a=rtcp:<port> [IN IP4 <address>]` (RFC 3605); the address defaults to
+/// the media's.
+fn rtcp_attribute(value: &str, media_ip: IpAddr) -> Option<SocketAddr> {
+    let mut parts = value.split_whitespace();
+    let port: u16 = parts.next()?.parse().ok().filter(|&p| p != 0)?;
+    let ip = match (parts.next(), parts.next(), parts.next()) {
+        (Some(net), Some(_), Some(addr)) if net.eq_ignore_ascii_case("IN") => addr.parse().ok()?,
+        (None, ..) => media_ip,
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// G.711 payload types in m-line order, and the first telephone-event/8000 one.
@@ -361,12 +391,15 @@ fn direction(attrs: &[Attribute]) -> Option<Direction> {
         .find_map(|a| Direction::from_attr(&a.key))
 }
 
-/// Our audio m-section: `codecs` in order, optional telephone-event, ptime, direction.
+/// Our audio m-section: `codecs` in order, optional telephone-event, ptime,
+/// direction, and `a=rtcp-mux` when RTCP is to share the RTP port. Our
+/// offers always propose it (RTCP is read on both ports either way).
 fn audio_media(
     codecs: &[(u8, Codec)],
     dtmf: Option<u8>,
     port: u16,
     dir: Direction,
+    rtcp_mux: bool,
 ) -> MediaDescription {
     let mut md = media_desc("audio", port, "RTP/AVP", Vec::new());
     for &(pt, codec) in codecs {
@@ -382,8 +415,14 @@ fn audio_media(
             .with_value_attribute("rtpmap".into(), format!("{pt} telephone-event/8000"))
             .with_value_attribute("fmtp".into(), format!("{pt} 0-16"));
     }
-    md.with_value_attribute("ptime".into(), PTIME_MS.to_string())
-        .with_property_attribute(dir.as_attr().into())
+    let md = md
+        .with_value_attribute("ptime".into(), PTIME_MS.to_string())
+        .with_property_attribute(dir.as_attr().into());
+    if rtcp_mux {
+        md.with_property_attribute("rtcp-mux".into())
+    } else {
+        md
+    }
 }
 
 /// A rejected copy (port 0) of a remote m-line.
@@ -593,6 +632,49 @@ mod tests {
         assert_eq!(n.remote, Some("198.51.100.7:4002".parse().unwrap()));
         assert_eq!((n.answer_direction, n.on_hold()), (SendRecv, false));
         assert!(has(&ans(&n), "a=sendrecv"));
+    }
+
+    #[test]
+    fn rtcp_mux_is_answered_and_a_rtcp_names_the_rtcp_address() {
+        // Offered: muxed, and our answer says so.
+        let n = neg("m=audio 4000 RTP/AVP 0|c=IN IP4 198.51.100.7|a=rtcp-mux");
+        assert!(n.rtcp_mux);
+        assert!(has(&ans(&n), "a=rtcp-mux"));
+        // Not offered: RTCP on the next port, and no mux in the answer.
+        let n = neg("m=audio 4000 RTP/AVP 0|c=IN IP4 198.51.100.7");
+        assert!(!n.rtcp_mux);
+        assert!(!ans(&n).contains("rtcp-mux"));
+        assert_eq!(n.rtcp, Some("198.51.100.7:4001".parse().unwrap()));
+        // RFC 3605: a port, or a port and an address.
+        let n = neg("m=audio 4000 RTP/AVP 0|c=IN IP4 198.51.100.7|a=rtcp:5005");
+        assert_eq!(n.rtcp, Some("198.51.100.7:5005".parse().unwrap()));
+        let n = neg("m=audio 4000 RTP/AVP 0|c=IN IP4 198.51.100.7|a=rtcp:5005 IN IP4 203.0.113.9");
+        assert_eq!(n.rtcp, Some("203.0.113.9:5005".parse().unwrap()));
+        // Nonsense falls back to the next port.
+        for bad in [
+            "a=rtcp:0",
+            "a=rtcp:x",
+            "a=rtcp:5005 IN IP4 not-an-ip",
+            "a=rtcp:5005 IN",
+        ] {
+            let n = neg(&format!(
+                "m=audio 4000 RTP/AVP 0|c=IN IP4 198.51.100.7|{bad}"
+            ));
+            assert_eq!(n.rtcp, Some("198.51.100.7:4001".parse().unwrap()), "{bad}");
+        }
+        // On hold: nowhere to send either.
+        let n = neg("m=audio 4000 RTP/AVP 0|c=IN IP4 0.0.0.0");
+        assert_eq!(n.rtcp, None);
+        // Our offers propose muxing.
+        let o = offer(
+            &[Codec::Pcmu],
+            true,
+            "192.0.2.1".parse().unwrap(),
+            20000,
+            1,
+            1,
+        );
+        assert!(o.contains("a=rtcp-mux"), "{o}");
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct RtpSender {
     seq: u16,
     timestamp: u32,
     marker_pending: bool,
+    /// Packets and payload octets sent, for RTCP sender reports (wrapping).
+    packets: u32,
+    octets: u32,
 }
 
 impl RtpSender {
@@ -45,7 +48,14 @@ impl RtpSender {
             seq,
             timestamp,
             marker_pending: true,
+            packets: 0,
+            octets: 0,
         }
+    }
+
+    /// Packets and payload octets sent so far (RFC 3550 §6.4.1, modulo 2^32).
+    pub fn counts(&self) -> (u32, u32) {
+        (self.packets, self.octets)
     }
 
     /// A sender with random SSRC, sequence number and timestamp
@@ -122,6 +132,8 @@ impl RtpSender {
         debug_assert_eq!(n, RTP_HEADER_LEN);
         out.extend_from_slice(payload);
         self.seq = self.seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload.len() as u32);
     }
 }
 
@@ -145,6 +157,7 @@ mod tests {
             assert_eq!(v.payload, &payload[..]);
             assert_eq!((v.csrc, v.extension), (&[][..], None));
         }
+        assert_eq!(tx.counts(), (10, 1600), "packets and payload octets");
     }
 
     #[test]
