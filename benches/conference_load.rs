@@ -8,7 +8,8 @@
 //! is the CPU time of those threads (the phones' thread is reported apart). The phones are one thread sending a packet per member
 //! every 20 ms; they answer nothing. Calls join by `X-Conference-Id` from a
 //! trusted address, so setting up 2,000 calls takes seconds. Needs
-//! `ulimit -n` above twice the member count.
+//! `ulimit -n` above three times the member count (each call holds an RTP
+//! and an RTCP socket).
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use std::net::{SocketAddr, UdpSocket};

@@ -1,7 +1,10 @@
 //! RTCP over real sockets: a test phone in a room gets our sender reports
 //! (on `a=rtcp`'s port, or muxed on the RTP port), answers with receiver
 //! reports, and the room listing shows its round-trip time and an estimated
-//! MOS; RTCP from a stranger is ignored; the last report carries a BYE.
+//! MOS; RTCP from a stranger is ignored; the last report carries a BYE; and
+//! a line that an impairment relay makes lossy raises `member_quality`.
+
+#![allow(clippy::disallowed_methods)] // tests run in real time
 
 mod common;
 
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::raw::RawPhone;
+use common::relay::Relay;
 use common::{daemon, next_event, offer, rtp_socket, sdp_rtp_addr};
 use confgate::conference::MemberStatus;
 use confgate::daemon::Daemon;
@@ -29,18 +33,26 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Longer than the longest randomized interval (7.5 s / 1.21828 ≈ 6.2 s).
 const REPORT_WAIT: Duration = Duration::from_secs(8);
 
-/// A call that has joined room 2468 by INFO; the phone's RTP socket and
-/// where the daemon takes RTP, and the answer.
+/// A call from `rtp` that has joined room 2468 by INFO; where the daemon
+/// takes RTP, and the answer.
 async fn in_room(
     d: &Daemon,
     phone: &mut RawPhone,
     rtp: &UdpSocket,
     extra: &str,
 ) -> (SocketAddr, String) {
+    in_room_via(d, phone, rtp.local_addr().unwrap(), extra).await
+}
+
+/// The same, with `media` as the address the offer names.
+async fn in_room_via(
+    d: &Daemon,
+    phone: &mut RawPhone,
+    media: SocketAddr,
+    extra: &str,
+) -> (SocketAddr, String) {
     let mut events = d.subscribe();
-    phone
-        .invite(&offer(rtp.local_addr().unwrap(), "0", extra))
-        .await;
+    phone.invite(&offer(media, "0", extra)).await;
     let seen = phone.until_final("INVITE", WAIT).await;
     let ok = seen.last().expect("a final response");
     assert_eq!(ok.code, 200, "{seen:#?}");
@@ -265,30 +277,14 @@ async fn a_lossy_line_raises_member_quality_and_clears_when_it_recovers() {
     let mut events = d.subscribe();
     let mut phone = RawPhone::new(d.sip_addr(), "rtcp-lossy").await;
     let rtp = Arc::new(rtp_socket().await);
-    let (dest, _) = in_room(&d, &mut phone, &rtp, "").await;
-    // The line: 12 % of the phone's packets never arrive (a relay would
-    // drop them; dropping at the source is the same to the daemon).
+    // An impairment relay on the media path: the daemon is offered its
+    // address, the phone sends through it.
+    let relay = Relay::new().await;
+    let (dest, _) = in_room_via(&d, &mut phone, relay.daemon_side(), "").await;
+    relay.set_upstream(dest);
+    relay.set_drop_percents(10, 0);
     let stop = Arc::new(AtomicBool::new(false));
-    let lossy = Arc::new(AtomicBool::new(true));
-    {
-        let (rtp, stop, lossy) = (rtp.clone(), stop.clone(), lossy.clone());
-        tokio::spawn(async move {
-            let mut tx = RtpSender::new(0x1055, 100, 1000);
-            let mut out = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                tx.packetize(0, &[0xfe; 160], 160, &mut out);
-                n += 1;
-                // 3 of every 25 packets, spread out: 12 %.
-                let drop = lossy.load(Ordering::Relaxed) && matches!(n % 25, 3 | 11 | 19);
-                if !drop {
-                    rtp.send_to(&out, dest).await.ok();
-                }
-            }
-        });
-    }
+    talk(rtp.clone(), relay.phone_side(), 0x1055, stop.clone());
     let degraded = next_event(&mut events, Duration::from_secs(30), |e| match e {
         Event::MemberQuality { mos, state, .. } => Some((mos, state)),
         _ => None,
@@ -297,7 +293,14 @@ async fn a_lossy_line_raises_member_quality_and_clears_when_it_recovers() {
     let (mos, state) = degraded.expect("member_quality within 30 s");
     assert_eq!(state, QualityState::Degraded);
     assert!(mos < 3.5, "{mos}");
-    lossy.store(false, Ordering::Relaxed);
+    let lost = relay.counts().to_daemon;
+    assert!(
+        lost.dropped * 100 > (lost.forwarded + lost.dropped) * 7,
+        "{lost:?}"
+    );
+    let m = member_when(&d, WAIT, |_| true).await.expect("listed");
+    assert!(m.quality.mos.is_some_and(|m| m < 3.5), "{:?}", m.quality);
+    relay.set_drop_percents(0, 0);
     let recovered = next_event(&mut events, Duration::from_secs(15), |e| match e {
         Event::MemberQuality { mos, state, .. } => Some((mos, state)),
         _ => None,

@@ -510,7 +510,8 @@ async fn run(
                         }
                         stats.received += 1;
                         last_rx = now;
-                        rtcp.session.on_rtp(rtp.ssrc, rtp.seq, rtp.timestamp, now);
+                        let audio = rtp.pt == params.payload_type;
+                        rtcp.session.on_rtp(rtp.ssrc, rtp.seq, rtp.timestamp, audio, now);
                         dtmf.on_packet(&rtp, &params, now, &events);
                         if let Some((conf, member)) = &conferenced {
                             if rtp.pt == params.payload_type {

@@ -30,6 +30,9 @@ use crate::media::quality::Conditions;
 const MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// RFC 3550 §6.3.1: compensation for the randomization's bias, e − 3/2.
 const COMPENSATION: f64 = 1.218_28;
+/// The span our own loss figure is measured over: long enough that a few
+/// hundred packets steady it, short enough to follow a line that changes.
+const LOSS_WINDOW: Duration = Duration::from_secs(10);
 /// Seconds from 1900 (NTP) to 1970 (Unix).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
@@ -67,7 +70,7 @@ pub struct RemoteView {
 /// Per-leg figures, for listings, the hang-up log and the quality score.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Figures {
-    /// Share of the far end's packets we lost in the last report interval.
+    /// Share of the far end's packets we lost over about the last 10 s.
     pub lost: f64,
     /// Interarrival jitter of the far end's stream, ms.
     pub jitter_ms: f64,
@@ -115,8 +118,11 @@ struct Reception {
     jitter: f64,
     /// Middle 32 bits of the last SR's NTP time, and when it came.
     last_sr: Option<(u32, Instant)>,
-    /// Share lost in the last interval we reported.
-    interval_lost: f64,
+    /// (when, expected, received) at the reports of about the last
+    /// `LOSS_WINDOW`, oldest first, for the loss over that window.
+    history: std::collections::VecDeque<(Instant, u64, u64)>,
+    /// Share lost over the window, as of the last report.
+    window_lost: f64,
 }
 
 /// One leg's RTCP.
@@ -167,8 +173,11 @@ impl RtcpSession {
         s
     }
 
-    /// An accepted RTP packet of the media source arrived at `now`.
-    pub fn on_rtp(&mut self, ssrc: u32, seq: u16, timestamp: u32, now: Instant) {
+    /// An accepted RTP packet of the media source arrived at `now`. Only
+    /// `audio` packets count for jitter: a telephone-event's packets all
+    /// carry the timestamp of the key press's start (RFC 4733 §2.5.1.2), so
+    /// their transit times say nothing of the network.
+    pub fn on_rtp(&mut self, ssrc: u32, seq: u16, timestamp: u32, audio: bool, now: Instant) {
         let rate = self.rate;
         let arrival = now.saturating_duration_since(self.anchor.0).as_secs_f64() * rate;
         let r = match &mut self.reception {
@@ -184,16 +193,20 @@ impl RtcpSession {
                     received: 1,
                     expected_prior: 0,
                     received_prior: 0,
-                    transit: Some(arrival - f64::from(timestamp)),
+                    transit: audio.then(|| arrival - f64::from(timestamp)),
                     jitter: 0.0,
                     last_sr: None,
-                    interval_lost: 0.0,
+                    history: [(now, 0, 0)].into(),
+                    window_lost: 0.0,
                 });
                 return;
             }
         };
         r.seq.update(seq);
         r.received += 1;
+        if !audio {
+            return;
+        }
         // RFC 3550 A.8, with wrapping RTP timestamps unwrapped against the last one.
         let transit = arrival - f64::from(timestamp);
         if let Some(last) = r.transit {
@@ -264,10 +277,13 @@ impl RtcpSession {
             if b.last_sender_report != 0 {
                 // RFC 3550 §6.4.1: A − LSR − DLSR, in 1/65536 s.
                 let a = (self.ntp(now) >> 16) as u32;
-                let rtt = a.wrapping_sub(b.last_sender_report).wrapping_sub(b.delay);
-                // A negative result (clocks, a forged report) wraps high: dropped.
-                if rtt < 60 << 16 {
-                    self.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                let rtt = a.wrapping_sub(b.last_sender_report).wrapping_sub(b.delay) as i32;
+                // Phones round DLSR (baresip to the millisecond), so a short
+                // path can come out a little negative: that is 0. Anything
+                // further off (a forged or garbled report) is dropped.
+                if (-(1 << 16)..60 << 16).contains(&rtt) {
+                    let rtt = f64::from(rtt.max(0)) / 65536.0;
+                    self.rtt = Some(Duration::from_secs_f64(rtt));
                 }
             }
         }
@@ -359,7 +375,19 @@ impl RtcpSession {
         } else {
             ((lost_interval << 8) / expected_interval as i64).min(255) as u8
         };
-        r.interval_lost = f64::from(fraction) / 256.0;
+        // Keep the newest snapshot at least a window old, and what follows.
+        while r.history.len() > 1 && r.history[1].0 + LOSS_WINDOW <= now {
+            r.history.pop_front();
+        }
+        if let Some(&(_, e0, r0)) = r.history.front() {
+            let (de, dr) = (expected.saturating_sub(e0), r.received.saturating_sub(r0));
+            r.window_lost = if de == 0 {
+                0.0
+            } else {
+                de.saturating_sub(dr) as f64 / de as f64
+            };
+        }
+        r.history.push_back((now, expected, r.received));
         let (lsr, dlsr) = match r.last_sr {
             Some((lsr, at)) => {
                 let held = now.saturating_duration_since(at).as_secs_f64();
@@ -383,7 +411,7 @@ impl RtcpSession {
     /// Our figures now.
     pub fn figures(&self) -> Figures {
         let (lost, jitter_ms) = self.reception.as_ref().map_or((0.0, 0.0), |r| {
-            (r.interval_lost, r.jitter * 1000.0 / self.rate)
+            (r.window_lost, r.jitter * 1000.0 / self.rate)
         });
         Figures {
             lost,

@@ -18,6 +18,7 @@ fn stream(b: &mut RtcpSession, ssrc: u32, start: Instant, n: u16, lose: &[u16]) 
                 ssrc,
                 1000 + i,
                 5000 + u32::from(i) * 160,
+                true,
                 start + 20 * MS * u32::from(i),
             );
         }
@@ -65,7 +66,8 @@ fn a_receiver_report_carries_the_loss_we_saw_and_the_sender_learns_it() {
         .downcast_ref::<SourceDescription>()
         .expect("SDES follows");
     assert_eq!(&sdes.chunks[0].items[0].text[..], b"test@confgate");
-    assert!((b.figures().lost - 0.0977).abs() < 0.001);
+    // Our own figure is the loss over about the last 10 s: 10 of 100.
+    assert!((b.figures().lost - 0.1).abs() < 1e-9);
 
     a.on_rtcp(&report, at).expect("A takes B's report");
     let remote = a.figures().remote.expect("A heard about its stream");
@@ -79,6 +81,7 @@ fn a_receiver_report_carries_the_loss_we_saw_and_the_sender_learns_it() {
             0xA,
             1000 + i,
             5000 + u32::from(i) * 160,
+            true,
             t + 20 * MS * u32::from(i),
         );
     }
@@ -92,6 +95,25 @@ fn a_receiver_report_carries_the_loss_we_saw_and_the_sender_learns_it() {
         (rr.reports[0].fraction_lost, rr.reports[0].total_lost),
         (0, 10)
     );
+    // Within 10 s of the losses our figure still holds them: 10 of 150.
+    assert!((b.figures().lost - 10.0 / 150.0).abs() < 1e-9);
+    // Reports go on for more than 10 s of clean packets: the losses age out.
+    let mut next = 150u16;
+    while b.poll_timeout() < t + Duration::from_secs(40) {
+        let until = b.poll_timeout();
+        while t + 20 * MS * u32::from(next) < until {
+            b.on_rtp(
+                0xA,
+                1000 + next,
+                5000 + u32::from(next) * 160,
+                true,
+                t + 20 * MS * u32::from(next),
+            );
+            next += 1;
+        }
+        due(&mut b, Sent::default());
+    }
+    assert_eq!(b.figures().lost, 0.0);
 }
 
 #[test]
@@ -128,6 +150,33 @@ fn round_trip_time_comes_from_lsr_and_dlsr() {
     a.on_rtcp(&rr, at + 1080 * MS).expect("A takes B's RR");
     let rtt = a.figures().rtt.expect("an RTT");
     assert!(rtt.abs_diff(80 * MS) < MS, "{rtt:?}");
+
+    // A DLSR rounded up past the real hold time: a little negative, so 0.
+    let more = Sent {
+        packets: 20,
+        ..sent
+    };
+    let (at, sr) = due(&mut a, more);
+    b.on_rtcp(&sr, at).unwrap();
+    let mut rr = Vec::new();
+    b.report(at + 100 * MS, Sent::default(), None, &mut rr);
+    let mut packets = parse(&rr);
+    let mut block = packets[0]
+        .as_any()
+        .downcast_ref::<ReceiverReport>()
+        .expect("an RR")
+        .clone();
+    block.reports[0].delay += 65536 / 500; // 2 ms more than held
+    packets[0] = Box::new(block.clone());
+    let rounded = rtcp::packet::marshal(&packets).unwrap();
+    a.on_rtcp(&rounded, at + 100 * MS).unwrap();
+    assert_eq!(a.figures().rtt, Some(Duration::ZERO));
+    // A report claiming an hour's hold is garbage: the RTT stays.
+    block.reports[0].delay = 3600 * 65536;
+    packets[0] = Box::new(block);
+    let forged = rtcp::packet::marshal(&packets).unwrap();
+    a.on_rtcp(&forged, at + 100 * MS).unwrap();
+    assert_eq!(a.figures().rtt, Some(Duration::ZERO));
 }
 
 #[test]
@@ -166,10 +215,10 @@ fn intervals_are_randomized_around_the_minimum() {
 fn reports_from_another_ssrc_are_foreign_and_change_nothing() {
     let t = Instant::now();
     let mut a = session(0xA, t);
-    a.on_rtp(0xB, 1, 160, t);
+    a.on_rtp(0xB, 1, 160, true, t);
     let mut stranger = session(0xC, t);
-    stranger.on_rtp(0xA, 1, 160, t);
-    stranger.on_rtp(0xA, 5, 800, t + 80 * MS);
+    stranger.on_rtp(0xA, 1, 160, true, t);
+    stranger.on_rtp(0xA, 5, 800, true, t + 80 * MS);
     let (at, forged) = due(&mut stranger, Sent::default());
     assert_eq!(a.on_rtcp(&forged, at), Err(RtcpError::Foreign(0xC)));
     assert_eq!(a.figures().remote, None);
@@ -181,7 +230,7 @@ fn malformed_datagrams_are_counted_and_dropped() {
     let t = Instant::now();
     let mut a = session(0xA, t);
     let mut b = session(0xB, t);
-    b.on_rtp(0xA, 1, 160, t);
+    b.on_rtp(0xA, 1, 160, true, t);
     let (at, good) = due(&mut b, Sent::default());
     // SDES alone is no compound packet.
     let sdes_only = &good[good.len() - 20..];
@@ -230,7 +279,7 @@ fn sender_report_only_after_sending_and_bye_at_the_end() {
     let (_, third) = due(&mut a, sent);
     assert!(parse(&third)[0].as_any().is::<ReceiverReport>());
 
-    b.on_rtp(0xA, 1, 160, t);
+    b.on_rtp(0xA, 1, 160, true, t);
     let mut bye = Vec::new();
     a.bye(t + Duration::from_secs(30), sent, &mut bye);
     let packets = parse(&bye);
@@ -255,10 +304,37 @@ fn jitter_follows_rfc3550() {
     let mut b = session(0xB, t);
     for i in 0..400u32 {
         let late = if i % 2 == 1 { 10 * MS } else { Duration::ZERO };
-        b.on_rtp(0xA, i as u16, i * 160, t + 20 * MS * i + late);
+        b.on_rtp(0xA, i as u16, i * 160, true, t + 20 * MS * i + late);
     }
     let j = b.figures().jitter_ms;
     assert!((j - 10.0).abs() < 0.5, "{j}");
+    // A key press: event packets every 20 ms, all with the press's start
+    // timestamp. Counted as received, not as jitter.
+    let mut b = session(0xB, t);
+    stream(&mut b, 0xA, t, 50, &[]);
+    for i in 50..60u16 {
+        b.on_rtp(
+            0xA,
+            1000 + i,
+            5000 + 50 * 160,
+            false,
+            t + 20 * MS * u32::from(i),
+        );
+    }
+    for i in 60..100u16 {
+        b.on_rtp(
+            0xA,
+            1000 + i,
+            5000 + u32::from(i) * 160,
+            true,
+            t + 20 * MS * u32::from(i),
+        );
+    }
+    assert!(b.figures().jitter_ms < 0.01, "{}", b.figures().jitter_ms);
+    let (_, report) = due(&mut b, Sent::default());
+    let rr = parse(&report);
+    let rr = rr[0].as_any().downcast_ref::<ReceiverReport>().unwrap();
+    assert_eq!(rr.reports[0].total_lost, 0);
 }
 
 #[test]
@@ -273,7 +349,7 @@ fn duplicates_make_negative_cumulative_loss_and_a_new_ssrc_starts_over() {
     assert_eq!(a.figures().remote.unwrap().cumulative_lost, -10);
     assert_eq!(a.figures().remote.unwrap().fraction_lost, 0.0);
     // The phone restarts its stream under a new SSRC.
-    b.on_rtp(0xD, 7, 0, t + Duration::from_secs(3));
+    b.on_rtp(0xD, 7, 0, true, t + Duration::from_secs(3));
     let (_, report) = due(&mut b, Sent::default());
     let packets = parse(&report);
     let rr = packets[0]

@@ -158,22 +158,37 @@ impl Baresip {
     /// Waits up to `wait` for an event of `kind` (`CALL_ESTABLISHED`,
     /// `CALL_CLOSED`, ...), seen since the last wait or arriving now.
     pub async fn wait_event(&mut self, kind: &str, wait: Duration) -> bool {
-        let want = format!("\"type\":\"{kind}\"");
+        self.wait_event_where(kind, wait, |_| true).await.is_some()
+    }
+
+    /// The first event of `kind` that `pick` accepts within `wait`, as JSON;
+    /// events looked at and not accepted are gone.
+    pub async fn wait_event_where(
+        &mut self,
+        kind: &str,
+        wait: Duration,
+        pick: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let wanted = |m: &str| {
+            let v: serde_json::Value = serde_json::from_str(m).ok()?;
+            (v["event"] == true && v["type"] == kind && pick(&v)).then_some(v)
+        };
         while let Some(e) = self.events.pop_front() {
-            if e.contains(&want) {
-                return true;
+            if let Some(v) = wanted(&e) {
+                return Some(v);
             }
         }
         tokio::time::timeout(wait, async {
             while let Some(m) = self.read_netstring().await {
-                if m.contains("\"event\":true") && m.contains(&want) {
-                    return true;
+                if let Some(v) = wanted(&m) {
+                    return Some(v);
                 }
             }
-            false
+            None
         })
         .await
-        .unwrap_or(false)
+        .ok()
+        .flatten()
     }
 
     /// Samples of what the phone heard recorded so far (8 kHz mono 16-bit).

@@ -7,6 +7,7 @@ pub mod callee;
 pub mod keypad;
 pub mod linphone;
 pub mod raw;
+pub mod relay;
 pub mod signal;
 pub mod uac;
 
