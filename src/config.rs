@@ -94,6 +94,8 @@ pub struct SipConfig {
     pub early_media: bool,
     pub early_media_ms: u64,
     pub allow: Vec<String>,
+    pub timer_t1_ms: u64,
+    pub timer_t4_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,10 +176,20 @@ pub struct ThrottleRules {
     pub window: Duration,
 }
 
+/// SIP timers (RFC 3261 §17): T1, the round-trip estimate, from which
+/// retransmission intervals and transaction lifetimes (64·T1) follow; T4,
+/// how long a message may stay in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipTimers {
+    pub t1: Duration,
+    pub t4: Duration,
+}
+
 /// The configuration after validation, in the types the daemon uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub sip_listen: SocketAddr,
+    pub sip_timers: SipTimers,
     pub public_address: Option<IpAddr>,
     pub early_media: Option<Duration>,
     pub rtp_ports: RangeInclusive<u16>,
@@ -310,6 +322,22 @@ impl Config {
                 ))
             }
         };
+        if !(10..=4_000).contains(&self.sip.timer_t1_ms) {
+            return Err(ConfigError::invalid(
+                "sip.timer_t1_ms",
+                format!("{} ms is outside 10-4000 (T2 is 4 s)", self.sip.timer_t1_ms),
+            ));
+        }
+        if !(10..=60_000).contains(&self.sip.timer_t4_ms) {
+            return Err(ConfigError::invalid(
+                "sip.timer_t4_ms",
+                format!("{} ms is outside 10-60000", self.sip.timer_t4_ms),
+            ));
+        }
+        let sip_timers = SipTimers {
+            t1: Duration::from_millis(self.sip.timer_t1_ms),
+            t4: Duration::from_millis(self.sip.timer_t4_ms),
+        };
         let rtp_ports = parse_port_range(&self.rtp.port_range).ok_or_else(|| {
             ConfigError::invalid(
                 "rtp.port_range",
@@ -417,6 +445,7 @@ impl Config {
             control,
             trunk,
             sip_listen,
+            sip_timers,
             public_address,
             early_media,
             rtp_ports,

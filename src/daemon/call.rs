@@ -5,7 +5,7 @@
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO core
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -18,9 +18,6 @@ use crate::sip::call::{CallEvent, CallHandle, OfferedCall};
 use super::context::CallContext;
 use super::driver::{drive, FromSip, Party, SipLeg};
 use super::registry::{CallCommand, Listed};
-
-/// 64 × T1: how long a 200 OK is retransmitted waiting for the ACK.
-const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 
 pub async fn run(
     offered: OfferedCall,
@@ -57,7 +54,8 @@ pub async fn run(
         timers: Timers {
             early_media: ctx.settings.early_media,
             idle: ctx.settings.idle_timeout,
-            ack: ACK_TIMEOUT,
+            // 64·T1: how long the stack retransmits a 200 OK waiting for the ACK.
+            ack: ctx.settings.sip_timers.t1 * 64,
         },
         entry,
         dtmf: ctx.settings.dtmf_mode,

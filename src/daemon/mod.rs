@@ -91,6 +91,7 @@ impl Daemon {
         let (ua, mut offered) = UserAgent::start(
             settings.sip_listen,
             settings.public_address,
+            settings.sip_timers,
             admission.clone(),
             CancellationToken::new(),
         )

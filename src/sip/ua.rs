@@ -28,6 +28,7 @@ use super::guard::GuardedUdp;
 use super::in_order::DialogQueues;
 use super::register::RegistrationOutcome;
 use crate::call::admission::{Admission, CallPermit, Refusal};
+use crate::config::SipTimers;
 
 /// `User-Agent` / `Server` value.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
@@ -62,6 +63,7 @@ impl UserAgent {
     pub async fn start(
         listen: SocketAddr,
         public: Option<IpAddr>,
+        timers: SipTimers,
         admission: Admission,
         cancel: CancellationToken,
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
@@ -98,6 +100,9 @@ impl UserAgent {
             .with_transport_layer(transport)
             .with_cancel_token(cancel.child_token())
             .with_option(EndpointOption {
+                t1: timers.t1,
+                t4: timers.t4,
+                t1x64: timers.t1 * 64,
                 callid_format: CallIdFormat::Uuid,
                 ..Default::default()
             })
