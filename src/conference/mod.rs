@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::daemon::RtpSocket;
 use crate::events::{Direction, Event, Events, QualityState};
 use crate::media::g711::Codec;
 use crate::media::mixer::{MemberId, Mixer, RoomId};
@@ -68,7 +68,7 @@ pub struct JoinRequest {
     pub direct: bool,
     pub codec: Codec,
     pub payload_type: u8,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<RtpSocket>,
     pub dest: Option<SocketAddr>,
     /// Shared with the call's media leg, so sequence numbers and timestamps
     /// run on across the hand-over.
@@ -170,6 +170,10 @@ pub struct ConferenceStats {
     pub late_ticks: u64,
     pub media_dropped: u64,
     pub sent: u64,
+    /// Members seated now, in all rooms.
+    pub members: usize,
+    /// Rooms open now.
+    pub rooms: usize,
 }
 
 /// The handle call tasks use.
@@ -191,7 +195,7 @@ struct Seat {
     from: String,
     to: String,
     direction: Direction,
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     dest: Option<SocketAddr>,
     payload_type: u8,
     rtp: Arc<Mutex<RtpSender>>,
@@ -360,7 +364,13 @@ impl Task {
                     }
                 }
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        self.command(cmd);
+                        if let Ok(mut s) = stats.lock() {
+                            s.members = self.seats.len();
+                            s.rooms = self.rooms.len();
+                        }
+                    }
                     None => break,
                 },
                 n = media.recv_many(&mut batch, 256) => {

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -90,6 +90,34 @@ impl CallContext {
             });
         }
         Verdict::LockedOut
+    }
+
+    /// Caller and number keys with wrong PINs still in their window.
+    pub(super) fn pin_keys(&self) -> usize {
+        self.pin_guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tracked()
+    }
+
+    /// Forget wrong PINs older than the window, now and then until the
+    /// daemon stops: a key of a caller who never calls again goes too.
+    pub(super) async fn sweep_pin_failures(&self) {
+        let every = self
+            .settings
+            .throttle
+            .window
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            self.pin_guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expire(Instant::now());
+        }
     }
 
     /// A new call's SDP session for media on `port`. Without an events

@@ -15,7 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::ports::RtpSockets;
+use super::ports::{RtpSocket, RtpSockets};
 pub use crate::call::session::MediaParams;
 use crate::conference::{Conference, MediaIn, MemberKey, Quality};
 use crate::dtmf::inband::{Detection, InbandDetector};
@@ -257,7 +257,7 @@ impl Dtmf {
 
 /// The leg's socket and sending state.
 struct Io {
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     rtp: Arc<Mutex<RtpSender>>,
     rtp_timeout: Duration,
     learning: SourceLearning,

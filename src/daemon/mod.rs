@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
 use crate::sip::register::RegistrationOutcome;
-use crate::sip::ua::{SipError, UserAgent};
+use crate::sip::ua::{SipError, StackCounts, UserAgent};
 use crate::tts::prompts::PromptError;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
@@ -37,6 +37,8 @@ use ports::PortPool;
 use prompts::PromptBook;
 use registry::CallRegistry;
 use switchboard::Board;
+
+pub use ports::RtpSocket;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +53,10 @@ pub enum StartError {
     Control(#[from] ControlError),
 }
 
-/// Per-call entries the daemon holds (see [`Daemon::held`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Per-call entries the daemon holds (see [`Daemon::held`]); all zero
+/// (`Held::default()`) once calls have ended and the SIP stack's
+/// transaction caches (64·T1) and the PIN lockout window have passed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     /// Calls in the registry (reachable by the control socket).
     pub listed: usize,
@@ -62,6 +66,35 @@ pub struct Held {
     pub sources: usize,
     /// Dialogs with an in-order request queue.
     pub dialog_queues: usize,
+    /// Call tasks running, inbound and outbound.
+    pub tasks: usize,
+    /// RTP ports bound.
+    pub rtp_ports: usize,
+    /// Members seated in rooms, and rooms open.
+    pub members: usize,
+    pub rooms: usize,
+    /// Caller and number keys with wrong PINs within `pin.failure_window_secs`.
+    pub pin_keys: usize,
+    /// What rsipstack holds: dialogs, transactions and their timers.
+    pub stack: StackCounts,
+}
+
+impl Held {
+    /// What is held for calls that have ended, leaving out what expires
+    /// on its own clock: the stack's finished transactions and their
+    /// timers (64·T1), and PIN failures still in their window.
+    pub fn calls(&self) -> Held {
+        Held {
+            pin_keys: 0,
+            stack: StackCounts {
+                transactions: 0,
+                finished_transactions: 0,
+                timers: 0,
+                ..self.stack
+            },
+            ..*self
+        }
+    }
 }
 
 /// How long calls have to say BYE when the daemon stops.
@@ -178,6 +211,8 @@ impl Daemon {
         let control =
             ControlServer::start(&ctx.settings.control, board.clone(), shutdown.child_token())
                 .await?;
+        let sweeper = ctx.clone();
+        tokio::spawn(async move { sweeper.sweep_pin_failures().await });
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
             loop {
@@ -244,13 +279,22 @@ impl Daemon {
         self.sip_addr
     }
 
-    /// What the daemon keeps per live call; every count is 0 once calls have ended.
+    /// What the daemon keeps per live call; every count is 0 once calls
+    /// have ended (see [`Held`] for what takes a while longer).
     pub fn held(&self) -> Held {
+        let ctx = &self.board.ctx;
+        let rooms = self.conference.stats();
         Held {
-            listed: self.board.ctx.calls.len(),
-            admitted: self.board.ctx.admission.calls(),
-            sources: self.board.ctx.admission.sources(),
+            listed: ctx.calls.len(),
+            admitted: ctx.admission.calls(),
+            sources: ctx.admission.sources(),
             dialog_queues: self.ua.dialog_queues(),
+            tasks: ctx.tasks.len(),
+            rtp_ports: ctx.ports.in_use(),
+            members: rooms.members,
+            rooms: rooms.rooms,
+            pin_keys: ctx.pin_keys(),
+            stack: self.ua.stack_counts(),
         }
     }
 

@@ -7,8 +7,8 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ops::{Deref, RangeInclusive};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
@@ -16,7 +16,7 @@ use tokio::net::UdpSocket;
 /// One call's media sockets.
 #[derive(Debug, Clone)]
 pub struct RtpSockets {
-    pub rtp: Arc<UdpSocket>,
+    pub rtp: Arc<RtpSocket>,
     /// On the RTP port + 1.
     pub rtcp: Arc<UdpSocket>,
 }
@@ -34,6 +34,28 @@ pub struct PortPool {
     first: u16,
     slots: u32,
     cursor: AtomicU32,
+    in_use: Arc<AtomicUsize>,
+}
+
+/// A bound RTP socket of the pool; its port counts as in use until the
+/// last holder (the call's leg, its seat in a room) drops it.
+#[derive(Debug)]
+pub struct RtpSocket {
+    socket: UdpSocket,
+    in_use: Arc<AtomicUsize>,
+}
+
+impl Deref for RtpSocket {
+    type Target = UdpSocket;
+    fn deref(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
+
+impl Drop for RtpSocket {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PortPool {
@@ -48,7 +70,13 @@ impl PortPool {
             first,
             slots,
             cursor: AtomicU32::new(0),
+            in_use: Arc::default(),
         }
+    }
+
+    /// Port pairs bound now (for tests of what is left after calls end).
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
     }
 
     /// Bind the next free pair of ports on `ip`; errors when every pair is taken.
@@ -67,10 +95,15 @@ impl PortPool {
             };
             match UdpSocket::bind(SocketAddr::new(ip, odd)).await {
                 Ok(rtcp) => {
+                    self.in_use.fetch_add(1, Ordering::Relaxed);
+                    let rtp = RtpSocket {
+                        socket: rtp,
+                        in_use: self.in_use.clone(),
+                    };
                     return Ok(RtpSockets {
                         rtp: Arc::new(rtp),
                         rtcp: Arc::new(rtcp),
-                    })
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
@@ -102,5 +135,8 @@ mod tests {
         ports.sort();
         // 41010 has no odd neighbour in the range.
         assert_eq!(ports, [41002, 41004, 41008]);
+        assert_eq!(pool.in_use(), 3);
+        drop(held);
+        assert_eq!(pool.in_use(), 0, "dropped sockets give their ports back");
     }
 }

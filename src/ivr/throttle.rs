@@ -23,7 +23,8 @@ impl Throttle {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Forget failures that have left the window; keys with none left go.
+    pub fn expire(&mut self, now: Instant) {
         let window = self.window;
         self.failures.retain(|_, times| {
             while times
@@ -84,6 +85,18 @@ impl PinGuard {
         let caller = self.callers.locked(&[caller], now);
         let number = self.numbers.locked(&[number], now);
         caller.or(number).map(str::to_owned)
+    }
+
+    /// Forget what has left the window (run now and then, so keys of
+    /// callers who never come back do not stay).
+    pub fn expire(&mut self, now: Instant) {
+        self.callers.expire(now);
+        self.numbers.expire(now);
+    }
+
+    /// Caller and number keys with failures still in the window.
+    pub fn tracked(&self) -> usize {
+        self.callers.tracked() + self.numbers.tracked()
     }
 
     /// Count a wrong PIN; returns the key now locked, if this was one too many.
@@ -179,6 +192,11 @@ mod tests {
             None,
             "another number is open"
         );
+        assert_eq!(g.tracked(), 3, "alice, bob and the number");
+        g.expire(t + Duration::from_secs(599));
+        assert_eq!(g.tracked(), 3, "still in the window");
+        g.expire(t + Duration::from_secs(600));
+        assert_eq!(g.tracked(), 0, "every key leaves with its window");
     }
 
     #[test]

@@ -45,6 +45,24 @@ pub enum SipError {
     Stack(String),
 }
 
+/// What rsipstack holds, counted: the per-call entries of its dialog layer
+/// and transaction layer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StackCounts {
+    /// Dialogs in the dialog layer (ours remove theirs when the call ends).
+    pub dialogs: usize,
+    /// Transactions that have not terminated; a finished one stays in its
+    /// Completed state for up to 64·T1 (or T4) to absorb retransmissions.
+    pub transactions: usize,
+    /// Last responses kept for 64·T1 after a transaction ends, to answer
+    /// retransmissions.
+    pub finished_transactions: usize,
+    /// Server INVITE transactions waiting for the ACK of their 2xx.
+    pub waiting_ack: usize,
+    /// Transaction timers set (retransmissions, timeouts, cleanups).
+    pub timers: usize,
+}
+
 /// A running user agent.
 pub struct UserAgent {
     local: SocketAddr,
@@ -178,6 +196,18 @@ impl UserAgent {
     /// Dialogs that still have a request queue; none once every call has ended.
     pub fn dialog_queues(&self) -> usize {
         self.queues.len()
+    }
+
+    /// What the SIP stack holds now (see [`StackCounts`]).
+    pub fn stack_counts(&self) -> StackCounts {
+        let stats = self.endpoint.get_stats();
+        StackCounts {
+            dialogs: self.layer.len(),
+            transactions: stats.running_transactions,
+            finished_transactions: stats.finished_transactions,
+            waiting_ack: stats.waiting_ack,
+            timers: self.endpoint.timers.len(),
+        }
     }
 
     /// Register with `registrar` and keep the binding fresh until the agent
