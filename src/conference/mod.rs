@@ -520,15 +520,7 @@ impl Task {
         let key = self.next_key;
         self.next_key += 1;
         info!(room = %req.room, call = %req.call, direct = req.direct, "member joined");
-        self.events.publish(Event::MemberJoined {
-            call: req.call.clone(),
-            sip_call_id: req.sip_call_id.clone(),
-            room: req.room.clone(),
-            from: req.from.clone(),
-            to: req.to.clone(),
-            direction: req.direction,
-            direct: req.direct,
-        });
+        let direct = req.direct;
         self.seats.insert(
             key,
             Seat {
@@ -547,6 +539,19 @@ impl Task {
                 quality: Quality::default(),
             },
         );
+        // Published once the member is seated: an observer that acts on it
+        // finds the member listed.
+        if let Some(seat) = self.seats.get(&key) {
+            self.events.publish(Event::MemberJoined {
+                call: seat.call.clone(),
+                sip_call_id: seat.sip_call_id.clone(),
+                room: seat.room.clone(),
+                from: seat.from.clone(),
+                to: seat.to.clone(),
+                direction: seat.direction,
+                direct,
+            });
+        }
         Ok(key)
     }
 
