@@ -31,17 +31,10 @@ async fn baresip_hears_the_welcome_prompt() {
     let prompt = welcome_prompt();
     let secs = prompt.len() as f64 / 8000.0;
     let mut phone = Baresip::start("caller", &mic, false).await;
-    let reply = phone
-        .command("dial", &format!("sip:4000@{}", d.sip_addr()))
-        .await;
-    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
     // Answered, then the whole prompt and a second of what follows recorded.
-    assert!(
-        phone
-            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
-            .await,
-        "the call was answered"
-    );
+    phone
+        .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
+        .await;
     let want = phone.recorded() + prompt.len() + 8000;
     assert!(
         phone.wait_recorded(want, Duration::from_secs(20)).await,

@@ -60,15 +60,7 @@ async fn a_dialled_phone_joins_the_room_of_a_caller() {
     let mic_a = dir.join("a.wav");
     write_wav(&mic_a, &sine(8000, A_TONE, 6000.0, 8000 * 40));
     let mut a = Baresip::start("alice", &mic_a, false).await;
-    let reply = a
-        .command("dial", &format!("sip:4000@{}", d.sip_addr()))
-        .await;
-    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    assert!(
-        a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
-            .await,
-        "A's call was answered"
-    );
+    a.dial_answered(&format!("sip:4000@{}", d.sip_addr())).await;
     let joined = |events: &mut tokio::sync::broadcast::Receiver<Event>| {
         let mut events = events.resubscribe();
         async move {

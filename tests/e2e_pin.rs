@@ -27,17 +27,10 @@ async fn baresip_keys_the_pin_as_rfc4733_events() {
     let mic = dir.join("mic.wav");
     write_wav(&mic, &hiss(8000 * 40));
     let mut phone = Baresip::start("pinevents", &mic, false).await;
-    let reply = phone
-        .command("dial", &format!("sip:4000@{}", d.sip_addr()))
-        .await;
-    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
     // Key once the call is answered, during the welcome prompt.
-    assert!(
-        phone
-            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
-            .await,
-        "the call was answered"
-    );
+    phone
+        .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
+        .await;
     let reply = phone.command("sndcode", "1234#").await;
     assert!(reply.contains("\"ok\":true"), "sndcode: {reply}");
     let (digits, room) = until_join(&mut events, Duration::from_secs(10)).await;

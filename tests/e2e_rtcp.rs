@@ -21,16 +21,9 @@ async fn baresip_and_confgate_exchange_reports_and_the_member_is_scored() {
     let mic = dir.join("tone.wav");
     write_wav(&mic, &sine(8000, 700.0, 4000.0, 8000 * 40));
     let mut phone = Baresip::start("rtcp", &mic, false).await;
-    let reply = phone
-        .command("dial", &format!("sip:4000@{}", d.sip_addr()))
+    phone
+        .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
         .await;
-    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    assert!(
-        phone
-            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
-            .await,
-        "answered"
-    );
     phone.command("sndcode", "2468#").await;
     let (_, room) = digits_until_join(&mut events, Duration::from_secs(10)).await;
     assert_eq!(room.as_deref(), Some("2468"));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::keypad::{tones, Keypad};
 use common::next_event as next;
 use common::raw::RawPhone;
-use common::{daemon, offer, rtp_socket, sdp_rtp_addr};
+use common::{daemon, offer, rtp_socket, sdp_rtp_addr, sourced};
 use confgate::daemon::Daemon;
 use confgate::dtmf::Source;
 use confgate::events::Event;
@@ -48,27 +48,13 @@ async fn joined(events: &mut Receiver<Event>, wait: Duration) -> Option<(String,
 
 /// Every digit event until the join, as (digit, source).
 async fn digits_until_join(events: &mut Receiver<Event>) -> (Vec<(char, Source)>, Option<String>) {
-    let mut digits = Vec::new();
-    let room = next(events, WAIT * 2, |e| match e {
-        Event::Digit { digit, source, .. } => {
-            digits.push((digit, source));
-            None
-        }
-        Event::MemberJoined { room, .. } => Some(room),
-        _ => None,
-    })
-    .await;
-    (digits, room)
+    common::digits_until_join(events, WAIT * 2).await
 }
 
 async fn hang_up(phone: &mut RawPhone) {
     phone.in_dialog("BYE", "", "").await;
     let bye = phone.until_final("BYE", WAIT).await;
     assert_eq!(bye.last().map(|r| r.code), Some(200), "{bye:#?}");
-}
-
-fn sourced(digits: &str, source: Source) -> Vec<(char, Source)> {
-    digits.chars().map(|d| (d, source)).collect()
 }
 
 #[tokio::test]

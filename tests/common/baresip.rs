@@ -155,6 +155,16 @@ impl Baresip {
         String::new()
     }
 
+    /// Dials `uri` and waits (up to 10 s) until the call is established.
+    pub async fn dial_answered(&mut self, uri: &str) {
+        let reply = self.command("dial", uri).await;
+        assert!(reply.contains("\"ok\":true"), "dial: {reply}");
+        let answered = self
+            .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+            .await;
+        assert!(answered, "{uri} did not answer");
+    }
+
     /// Waits up to `wait` for an event of `kind` (`CALL_ESTABLISHED`,
     /// `CALL_CLOSED`, ...), seen since the last wait or arriving now.
     pub async fn wait_event(&mut self, kind: &str, wait: Duration) -> bool {
