@@ -40,6 +40,17 @@ async fn all_gone(d: &Daemon) -> Held {
     d.held()
 }
 
+/// Wait (at most 5 s) until `ready` holds for what the daemon holds.
+async fn until(d: &Daemon, ready: impl Fn(&Held) -> bool) -> Held {
+    for _ in 0..100 {
+        if ready(&d.held()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.held()
+}
+
 /// The next event `pick` accepts.
 async fn next<T>(
     events: &mut tokio::sync::broadcast::Receiver<Event>,
@@ -120,6 +131,97 @@ async fn a_call_that_keyed_its_pin_by_info_leaves_nothing_after_its_bye() {
     assert_eq!(room.as_deref(), Some("2468"));
     assert_eq!(d.held().dialog_queues, 1, "the INFOs queued in order");
     hang_up(&mut phone).await;
+    assert_eq!(all_gone(&d).await, Held::default());
+    d.shutdown().await;
+}
+
+/// SIP messages off a TCP stream, one at a time.
+struct TcpPhone {
+    tcp: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TcpPhone {
+    async fn send(&mut self, message: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.tcp.write_all(message.as_bytes()).await.expect("send");
+    }
+
+    /// The next whole message within `WAIT`.
+    async fn recv(&mut self) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let len: usize = common::raw::header(&head, "Content-Length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let message: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    return Some(String::from_utf8_lossy(&message).into_owned());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.tcp.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Responses until a final one to `method`; its status and To tag.
+    async fn until_final(&mut self, method: &str) -> Option<(u16, Option<String>)> {
+        loop {
+            let message = self.recv().await?;
+            let r = common::raw::Response::parse(message.as_bytes())?;
+            if r.code >= 200 && r.cseq_method() == Some(method) {
+                return Some((r.code, r.to_tag()));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_leaves_nothing_once_its_connection_closes() {
+    let d = daemon(&["rooms.trusted=[\"127.0.0.1\"]", "sip.early_media=false"]).await;
+    let tcp = tokio::net::TcpStream::connect(d.sip_addr()).await.unwrap();
+    let mut tcp = TcpPhone {
+        tcp,
+        buf: Vec::new(),
+    };
+    let mut phone = RawPhone::new(d.sip_addr(), "left-tcp").await;
+    let rtp = rtp_socket().await;
+    let local = tcp.tcp.local_addr().unwrap().to_string();
+    let udp_local = phone.local().to_string();
+    let over_tcp = |m: String| {
+        m.replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .replace(&udp_local, &local)
+    };
+    let sdp = offer(rtp.local_addr().unwrap(), "0", "");
+    let invite = phone.request(
+        "INVITE",
+        1,
+        "INVITE",
+        "tinv1",
+        "X-Conference-Id: t1\r\n",
+        &sdp,
+    );
+    tcp.send(&over_tcp(invite)).await;
+    let (code, to_tag) = tcp.until_final("INVITE").await.expect("an answer");
+    assert_eq!(code, 200);
+    phone.to_tag = to_tag;
+    tcp.send(&over_tcp(phone.request("ACK", 1, "ACK", "tack1", "", "")))
+        .await;
+    let up = until(&d, |h| h.members == 1).await;
+    assert_eq!(up.stack.connections, 1, "{up:?}");
+    tcp.send(&over_tcp(phone.request("BYE", 2, "BYE", "tbye2", "", "")))
+        .await;
+    assert_eq!(tcp.until_final("BYE").await.map(|a| a.0), Some(200));
+    drop(tcp);
     assert_eq!(all_gone(&d).await, Held::default());
     d.shutdown().await;
 }

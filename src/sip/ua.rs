@@ -61,6 +61,9 @@ pub struct StackCounts {
     pub waiting_ack: usize,
     /// Transaction timers set (retransmissions, timeouts, cleanups).
     pub timers: usize,
+    /// TCP connections the transport layer tracks (a caller's goes when it
+    /// closes, or after the stack's idle timeout).
+    pub connections: usize,
 }
 
 /// A running user agent.
@@ -207,6 +210,7 @@ impl UserAgent {
             finished_transactions: stats.finished_transactions,
             waiting_ack: stats.waiting_ack,
             timers: self.endpoint.timers.len(),
+            connections: self.endpoint.transport_layer.connections_count(),
         }
     }
 
