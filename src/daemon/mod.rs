@@ -7,6 +7,7 @@ mod call;
 mod context;
 mod driver;
 mod leg;
+mod memory;
 mod outbound;
 mod ports;
 pub mod prompts;
@@ -213,6 +214,7 @@ impl Daemon {
                 .await?;
         let sweeper = ctx.clone();
         tokio::spawn(async move { sweeper.sweep_pin_failures().await });
+        tokio::spawn(memory::give_back(ctx.clone(), ua.clone()));
         let stop = shutdown.clone();
         let calls = tokio::spawn(async move {
             loop {
