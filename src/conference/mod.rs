@@ -573,6 +573,12 @@ impl Task {
         if left == 0 {
             self.mixer.close_room(room);
             self.rooms.remove(&seat.room);
+            if self.seats.is_empty() {
+                // Nobody left in any room: the tables need not stay the
+                // size of the busiest moment.
+                self.seats.shrink_to_fit();
+                self.rooms.shrink_to_fit();
+            }
             info!(room = %seat.room, "room closed");
             self.events.publish(Event::RoomClosed { room: seat.room });
         } else if let Some(tone) = &self.clips.leave_tone {

@@ -96,8 +96,10 @@ fn codec_index(c: Codec) -> usize {
 
 /// All rooms and members.
 pub struct Mixer {
-    rooms: Vec<Option<Room>>,
-    members: Vec<Option<Member>>,
+    // Boxed: a slot freed by a call that left costs a pointer, not a
+    // member's buffers, however many calls were once in at the same time.
+    rooms: Vec<Option<Box<Room>>>,
+    members: Vec<Option<Box<Member>>>,
     silence: [[u8; FRAME]; 2],
 }
 
@@ -133,11 +135,11 @@ impl Mixer {
         };
         match self.rooms.iter().position(Option::is_none) {
             Some(i) => {
-                self.rooms[i] = Some(room);
+                self.rooms[i] = Some(Box::new(room));
                 RoomId(i)
             }
             None => {
-                self.rooms.push(Some(room));
+                self.rooms.push(Some(Box::new(room)));
                 RoomId(self.rooms.len() - 1)
             }
         }
@@ -146,7 +148,7 @@ impl Mixer {
     /// Close a room; its members (if any) are removed too.
     pub fn close_room(&mut self, room: RoomId) {
         if let Some(r) = self.rooms.get_mut(room.0).and_then(Option::take) {
-            for m in r.members {
+            for m in &r.members {
                 if let Some(slot) = self.members.get_mut(m.0) {
                     *slot = None;
                 }
@@ -174,11 +176,11 @@ impl Mixer {
         };
         let id = match self.members.iter().position(Option::is_none) {
             Some(i) => {
-                self.members[i] = Some(member);
+                self.members[i] = Some(Box::new(member));
                 MemberId(i)
             }
             None => {
-                self.members.push(Some(member));
+                self.members.push(Some(Box::new(member)));
                 MemberId(self.members.len() - 1)
             }
         };
@@ -203,7 +205,7 @@ impl Mixer {
     }
 
     fn member(&mut self, id: MemberId) -> Option<&mut Member> {
-        self.members.get_mut(id.0)?.as_mut()
+        self.members.get_mut(id.0)?.as_deref_mut()
     }
 
     /// A received RTP payload in the member's codec, `ts` its RTP timestamp.
@@ -286,7 +288,7 @@ impl Mixer {
             room.mix = [0; FRAME];
             room.shared_ready = [false; 2];
             for &id in &room.members {
-                let Some(m) = members[id.0].as_mut() else {
+                let Some(m) = members[id.0].as_deref_mut() else {
                     continue;
                 };
                 let kind = m.jitter.pop(&mut m.frame);
@@ -312,7 +314,7 @@ impl Mixer {
                 }
             }
             for &id in &room.members {
-                let Some(m) = members[id.0].as_mut() else {
+                let Some(m) = members[id.0].as_deref_mut() else {
                     continue;
                 };
                 let c = codec_index(m.codec);
