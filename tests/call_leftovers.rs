@@ -389,6 +389,13 @@ async fn an_answered_outbound_call_leaves_nothing_after_the_callees_bye() {
     })
     .await
     .expect("joined");
+    // The count is published just after the event: wait for it, bounded.
+    for _ in 0..50 {
+        if d.held().members == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(d.held().members, 1);
     callee.bye(&invite).await;
     let (code, ..) = callee.final_response(WAIT).await.expect("200 for the BYE");
