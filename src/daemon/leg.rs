@@ -346,8 +346,8 @@ impl Rtcp {
             socket.send_to(&self.buf, dest).await.ok();
         }
         let figures = self.session.figures();
-        // Nothing heard yet either way: nothing to score.
-        if figures.remote.is_none() && learning.destination().is_none() {
+        // Nothing heard yet either way (a silent or held phone): nothing to score.
+        if figures.remote.is_none() && !self.session.receiving() {
             return;
         }
         let mos = quality::mos(&figures.conditions());

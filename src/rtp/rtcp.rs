@@ -421,6 +421,11 @@ impl RtcpSession {
         }
     }
 
+    /// RTP from the media source has arrived.
+    pub fn receiving(&self) -> bool {
+        self.reception.is_some()
+    }
+
     /// The far end said BYE.
     pub fn bye_heard(&self) -> bool {
         self.bye_heard

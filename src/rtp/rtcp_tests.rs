@@ -41,6 +41,7 @@ fn a_receiver_report_carries_the_loss_we_saw_and_the_sender_learns_it() {
     let t = Instant::now();
     let mut a = session(0xA, t);
     let mut b = session(0xB, t);
+    assert!(!b.receiving(), "nothing heard yet: nothing to score");
     stream(
         &mut b,
         0xA,
@@ -48,6 +49,7 @@ fn a_receiver_report_carries_the_loss_we_saw_and_the_sender_learns_it() {
         100,
         &[10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
     );
+    assert!(b.receiving());
     let (at, report) = due(&mut b, Sent::default());
     let packets = parse(&report);
     let rr = packets[0]
