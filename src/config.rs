@@ -111,6 +111,7 @@ pub struct RtpConfig {
 #[serde(deny_unknown_fields)]
 pub struct MediaConfig {
     pub codecs: Vec<String>,
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +195,8 @@ pub struct Settings {
     pub early_media: Option<Duration>,
     pub rtp_ports: RangeInclusive<u16>,
     pub codecs: Vec<Codec>,
+    /// Media threads (each with its share of calls and rooms); at least 1.
+    pub media_threads: usize,
     pub prompts_dir: PathBuf,
     pub voice: String,
     pub words_per_minute: u32,
@@ -450,6 +453,10 @@ impl Config {
             early_media,
             rtp_ports,
             codecs,
+            media_threads: match self.media.threads {
+                0 => crate::conference::default_threads(),
+                n => n,
+            },
             prompts_dir: self.prompts.dir,
             voice: self.prompts.voice,
             words_per_minute: self.prompts.words_per_minute,

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod core;
 mod exchange;
 pub mod id;
+pub mod media;
 pub mod session;
 
 pub use id::CallId;

@@ -1,43 +1,41 @@
-//! Conference rooms: one task owns the [`Mixer`], ticks it every 20 ms on a
-//! deadline clock, and sends each member's frame on that member's RTP
-//! socket. Call tasks join and leave through a [`Conference`] handle; their
-//! media legs forward received audio over a bounded channel.
+//! The media engine: every call's media and every conference room.
 //!
-//! The task runs on a thread of its own (`confgate-mixer`), not among the
-//! runtime's workers: thousands of media legs waking on every packet would
-//! otherwise queue the tick behind them and make it late.
+//! A few media threads (`confgate-media-N`, one per core by default) each
+//! own a share of the calls: their sockets, their sans-IO media sessions
+//! ([`MediaSession`]) and a [`Mixer`](crate::media::mixer::Mixer) for the
+//! rooms that live there. Every 20 ms a thread reads what every one of its
+//! sockets received (one `epoll_wait`, one `recvmmsg` per socket with
+//! input, kernel arrival times), feeds it to the sessions and the mixer,
+//! mixes, and sends each call its frame — no task wake-up, no channel hop
+//! and no lock per packet. A room lives on the thread its name hashes to;
+//! a call that joins a room on another thread is handed over to it, socket
+//! and session, so a room's members always mix on one thread.
+//!
+//! Calls talk to their media through a [`Leg`]; the control socket through
+//! a [`Conference`]. The room rules are in `rooms.rs`, the thread loop in
+//! `shard.rs`, the batched socket input in `io.rs`.
 
-#![allow(clippy::disallowed_methods)] // an edge: reads the clock for the mixer
+#![allow(clippy::disallowed_methods)] // an edge: the media threads read the clock
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod io;
+mod rooms;
+mod shard;
+
+use std::hash::{Hash, Hasher};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::daemon::RtpSocket;
-use crate::events::{Direction, Event, Events, QualityState};
+pub use crate::call::media::Quality;
+use crate::call::media::{MediaCommand, MediaEvent, MediaSession, MediaSetup, MediaStats};
+use crate::daemon::RtpSockets;
+use crate::events::{Direction, Events};
 use crate::media::g711::Codec;
-use crate::media::mixer::{MemberId, Mixer, RoomId};
-use crate::media::player::FRAME;
-use crate::rtp::pacer::Pacer;
-use crate::rtp::packet::RtpSender;
-
-/// A member, as the rest of the daemon names it (never reused).
-pub type MemberKey = u64;
-
-/// One received audio frame for the mixer.
-#[derive(Clone, Copy)]
-pub struct MediaIn {
-    pub member: MemberKey,
-    pub ts: u32,
-    pub len: u16,
-    pub payload: [u8; FRAME],
-    pub at: Instant,
-}
 
 /// What the conference tells a member's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +64,6 @@ pub struct JoinRequest {
     pub direction: Direction,
     /// A trusted source named the room (no PIN).
     pub direct: bool,
-    pub codec: Codec,
-    pub payload_type: u8,
-    pub socket: Arc<RtpSocket>,
-    pub dest: Option<SocketAddr>,
-    /// Shared with the call's media leg, so sequence numbers and timestamps
-    /// run on across the hand-over.
-    pub rtp: Arc<Mutex<RtpSender>>,
     pub notices: mpsc::UnboundedSender<Notice>,
 }
 
@@ -96,19 +87,6 @@ pub struct MemberStatus {
     pub quality: Quality,
 }
 
-/// A member's line as its RTCP shows it; each figure once known.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Quality {
-    /// Round-trip time, ms.
-    pub rtt_ms: Option<f64>,
-    /// Share of our packets the far end lost in its last report, 0.0–1.0.
-    pub remote_lost: Option<f64>,
-    /// Jitter of our stream as the far end measures it, ms.
-    pub remote_jitter_ms: Option<f64>,
-    /// Estimated MOS (ITU-T G.107 E-model) of the worse direction.
-    pub mos: Option<f64>,
-}
-
 /// A room as listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomStatus {
@@ -122,20 +100,6 @@ pub enum Control {
     Mute(bool),
     Deaf(bool),
     Kick,
-}
-
-enum Command {
-    Join(
-        Box<JoinRequest>,
-        oneshot::Sender<Result<MemberKey, JoinError>>,
-    ),
-    Leave(MemberKey, &'static str),
-    Dest(MemberKey, SocketAddr),
-    Hold(MemberKey, bool),
-    Quality(MemberKey, Quality, Option<QualityState>),
-    Control(String, Control, oneshot::Sender<bool>),
-    Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
-    List(oneshot::Sender<Vec<RoomStatus>>),
 }
 
 /// Who hears a clip played with [`Conference::say`].
@@ -163,466 +127,311 @@ pub struct Limits {
     pub max_members: usize,
 }
 
-/// Counters of the conference task.
+/// How long a talker's audio spent inside confgate, arrival to the mixed
+/// frame sent, in 1 ms buckets (the last holds everything from 200 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    buckets: [u64; LATENCY_BUCKETS],
+}
+
+const LATENCY_BUCKETS: usize = 201;
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            buckets: [0; LATENCY_BUCKETS],
+        }
+    }
+}
+
+impl Latency {
+    fn record(&mut self, d: Duration) {
+        let ms = usize::try_from(d.as_millis()).unwrap_or(usize::MAX);
+        self.buckets[ms.min(LATENCY_BUCKETS - 1)] += 1;
+    }
+
+    fn add(&mut self, other: &Latency) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Frames measured.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The `q` quantile (0.0–1.0) in ms: the upper edge of its bucket.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (ms, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(ms as u64 + 1);
+            }
+        }
+        Some(LATENCY_BUCKETS as u64)
+    }
+
+    /// What was measured since `earlier`, a copy taken before.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        let mut d = *self;
+        for (a, b) in d.buckets.iter_mut().zip(earlier.buckets.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        d
+    }
+}
+
+/// Counters of the media threads, summed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ConferenceStats {
     pub ticks: u64,
     pub late_ticks: u64,
-    pub media_dropped: u64,
+    /// Packets sent by the media threads.
     pub sent: u64,
+    /// Sends the kernel refused (a full socket buffer, an unreachable host).
+    pub send_errors: u64,
+    /// Datagrams the kernel dropped before a media thread read them (a
+    /// socket's receive buffer was full: the thread fell behind).
+    pub media_dropped: u64,
+    /// Calls whose media the threads hold now, in rooms or not.
+    pub legs: usize,
     /// Members seated now, in all rooms.
     pub members: usize,
     /// Rooms open now.
     pub rooms: usize,
+    pub latency: Latency,
 }
 
-/// The handle call tasks use.
-#[derive(Clone)]
-pub struct Conference {
-    commands: mpsc::UnboundedSender<Command>,
-    media: mpsc::Sender<MediaIn>,
+impl ConferenceStats {
+    fn add(&mut self, o: &ConferenceStats) {
+        // Ticks run in step on every thread: the busiest one's count.
+        self.ticks = self.ticks.max(o.ticks);
+        self.late_ticks += o.late_ticks;
+        self.sent += o.sent;
+        self.send_errors += o.send_errors;
+        self.media_dropped += o.media_dropped;
+        self.legs += o.legs;
+        self.members += o.members;
+        self.rooms += o.rooms;
+        self.latency.add(&o.latency);
+    }
+}
+
+/// What a call's [`Leg`] asks of the thread that holds its media.
+enum LegCommand {
+    Media(MediaCommand),
+    Join(Box<JoinRequest>, oneshot::Sender<Result<(), JoinError>>),
+    Close(&'static str, oneshot::Sender<MediaStats>),
+}
+
+/// What a media thread is asked by the rest of the daemon.
+enum ShardCommand {
+    /// A new call's media.
+    Add(Box<shard::LegSlot>),
+    /// A call handed over to join a room that lives here.
+    Adopt(
+        Box<shard::LegSlot>,
+        Box<JoinRequest>,
+        oneshot::Sender<Result<(), JoinError>>,
+    ),
+    Control(String, Control, oneshot::Sender<bool>),
+    Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
+    List(oneshot::Sender<Vec<RoomStatus>>),
+}
+
+struct ShardHandle {
+    commands: std_mpsc::Sender<ShardCommand>,
     stats: Arc<Mutex<ConferenceStats>>,
 }
 
-/// Frames waiting for the mixer; beyond this a burst is dropped.
-const MEDIA_QUEUE: usize = 16 * 1024;
-
-struct Seat {
-    id: MemberId,
-    room: String,
-    call: String,
-    sip_call_id: String,
-    from: String,
-    to: String,
-    direction: Direction,
-    socket: Arc<RtpSocket>,
-    dest: Option<SocketAddr>,
-    payload_type: u8,
-    rtp: Arc<Mutex<RtpSender>>,
-    notices: mpsc::UnboundedSender<Notice>,
-    quality: Quality,
+/// The handle the daemon uses.
+#[derive(Clone)]
+pub struct Conference {
+    shards: Arc<[ShardHandle]>,
+    next: Arc<AtomicUsize>,
 }
 
-struct Task {
-    mixer: Mixer,
-    rooms: HashMap<String, RoomId>,
-    seats: HashMap<MemberKey, Seat>,
-    next_key: MemberKey,
-    events: Events,
-    clips: Announcements,
-    limits: Limits,
-    packet: Vec<u8>,
+/// A call's media, as its call task sees it.
+pub struct Leg {
+    commands: std_mpsc::Sender<LegCommand>,
+    pub events: mpsc::UnboundedReceiver<MediaEvent>,
+}
+
+impl Leg {
+    pub fn send(&self, cmd: MediaCommand) {
+        self.commands.send(LegCommand::Media(cmd)).ok();
+    }
+
+    /// Seat the call in a room: from now on the room sends, and received
+    /// audio goes to it.
+    pub async fn join(&self, req: JoinRequest) -> Result<(), JoinError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(LegCommand::Join(Box::new(req), tx))
+            .map_err(|_| JoinError::Stopped)?;
+        rx.await.unwrap_or(Err(JoinError::Stopped))
+    }
+
+    /// End the call's media (leaving its room for `reason`) and collect its counters.
+    pub async fn close(self, reason: &'static str) -> MediaStats {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(LegCommand::Close(reason, tx)).is_err() {
+            return MediaStats::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// The media thread a room lives on.
+fn shard_of(room: &str, shards: usize) -> usize {
+    // SipHash with fixed keys: the same room maps to the same thread in
+    // every handle and every run.
+    let mut h = std::hash::DefaultHasher::new();
+    room.hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
+}
+
+/// How many media threads `threads = 0` means: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Conference {
-    /// Start the conference task; it ends when `shutdown` is cancelled.
+    /// Start `threads` media threads; they end when `shutdown` is cancelled
+    /// and their calls have closed (or a few seconds after).
     pub fn start(
         clips: Announcements,
         limits: Limits,
         events: Events,
         shutdown: CancellationToken,
+        threads: usize,
     ) -> Conference {
-        let (commands, cmd_rx) = mpsc::unbounded_channel();
-        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
-        let stats = Arc::new(Mutex::new(ConferenceStats::default()));
-        let task = Task {
-            mixer: Mixer::new(),
-            rooms: HashMap::new(),
-            seats: HashMap::new(),
-            next_key: 1,
-            events,
-            clips,
-            limits,
-            packet: Vec::with_capacity(12 + FRAME),
-        };
-        let task_stats = stats.clone();
-        let spawned = std::thread::Builder::new()
-            .name("confgate-mixer".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(task.run(cmd_rx, media_rx, task_stats, shutdown)),
-                    Err(e) => warn!(error = %e, "conference runtime did not start"),
-                }
-            });
-        if let Err(e) = spawned {
-            warn!(error = %e, "conference thread did not start");
-        }
-        Conference {
-            commands,
-            media,
-            stats,
-        }
-    }
-
-    pub async fn join(&self, req: JoinRequest) -> Result<MemberKey, JoinError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Join(Box::new(req), tx))
-            .map_err(|_| JoinError::Stopped)?;
-        rx.await.unwrap_or(Err(JoinError::Stopped))
-    }
-
-    pub fn leave(&self, member: MemberKey, reason: &'static str) {
-        self.commands.send(Command::Leave(member, reason)).ok();
-    }
-
-    /// Where the member's packets come from (symmetric RTP).
-    pub fn set_dest(&self, member: MemberKey, dest: SocketAddr) {
-        self.commands.send(Command::Dest(member, dest)).ok();
-    }
-
-    pub fn set_held(&self, member: MemberKey, held: bool) {
-        self.commands.send(Command::Hold(member, held)).ok();
-    }
-
-    /// The member's latest line quality; `change` when its alarm moved.
-    pub fn set_quality(&self, member: MemberKey, quality: Quality, change: Option<QualityState>) {
-        self.commands
-            .send(Command::Quality(member, quality, change))
-            .ok();
-    }
-
-    /// Forward a received frame; a full queue drops it (counted).
-    pub fn media(&self, frame: MediaIn) {
-        if self.media.try_send(frame).is_err() {
-            if let Ok(mut s) = self.stats.lock() {
-                s.media_dropped += 1;
+        let threads = threads.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..threads).map(|_| std_mpsc::channel()).unzip();
+        let handles: Arc<[ShardHandle]> = senders
+            .iter()
+            .map(|s| ShardHandle {
+                commands: s.clone(),
+                stats: Arc::default(),
+            })
+            .collect();
+        for (index, commands) in receivers.into_iter().enumerate() {
+            let peers: Vec<_> = senders.clone();
+            let stats = handles[index].stats.clone();
+            let (clips, events, shutdown) = (clips.clone(), events.clone(), shutdown.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("confgate-media-{index}"))
+                .spawn(move || {
+                    match shard::Shard::new(index, peers, clips, limits, events, stats) {
+                        Ok(shard) => shard.run(commands, shutdown),
+                        Err(e) => warn!(error = %e, "media thread did not start"),
+                    }
+                });
+            if let Err(e) = spawned {
+                warn!(error = %e, "media thread did not start");
             }
         }
+        info!(threads, io = "epoll+recvmmsg", "media engine started");
+        Conference {
+            shards: handles,
+            next: Arc::default(),
+        }
+    }
+
+    /// Start a call's media on its sockets.
+    pub fn start_leg(&self, sockets: RtpSockets, setup: MediaSetup) -> std::io::Result<Leg> {
+        for fd in [sockets.rtp.as_raw_fd(), sockets.rtcp.as_raw_fd()] {
+            io::enable_timestamps(fd)?;
+        }
+        sockets.rtp.set_nonblocking(true)?;
+        sockets.rtcp.set_nonblocking(true)?;
+        let (commands, command_rx) = std_mpsc::channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let media = MediaSession::new(setup, now, SystemTime::now());
+        let slot = shard::LegSlot::new(media, sockets, command_rx, event_tx, now);
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.shards[k]
+            .commands
+            .send(ShardCommand::Add(Box::new(slot)))
+            .map_err(|_| std::io::Error::other("the media engine has stopped"))?;
+        Ok(Leg { commands, events })
+    }
+
+    /// Ask every media thread; `None` from one that has stopped.
+    async fn ask_all<T>(&self, make: impl Fn(oneshot::Sender<T>) -> ShardCommand) -> Vec<T> {
+        let mut replies = Vec::with_capacity(self.shards.len());
+        for s in self.shards.iter() {
+            let (tx, rx) = oneshot::channel();
+            if s.commands.send(make(tx)).is_ok() {
+                replies.push(rx);
+            }
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for rx in replies {
+            if let Ok(v) = rx.await {
+                out.push(v);
+            }
+        }
+        out
     }
 
     /// Mute, deafen or kick the member that is call `call`; false if no such member.
     pub async fn control(&self, call: &str, control: Control) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Control(call.to_owned(), control, tx))
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        self.ask_all(|tx| ShardCommand::Control(call.to_owned(), control, tx))
+            .await
+            .contains(&true)
     }
 
     /// Play `clip` to a room or one member; false if there is no such room or member.
     pub async fn say(&self, audience: Audience, clip: Arc<[i16]>) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Say(audience, clip, tx))
-            .is_err()
-        {
-            return false;
+        match &audience {
+            Audience::Room(room) => {
+                let (tx, rx) = oneshot::channel();
+                let shard = &self.shards[shard_of(room, self.shards.len())];
+                if shard
+                    .commands
+                    .send(ShardCommand::Say(audience.clone(), clip, tx))
+                    .is_err()
+                {
+                    return false;
+                }
+                rx.await.unwrap_or(false)
+            }
+            Audience::Call(_) => self
+                .ask_all(|tx| ShardCommand::Say(audience.clone(), clip.clone(), tx))
+                .await
+                .contains(&true),
         }
-        rx.await.unwrap_or(false)
     }
 
     /// Every open room and its members.
     pub async fn rooms(&self) -> Vec<RoomStatus> {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::List(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    pub fn stats(&self) -> ConferenceStats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
-    }
-}
-
-impl Task {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut media: mpsc::Receiver<MediaIn>,
-        stats: Arc<Mutex<ConferenceStats>>,
-        shutdown: CancellationToken,
-    ) {
-        let mut pacer = Pacer::new(Instant::now(), Duration::from_millis(20));
-        let mut local = ConferenceStats::default();
-        let mut batch = Vec::with_capacity(256);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(pacer.next_deadline().into()) => {
-                    let due = pacer.poll(Instant::now());
-                    local.late_ticks += due.skipped;
-                    for _ in 0..due.frames {
-                        self.mixer.tick();
-                        local.ticks += 1;
-                        local.sent += self.send_all();
-                    }
-                    if let Ok(mut s) = stats.lock() {
-                        s.ticks = local.ticks;
-                        s.late_ticks = local.late_ticks;
-                        s.sent = local.sent;
-                    }
-                }
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => {
-                        self.command(cmd);
-                        if let Ok(mut s) = stats.lock() {
-                            s.members = self.seats.len();
-                            s.rooms = self.rooms.len();
-                        }
-                    }
-                    None => break,
-                },
-                n = media.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        break;
-                    }
-                    for m in batch.drain(..) {
-                        if let Some(seat) = self.seats.get(&m.member) {
-                            self.mixer.push(seat.id, m.ts, &m.payload[..usize::from(m.len)], m.at);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Send this tick's frame to every member; returns how many went out.
-    fn send_all(&mut self) -> u64 {
-        let mut sent = 0;
-        for seat in self.seats.values() {
-            // A poisoned lock only means a leg panicked; its counters are fine.
-            let mut rtp = seat.rtp.lock().unwrap_or_else(|e| e.into_inner());
-            match (self.mixer.output(seat.id), seat.dest) {
-                (Some(payload), Some(dest)) => {
-                    rtp.packetize(seat.payload_type, payload, FRAME as u32, &mut self.packet);
-                    drop(rtp);
-                    if seat.socket.try_send_to(&self.packet, dest).is_ok() {
-                        sent += 1;
-                    }
-                }
-                _ => rtp.skip(FRAME as u32),
-            }
-        }
-        sent
-    }
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Join(req, reply) => {
-                reply.send(self.join(*req)).ok();
-            }
-            Command::Leave(key, reason) => self.leave(key, reason),
-            Command::Dest(key, dest) => {
-                if let Some(seat) = self.seats.get_mut(&key) {
-                    seat.dest = Some(dest);
-                }
-            }
-            Command::Hold(key, held) => {
-                if let Some(seat) = self.seats.get(&key) {
-                    self.mixer.set_held(seat.id, held);
-                }
-            }
-            Command::Quality(key, quality, change) => {
-                let Some(seat) = self.seats.get_mut(&key) else {
-                    return;
-                };
-                seat.quality = quality;
-                if let (Some(state), Some(mos)) = (change, quality.mos) {
-                    info!(room = %seat.room, call = %seat.call, mos = format!("{mos:.2}"), ?state, "member quality");
-                    self.events.publish(Event::MemberQuality {
-                        call: seat.call.clone(),
-                        room: seat.room.clone(),
-                        mos: (mos * 100.0).round() / 100.0,
-                        state,
-                    });
-                }
-            }
-            Command::Control(call, control, reply) => {
-                let found = self.seats.values().find(|s| s.call == call);
-                let ok = match (found, control) {
-                    (Some(s), Control::Mute(on)) => {
-                        self.mixer.set_muted(s.id, on);
-                        true
-                    }
-                    (Some(s), Control::Deaf(on)) => {
-                        self.mixer.set_deaf(s.id, on);
-                        true
-                    }
-                    (Some(s), Control::Kick) => {
-                        s.notices.send(Notice::Kicked).ok();
-                        true
-                    }
-                    (None, _) => false,
-                };
-                reply.send(ok).ok();
-            }
-            Command::Say(audience, clip, reply) => {
-                let ids: Vec<MemberId> = match &audience {
-                    Audience::Room(room) => self
-                        .rooms
-                        .get(room)
-                        .map(|&r| self.mixer.members(r).to_vec())
-                        .unwrap_or_default(),
-                    Audience::Call(call) => self
-                        .seats
-                        .values()
-                        .filter(|s| &s.call == call)
-                        .map(|s| s.id)
-                        .collect(),
-                };
-                for &id in &ids {
-                    self.mixer.play(id, clip.clone());
-                }
-                reply.send(!ids.is_empty()).ok();
-            }
-            Command::List(reply) => {
-                reply.send(self.list()).ok();
-            }
-        }
-    }
-
-    fn join(&mut self, req: JoinRequest) -> Result<MemberKey, JoinError> {
-        let room = match self.rooms.get(&req.room) {
-            Some(&room) => {
-                if self.mixer.members(room).len() >= self.limits.max_members {
-                    return Err(JoinError::Full);
-                }
-                room
-            }
-            None => {
-                let room = self.mixer.open_room();
-                self.rooms.insert(req.room.clone(), room);
-                info!(room = %req.room, "room opened");
-                self.events.publish(Event::RoomOpened {
-                    room: req.room.clone(),
-                });
-                room
-            }
-        };
-        let others: Vec<MemberId> = self.mixer.members(room).to_vec();
-        let id = self
-            .mixer
-            .add_member(room, req.codec)
-            .ok_or(JoinError::Stopped)?;
-        if let Ok(mut rtp) = req.rtp.lock() {
-            rtp.start_talkspurt();
-        }
-        self.mixer.play(id, self.clips.joined.clone());
-        if others.is_empty() {
-            self.mixer.play(id, self.clips.only_participant.clone());
-        }
-        if let Some(tone) = &self.clips.join_tone {
-            for other in others {
-                self.mixer.play(other, tone.clone());
-            }
-        }
-        let key = self.next_key;
-        self.next_key += 1;
-        info!(room = %req.room, call = %req.call, direct = req.direct, "member joined");
-        let direct = req.direct;
-        self.seats.insert(
-            key,
-            Seat {
-                id,
-                room: req.room,
-                call: req.call,
-                sip_call_id: req.sip_call_id,
-                from: req.from,
-                to: req.to,
-                direction: req.direction,
-                socket: req.socket,
-                dest: req.dest,
-                payload_type: req.payload_type,
-                rtp: req.rtp,
-                notices: req.notices,
-                quality: Quality::default(),
-            },
-        );
-        // Published once the member is seated: an observer that acts on it
-        // finds the member listed.
-        if let Some(seat) = self.seats.get(&key) {
-            self.events.publish(Event::MemberJoined {
-                call: seat.call.clone(),
-                sip_call_id: seat.sip_call_id.clone(),
-                room: seat.room.clone(),
-                from: seat.from.clone(),
-                to: seat.to.clone(),
-                direction: seat.direction,
-                direct,
-            });
-        }
-        Ok(key)
-    }
-
-    fn leave(&mut self, key: MemberKey, reason: &'static str) {
-        let Some(seat) = self.seats.remove(&key) else {
-            return;
-        };
-        let left = self.mixer.remove_member(seat.id);
-        info!(room = %seat.room, call = %seat.call, reason, "member left");
-        self.events.publish(Event::MemberLeft {
-            call: seat.call,
-            room: seat.room.clone(),
-            reason,
-        });
-        let Some(&room) = self.rooms.get(&seat.room) else {
-            warn!(room = %seat.room, "member of an unknown room");
-            return;
-        };
-        if left == 0 {
-            self.mixer.close_room(room);
-            self.rooms.remove(&seat.room);
-            if self.seats.is_empty() {
-                // Nobody left in any room: the tables need not stay the
-                // size of the busiest moment.
-                self.seats.shrink_to_fit();
-                self.rooms.shrink_to_fit();
-            }
-            info!(room = %seat.room, "room closed");
-            self.events.publish(Event::RoomClosed { room: seat.room });
-        } else if let Some(tone) = &self.clips.leave_tone {
-            for i in 0..left {
-                let other = self.mixer.members(room)[i];
-                self.mixer.play(other, tone.clone());
-            }
-        }
-    }
-
-    fn list(&self) -> Vec<RoomStatus> {
         let mut rooms: Vec<RoomStatus> = self
-            .rooms
-            .iter()
-            .map(|(name, &room)| RoomStatus {
-                room: name.clone(),
-                members: self
-                    .mixer
-                    .members(room)
-                    .iter()
-                    .filter_map(|&id| {
-                        let seat = self.seats.values().find(|s| s.id == id)?;
-                        let info = self.mixer.info(id)?;
-                        Some(MemberStatus {
-                            call: seat.call.clone(),
-                            sip_call_id: seat.sip_call_id.clone(),
-                            direction: seat.direction,
-                            from: seat.from.clone(),
-                            to: seat.to.clone(),
-                            codec: info.codec,
-                            talking: info.talking,
-                            muted: info.muted,
-                            deaf: info.deaf,
-                            held: info.held,
-                            lost: info.stats.lost,
-                            late: info.stats.late,
-                            jitter_ms: info.jitter_ms,
-                            quality: seat.quality,
-                        })
-                    })
-                    .collect(),
-            })
+            .ask_all(ShardCommand::List)
+            .await
+            .into_iter()
+            .flatten()
             .collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
         rooms
+    }
+
+    pub fn stats(&self) -> ConferenceStats {
+        let mut total = ConferenceStats::default();
+        for s in self.shards.iter() {
+            if let Ok(st) = s.stats.lock() {
+                total.add(&st);
+            }
+        }
+        total
     }
 }

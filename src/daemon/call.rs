@@ -29,7 +29,7 @@ pub async fn run(
     let id = listed.id().to_string();
     info!(from = %offered.from, to = %offered.to, source = %offered.source,
           sip_call_id = %offered.sip_call_id, "call offered");
-    let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+    let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no RTP port");

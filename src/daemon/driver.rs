@@ -6,7 +6,7 @@
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the sans-IO core
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ports::RtpSockets;
@@ -16,16 +16,15 @@ use tracing::{info, warn};
 use crate::call::core::{
     Call, Clip, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
 };
-use crate::conference::{JoinError, JoinRequest, MemberKey, Notice};
+use crate::call::media::{MediaCommand, MediaEvent, MediaParams, MediaSetup, MediaStats};
+use crate::conference::{JoinError, JoinRequest, Leg, Notice};
 use crate::dtmf::DigitCounters;
 use crate::events::Direction;
 use crate::ivr::inbound::Verdict;
 use crate::rtp::learning::SourceLearning;
-use crate::rtp::packet::RtpSender;
 use crate::sip::call::Responder;
 
 use super::context::{listens, CallContext};
-use super::leg::{Leg, LegCommand, LegEvent, LegSetup, LegStats, MediaParams};
 use super::registry::CallCommand;
 
 /// What the SIP side reported, owned.
@@ -77,7 +76,7 @@ pub(super) struct Party {
 /// What the call left behind, for the hang-up log.
 pub(super) struct Outcome {
     pub end: End,
-    pub leg: LegStats,
+    pub leg: MediaStats,
     pub digits: DigitCounters,
 }
 
@@ -91,10 +90,8 @@ pub(super) async fn drive<S: SipLeg>(
     ctx: Arc<CallContext>,
 ) -> Outcome {
     let mut media = Media {
-        sockets,
-        rtp: Arc::new(Mutex::new(RtpSender::random())),
+        sockets: Some(sockets),
         leg: None,
-        member: None,
         notices: mpsc::unbounded_channel(),
     };
     // An inbound call's leg opens at once (early media); an outbound one
@@ -115,11 +112,8 @@ pub(super) async fn drive<S: SipLeg>(
                         call.handle_input(Input::PlaybackDone(done), now);
                     }
                 }
-                Output::Room(RoomAction::Join {
-                    room,
-                    media: params,
-                }) => {
-                    let input = media.join(room, params, &party, &ctx).await;
+                Output::Room(RoomAction::Join { room, .. }) => {
+                    let input = media.join(room, &party).await;
                     call.handle_input(input, Instant::now());
                 }
                 Output::CheckPin(pin) => {
@@ -157,11 +151,11 @@ pub(super) async fn drive<S: SipLeg>(
                 }
             },
             event = leg_event(&mut media.leg), if !leg_gone => match event {
-                Some(LegEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
-                Some(LegEvent::Digit { digit, source, at }) => {
+                Some(MediaEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
+                Some(MediaEvent::Digit { digit, source, at }) => {
                     call.handle_input(Input::Digit { digit, source, at }, Instant::now())
                 }
-                Some(LegEvent::RtpTimeout) => {
+                Some(MediaEvent::RtpTimeout) => {
                     warn!(secs = ctx.settings.rtp_timeout.as_secs(), "no RTP");
                     call.handle_input(Input::RtpTimeout, Instant::now())
                 }
@@ -177,12 +171,9 @@ pub(super) async fn drive<S: SipLeg>(
             }
         }
     };
-    if let Some(key) = media.member {
-        ctx.conference.leave(key, end.reason);
-    }
     let leg = match media.leg {
-        Some(leg) => leg.close().await,
-        None => LegStats::default(),
+        Some(leg) => leg.close(end.reason).await,
+        None => MediaStats::default(),
     };
     Outcome {
         end,
@@ -191,13 +182,10 @@ pub(super) async fn drive<S: SipLeg>(
     }
 }
 
-/// The call's media: its socket and leg, and its seat in a room.
+/// The call's media: its sockets until the leg starts, then the leg.
 struct Media {
-    sockets: RtpSockets,
-    /// Shared by the leg and the room, so numbering runs on across the hand-over.
-    rtp: Arc<Mutex<RtpSender>>,
+    sockets: Option<RtpSockets>,
     leg: Option<Leg>,
-    member: Option<MemberKey>,
     notices: (
         mpsc::UnboundedSender<Notice>,
         mpsc::UnboundedReceiver<Notice>,
@@ -214,16 +202,21 @@ impl Media {
             .or(params.remote.map(|r| r.ip()))
             .unwrap_or(ctx.advertised);
         let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
-        self.leg = Some(Leg::start(LegSetup {
-            sockets: self.sockets.clone(),
+        let Some(sockets) = self.sockets.take() else {
+            return;
+        };
+        let setup = MediaSetup {
             params,
             inband,
-            rtp: self.rtp.clone(),
             rtp_timeout: ctx.settings.rtp_timeout,
             learning,
             cname: format!("{}@confgate", party.call),
             quality_alarm_mos: ctx.settings.quality_alarm_mos,
-        }));
+        };
+        match ctx.conference.start_leg(sockets, setup) {
+            Ok(leg) => self.leg = Some(leg),
+            Err(e) => warn!(error = %e, "media did not start"),
+        }
     }
 
     /// Carry out a media action; `Some(id)` when a clip could not be played
@@ -237,7 +230,7 @@ impl Media {
                     Clip::Prompt(prompt) => ctx.prompts.get(prompt.name()),
                 };
                 match samples {
-                    Some(samples) => leg.send(LegCommand::Play {
+                    Some(samples) => leg.send(MediaCommand::Play {
                         samples,
                         looped,
                         id,
@@ -245,23 +238,19 @@ impl Media {
                     None => return Some(id),
                 }
             }
-            MediaAction::Stop => leg.send(LegCommand::Stop),
-            MediaAction::Update(params) => leg.send(LegCommand::Update(params)),
+            MediaAction::Stop => leg.send(MediaCommand::Stop),
+            MediaAction::Update(params) => leg.send(MediaCommand::Update(params)),
             MediaAction::Start(_) => {}
         }
         None
     }
 
     /// Join `room`: the core's next input.
-    async fn join(
-        &mut self,
-        room: String,
-        params: MediaParams,
-        party: &Party,
-        ctx: &CallContext,
-    ) -> Input<'static> {
-        let joined = ctx
-            .conference
+    async fn join(&mut self, room: String, party: &Party) -> Input<'static> {
+        let Some(leg) = &self.leg else {
+            return Input::JoinStopped;
+        };
+        let joined = leg
             .join(JoinRequest {
                 room: room.clone(),
                 call: party.call.clone(),
@@ -270,25 +259,11 @@ impl Media {
                 to: party.to.clone(),
                 direction: party.direction,
                 direct: party.direct,
-                codec: params.codec,
-                payload_type: params.payload_type,
-                socket: self.sockets.rtp.clone(),
-                dest: params.remote,
-                rtp: self.rtp.clone(),
                 notices: self.notices.0.clone(),
             })
             .await;
         match joined {
-            Ok(key) => {
-                self.member = Some(key);
-                if let Some(leg) = &self.leg {
-                    leg.send(LegCommand::Conferenced {
-                        conference: ctx.conference.clone(),
-                        member: key,
-                    });
-                }
-                Input::Joined
-            }
+            Ok(()) => Input::Joined,
             Err(JoinError::Full) => {
                 warn!(%room, "room full");
                 Input::RoomFull
@@ -299,7 +274,7 @@ impl Media {
 }
 
 /// The leg's next event; never, while there is no leg.
-async fn leg_event(leg: &mut Option<Leg>) -> Option<LegEvent> {
+async fn leg_event(leg: &mut Option<Leg>) -> Option<MediaEvent> {
     match leg.as_mut() {
         Some(leg) => leg.events.recv().await,
         None => std::future::pending().await,

@@ -6,7 +6,7 @@
 mod call;
 mod context;
 mod driver;
-mod leg;
+
 mod memory;
 mod outbound;
 mod ports;
@@ -39,7 +39,7 @@ use prompts::PromptBook;
 use registry::CallRegistry;
 use switchboard::Board;
 
-pub use ports::RtpSocket;
+pub use ports::{RtpSocket, RtpSockets};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +145,7 @@ impl Daemon {
             },
             events.clone(),
             shutdown.clone(),
+            settings.media_threads,
         );
         let t = settings.throttle;
         let ctx = Arc::new(CallContext {

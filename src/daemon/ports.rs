@@ -6,19 +6,18 @@
 //! `a=rtcp-mux` always has its port.
 
 use std::io;
+use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Deref, RangeInclusive};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
-
 /// One call's media sockets.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RtpSockets {
-    pub rtp: Arc<RtpSocket>,
+    pub rtp: RtpSocket,
     /// On the RTP port + 1.
-    pub rtcp: Arc<UdpSocket>,
+    pub rtcp: UdpSocket,
 }
 
 impl RtpSockets {
@@ -38,7 +37,7 @@ pub struct PortPool {
 }
 
 /// A bound RTP socket of the pool; its port counts as in use until the
-/// last holder (the call's leg, its seat in a room) drops it.
+/// call's media closes and drops it.
 #[derive(Debug)]
 pub struct RtpSocket {
     socket: UdpSocket,
@@ -80,12 +79,12 @@ impl PortPool {
     }
 
     /// Bind the next free pair of ports on `ip`; errors when every pair is taken.
-    pub async fn bind(&self, ip: IpAddr) -> io::Result<RtpSockets> {
+    pub fn bind(&self, ip: IpAddr) -> io::Result<RtpSockets> {
         for _ in 0..self.slots {
             let slot = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots;
             // slot < slots, so first + 2*slot <= range end <= u16::MAX.
             let port = self.first + (slot as u16) * 2;
-            let rtp = match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            let rtp = match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
@@ -93,17 +92,14 @@ impl PortPool {
             let Some(odd) = port.checked_add(1) else {
                 continue;
             };
-            match UdpSocket::bind(SocketAddr::new(ip, odd)).await {
+            match UdpSocket::bind(SocketAddr::new(ip, odd)) {
                 Ok(rtcp) => {
                     self.in_use.fetch_add(1, Ordering::Relaxed);
                     let rtp = RtpSocket {
                         socket: rtp,
                         in_use: self.in_use.clone(),
                     };
-                    return Ok(RtpSockets {
-                        rtp: Arc::new(rtp),
-                        rtcp: Arc::new(rtcp),
-                    });
+                    return Ok(RtpSockets { rtp, rtcp });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
@@ -120,14 +116,14 @@ impl PortPool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn hands_out_even_odd_pairs_and_skips_busy_ones() {
+    #[test]
+    fn hands_out_even_odd_pairs_and_skips_busy_ones() {
         let ip = IpAddr::from([127, 0, 0, 1]);
         // Someone else holds 41007: the pair 41006/41007 is skipped.
         let _other = std::net::UdpSocket::bind((ip, 41007)).expect("41007 free");
         let pool = PortPool::new(41001..=41010);
         let mut held = Vec::new();
-        while let Ok(s) = pool.bind(ip).await {
+        while let Ok(s) = pool.bind(ip) {
             assert_eq!(s.rtcp.local_addr().unwrap().port(), s.port() + 1);
             held.push(s);
         }

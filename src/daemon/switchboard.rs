@@ -133,7 +133,7 @@ impl Switchboard for Board {
             }
         })?;
 
-        let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()).await {
+        let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()) {
             Ok(s) => s,
             Err(e) => {
                 release();

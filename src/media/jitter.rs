@@ -57,6 +57,7 @@ pub struct JitterStats {
 struct Slot {
     ts: u32,
     valid: bool,
+    at: Option<Instant>,
     pcm: [i16; FRAME],
 }
 
@@ -75,6 +76,8 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     last: [i16; FRAME],
     misses: u32,
+    /// When the frame the last [`JitterBuffer::pop`] played arrived.
+    arrived: Option<Instant>,
     stats: JitterStats,
 }
 
@@ -96,6 +99,7 @@ impl JitterBuffer {
                 [Slot {
                     ts: 0,
                     valid: false,
+                    at: None,
                     pcm: [0; FRAME],
                 }; CAPACITY],
             ),
@@ -108,6 +112,7 @@ impl JitterBuffer {
             epoch: None,
             last: [0; FRAME],
             misses: 0,
+            arrived: None,
             stats: JitterStats::default(),
         }
     }
@@ -160,6 +165,7 @@ impl JitterBuffer {
         *slot = Slot {
             ts,
             valid: true,
+            at: Some(now),
             pcm: *pcm,
         };
         let fresh = self.oldest.is_none();
@@ -195,8 +201,15 @@ impl JitterBuffer {
         self.last_transit = Some(transit);
     }
 
+    /// When the frame the last [`pop`](Self::pop) returned as
+    /// [`Popped::Audio`] was received.
+    pub fn arrived(&self) -> Option<Instant> {
+        self.arrived
+    }
+
     /// The frame to play now, into `out`.
     pub fn pop(&mut self, out: &mut [i16; FRAME]) -> Popped {
+        self.arrived = None;
         let play = match self.play_ts {
             Some(p) => p,
             None => {
@@ -228,6 +241,7 @@ impl JitterBuffer {
             slot.valid = false;
             *out = slot.pcm;
             self.last = slot.pcm;
+            self.arrived = slot.at;
             self.misses = 0;
             self.play_ts = Some(play.wrapping_add(FRAME_TS));
             return Popped::Audio;

@@ -364,6 +364,13 @@ impl Mixer {
         }
     }
 
+    /// When the frame the member put into this tick's mix arrived; `None`
+    /// when it added nothing (silent, muted, held, or concealed).
+    pub fn contributed(&self, id: MemberId) -> Option<Instant> {
+        let m = self.members.get(id.0)?.as_ref()?;
+        m.jitter.arrived().filter(|_| m.contributing)
+    }
+
     /// This tick's payload for a member, in its codec; `None` when nothing
     /// is to be sent (held, or not a member).
     pub fn output(&self, id: MemberId) -> Option<&[u8; FRAME]> {

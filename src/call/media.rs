@@ -1,0 +1,486 @@
+//! One call's media session (sans-IO): who the caller's packets come from,
+//! the RTP stream we send, prompt playback, the DTMF receivers on what comes
+//! in, RTCP and the line's quality, and the RTP timeout. It is fed received
+//! datagrams and the 20 ms tick with an `Instant`, and hands back packets to
+//! send, audio for the room and events for the call; the media thread that
+//! owns the sockets only moves them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use super::session::MediaParams;
+use crate::dtmf::inband::{Detection, InbandDetector};
+use crate::dtmf::rfc4733::{EventReceiver, Press};
+use crate::dtmf::Source;
+use crate::events::QualityState;
+use crate::media::player::{Player, FRAME};
+use crate::media::quality::{self, Change, QualityAlarm};
+use crate::rtp::learning::{SourceLearning, Verdict};
+use crate::rtp::packet::{self, RtpSender};
+use crate::rtp::rtcp::{self, Figures, RtcpCounters, RtcpSession, Sent};
+
+/// How long a member's MOS must stay below the threshold before the alarm.
+const QUALITY_HOLD: Duration = Duration::from_secs(10);
+
+/// What the call asks of its media.
+pub enum MediaCommand {
+    /// Play a clip; `id` comes back in [`MediaEvent::PlaybackDone`].
+    Play {
+        samples: Arc<[i16]>,
+        looped: bool,
+        id: u64,
+    },
+    Stop,
+    Update(MediaParams),
+}
+
+/// What the media tells the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The clip `id`, asked for with `looped: false`, has been sent to its end.
+    PlaybackDone(u64),
+    /// A key press from the RTP stream (an event or a tone), not yet merged
+    /// with the call's other sources.
+    Digit {
+        digit: char,
+        source: Source,
+        at: Instant,
+    },
+    /// No RTP for the configured timeout while not on hold.
+    RtpTimeout,
+}
+
+/// A member's line as its RTCP shows it; each figure once known.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quality {
+    /// Round-trip time, ms.
+    pub rtt_ms: Option<f64>,
+    /// Share of our packets the far end lost in its last report, 0.0–1.0.
+    pub remote_lost: Option<f64>,
+    /// Jitter of our stream as the far end measures it, ms.
+    pub remote_jitter_ms: Option<f64>,
+    /// Estimated MOS (ITU-T G.107 E-model) of the worse direction.
+    pub mos: Option<f64>,
+}
+
+/// Counters reported when the call ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MediaStats {
+    pub sent: u64,
+    pub received: u64,
+    pub not_rtp: u64,
+    /// Packets not from the learned media source (dropped, never answered).
+    pub foreign: u64,
+    pub late_ticks: u64,
+    pub rtcp: RtcpCounters,
+    /// The line as the last RTCP report saw it.
+    pub figures: Figures,
+    pub mos: Option<f64>,
+}
+
+impl MediaStats {
+    /// The round-trip time for the hang-up log, ms, or `-`.
+    pub fn rtt_ms(&self) -> String {
+        self.figures.rtt.map_or_else(
+            || "-".into(),
+            |d| format!("{:.1}", d.as_secs_f64() * 1000.0),
+        )
+    }
+
+    /// The last estimated MOS for the hang-up log, or `-`.
+    pub fn mos(&self) -> String {
+        self.mos.map_or_else(|| "-".into(), |m| format!("{m:.2}"))
+    }
+
+    /// Share of our packets the far end reported lost, or `-`.
+    pub fn remote_lost(&self) -> String {
+        self.figures
+            .remote
+            .map_or_else(|| "-".into(), |r| format!("{:.3}", r.fraction_lost))
+    }
+}
+
+/// What a session is started with.
+pub struct MediaSetup {
+    pub params: MediaParams,
+    /// Run the tone detector on received audio.
+    pub inband: bool,
+    pub rtp_timeout: Duration,
+    /// Judges who the caller's media (and RTCP) comes from.
+    pub learning: SourceLearning,
+    /// Our SDES CNAME.
+    pub cname: String,
+    pub quality_alarm_mos: f64,
+}
+
+/// Which of the call's two sockets a datagram uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Rtp,
+    /// The RTP port + 1.
+    Rtcp,
+}
+
+/// A packet to send.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    pub to: SocketAddr,
+    pub via: Via,
+    pub bytes: &'a [u8],
+}
+
+/// Received audio for the room: one RTP payload in the call's codec.
+#[derive(Debug, Clone, Copy)]
+pub struct Audio<'a> {
+    pub ts: u32,
+    pub payload: &'a [u8],
+}
+
+/// The session.
+pub struct MediaSession {
+    params: MediaParams,
+    sender: RtpSender,
+    learning: SourceLearning,
+    rtcp: RtcpSession,
+    /// Where the far end's RTCP came from, when it is not where its SDP said
+    /// (NAT): our reports follow it (symmetric RTCP, RFC 4961).
+    rtcp_latched: Option<SocketAddr>,
+    alarm: QualityAlarm,
+    /// The latest quality and alarm change, for the room to take.
+    quality: Option<(Quality, Option<QualityState>)>,
+    rfc4733: Option<EventReceiver>,
+    tones: Option<Box<InbandDetector>>,
+    presses: Vec<Press>,
+    detections: Vec<Detection>,
+    player: Player,
+    playing: Option<u64>,
+    events: Vec<MediaEvent>,
+    rtp_timeout: Duration,
+    last_rx: Instant,
+    timed_out: bool,
+    stats: MediaStats,
+    /// The packet being sent.
+    out: Vec<u8>,
+}
+
+impl MediaSession {
+    pub fn new(setup: MediaSetup, now: Instant, wall: SystemTime) -> Self {
+        let sender = RtpSender::random();
+        let params = setup.params;
+        MediaSession {
+            rtcp: RtcpSession::new(
+                sender.ssrc(),
+                &setup.cname,
+                8000, // G.711's clock
+                now,
+                wall,
+                rand::random(),
+            ),
+            sender,
+            learning: setup.learning,
+            rtcp_latched: None,
+            alarm: QualityAlarm::new(setup.quality_alarm_mos, QUALITY_HOLD),
+            quality: None,
+            rfc4733: params.dtmf_pt.map(EventReceiver::new),
+            tones: setup.inband.then(|| Box::new(InbandDetector::new())),
+            presses: Vec::new(),
+            detections: Vec::new(),
+            player: Player::new(),
+            playing: None,
+            events: Vec::with_capacity(4),
+            rtp_timeout: setup.rtp_timeout,
+            last_rx: now,
+            timed_out: false,
+            stats: MediaStats::default(),
+            out: Vec::with_capacity(256),
+            params,
+        }
+    }
+
+    pub fn params(&self) -> &MediaParams {
+        &self.params
+    }
+
+    pub fn command(&mut self, cmd: MediaCommand, now: Instant) {
+        match cmd {
+            MediaCommand::Play {
+                samples,
+                looped,
+                id,
+            } => {
+                self.player.play(samples, looped);
+                self.playing = Some(id);
+            }
+            MediaCommand::Stop => self.player.stop(),
+            MediaCommand::Update(p) => {
+                if self.rfc4733.as_ref().map(EventReceiver::payload_type) != p.dtmf_pt {
+                    self.rfc4733 = p.dtmf_pt.map(EventReceiver::new);
+                }
+                if p.send && !self.params.send {
+                    self.sender.start_talkspurt();
+                    self.last_rx = now;
+                }
+                if p.remote != self.params.remote {
+                    self.learning.renegotiated(p.remote);
+                }
+                self.params = p;
+            }
+        }
+    }
+
+    /// The call joined a room: the room's mix replaces prompts, and the
+    /// stream starts a talkspurt.
+    pub fn seated(&mut self) {
+        self.player.stop();
+        self.sender.start_talkspurt();
+    }
+
+    /// A datagram on the RTP socket, received at `at`. Returns the audio
+    /// for the room when it is the caller's and in the call's codec.
+    pub fn on_rtp<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        from: SocketAddr,
+        at: Instant,
+    ) -> Option<Audio<'a>> {
+        if rtcp::is_rtcp(bytes) {
+            self.on_rtcp_datagram(bytes, from, true, at);
+            return None;
+        }
+        let Ok(rtp) = packet::parse(bytes) else {
+            self.stats.not_rtp += 1;
+            return None;
+        };
+        if let Verdict::Foreign(_) = self.learning.on_packet(from, rtp.ssrc, rtp.seq, at) {
+            // Not the caller's: not mixed, not digits, not answered.
+            return None;
+        }
+        self.stats.received += 1;
+        self.last_rx = at;
+        let audio = rtp.pt == self.params.payload_type;
+        self.rtcp
+            .on_rtp(rtp.ssrc, rtp.seq, rtp.timestamp, audio, at);
+        if let Some(rx) = self
+            .rfc4733
+            .as_mut()
+            .filter(|_| Some(rtp.pt) == self.params.dtmf_pt)
+        {
+            rx.on_packet(
+                rtp.pt,
+                rtp.ssrc,
+                rtp.seq,
+                rtp.timestamp,
+                rtp.marker,
+                rtp.payload,
+                at,
+                &mut self.presses,
+            );
+        } else if let Some(det) = self.tones.as_mut().filter(|_| audio) {
+            let mut pcm = [0i16; FRAME];
+            for chunk in rtp.payload.chunks(FRAME) {
+                let pcm = &mut pcm[..chunk.len()];
+                self.params.codec.decode(chunk, pcm);
+                det.feed(pcm, &mut self.detections);
+            }
+        }
+        self.report_digits(at);
+        audio.then_some(Audio {
+            ts: rtp.timestamp,
+            payload: rtp.payload,
+        })
+    }
+
+    /// A datagram on the RTCP socket.
+    pub fn on_rtcp(&mut self, bytes: &[u8], from: SocketAddr, at: Instant) {
+        self.on_rtcp_datagram(bytes, from, false, at);
+    }
+
+    /// RTCP is taken only from the media source's IP (or, before any media,
+    /// the SDP's); the session then checks its SSRC.
+    fn on_rtcp_datagram(&mut self, bytes: &[u8], from: SocketAddr, muxed: bool, at: Instant) {
+        let source = self.learning.destination().or(self.params.remote);
+        if source.is_none_or(|m| m.ip() != from.ip()) {
+            return;
+        }
+        if self.rtcp.on_rtcp(bytes, at).is_ok() && !muxed && !self.params.rtcp_mux {
+            self.rtcp_latched = Some(from);
+        }
+    }
+
+    fn report_digits(&mut self, at: Instant) {
+        let events_heard = self.presses.drain(..).map(|p| (p.digit, Source::Rfc4733));
+        let tones_heard = self.detections.drain(..).map(|d| (d.digit, Source::Inband));
+        for (digit, source) in events_heard.chain(tones_heard) {
+            self.events.push(MediaEvent::Digit { digit, source, at });
+        }
+    }
+
+    /// Where media goes: the learned source, while the far end receives.
+    fn media_destination(&self) -> Option<SocketAddr> {
+        self.learning.destination().filter(|_| self.params.send)
+    }
+
+    /// The next 20 ms of prompt (a call not in a room). `None`: nothing to
+    /// send (no destination yet, or on hold); the RTP clock still advances.
+    pub fn prompt_frame(&mut self) -> Option<Transmit<'_>> {
+        let mut pcm = [0i16; FRAME];
+        self.player.next_frame(&mut pcm);
+        if self.player.take_finished() {
+            if let Some(id) = self.playing.take() {
+                self.events.push(MediaEvent::PlaybackDone(id));
+            }
+        }
+        let mut payload = [0u8; FRAME];
+        self.params.codec.encode(&pcm, &mut payload);
+        self.audio_frame(Some(&payload))
+    }
+
+    /// Send one 20 ms payload in the call's codec (the room's mix); `None`
+    /// skips the frame in RTP time.
+    pub fn audio_frame(&mut self, payload: Option<&[u8; FRAME]>) -> Option<Transmit<'_>> {
+        let (Some(to), Some(payload)) = (self.media_destination(), payload) else {
+            self.sender.skip(FRAME as u32);
+            return None;
+        };
+        self.sender.packetize(
+            self.params.payload_type,
+            payload,
+            FRAME as u32,
+            &mut self.out,
+        );
+        self.stats.sent += 1;
+        Some(Transmit {
+            to,
+            via: Via::Rtp,
+            bytes: &self.out,
+        })
+    }
+
+    /// The media thread fell `frames` ticks behind: leave a gap in RTP time
+    /// rather than send a flood of packets.
+    pub fn skip(&mut self, frames: u64) {
+        self.stats.late_ticks += frames;
+        self.sender.skip((frames * FRAME as u64) as u32);
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut at = self.rtcp.poll_timeout();
+        if let Some(d) = self.rfc4733.as_ref().and_then(EventReceiver::next_deadline) {
+            at = at.min(d);
+        }
+        if self.params.send && !self.timed_out {
+            at = at.min(self.last_rx + self.rtp_timeout);
+        }
+        at
+    }
+
+    /// Timers: an RFC 4733 press whose end was lost, the RTP timeout, and
+    /// RTCP reports (returned to send).
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Transmit<'_>> {
+        if let Some(rx) = self.rfc4733.as_mut() {
+            rx.on_timeout(now, &mut self.presses);
+            self.report_digits(now);
+        }
+        if self.params.send && !self.timed_out && now >= self.last_rx + self.rtp_timeout {
+            self.timed_out = true;
+            self.events.push(MediaEvent::RtpTimeout);
+        }
+        if now < self.rtcp.poll_timeout() {
+            return None;
+        }
+        let sent = self.sent();
+        if !self.rtcp.handle_timeout(now, sent, &mut self.out) {
+            return None;
+        }
+        self.score(now);
+        self.rtcp_transmit()
+    }
+
+    /// Score the line after a report.
+    fn score(&mut self, now: Instant) {
+        let figures = self.rtcp.figures();
+        // Nothing heard yet either way (a silent or held phone): nothing to score.
+        if figures.remote.is_none() && !self.rtcp.receiving() {
+            return;
+        }
+        let mos = quality::mos(&figures.conditions());
+        self.stats.mos = Some(mos);
+        let change = self.alarm.update(mos, now).map(|c| match c {
+            Change::Degraded => QualityState::Degraded,
+            Change::Recovered => QualityState::Recovered,
+        });
+        let q = Quality {
+            rtt_ms: figures.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            remote_lost: figures.remote.map(|r| r.fraction_lost),
+            remote_jitter_ms: figures.remote.map(|r| r.jitter_ms),
+            mos: Some(mos),
+        };
+        // An alarm change not yet taken is kept.
+        let change = change.or(self.quality.and_then(|(_, c)| c));
+        self.quality = Some((q, change));
+    }
+
+    /// Where reports go and on which socket: muxed to the learned media
+    /// source, else to the latched RTCP source, the SDP's `a=rtcp` or the
+    /// media source's port + 1.
+    fn rtcp_transmit(&self) -> Option<Transmit<'_>> {
+        let media = self.learning.destination();
+        let p = &self.params;
+        let (to, via) = if p.rtcp_mux {
+            (media?, Via::Rtp)
+        } else {
+            let to = match (self.rtcp_latched, media, p.rtcp) {
+                (Some(l), _, _) => l,
+                // The media source is where the SDP said: so is its RTCP.
+                (None, Some(m), Some(r)) if Some(m) == p.remote => r,
+                // Learned elsewhere (NAT): the same address, the next port.
+                (None, Some(m), _) => SocketAddr::new(m.ip(), m.port().wrapping_add(1)),
+                (None, None, r) => r?,
+            };
+            (to, Via::Rtcp)
+        };
+        Some(Transmit {
+            to,
+            via,
+            bytes: &self.out,
+        })
+    }
+
+    /// The call ends: a last report with BYE.
+    pub fn bye(&mut self, now: Instant) -> Option<Transmit<'_>> {
+        let sent = self.sent();
+        self.rtcp.bye(now, sent, &mut self.out);
+        self.rtcp_transmit()
+    }
+
+    fn sent(&self) -> Sent {
+        let (packets, octets) = self.sender.counts();
+        Sent {
+            packets,
+            octets,
+            rtp_timestamp: self.sender.timestamp(),
+        }
+    }
+
+    /// The next event for the call.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        (!self.events.is_empty()).then(|| self.events.remove(0))
+    }
+
+    /// The latest quality, once per report, with the alarm's change if it moved.
+    pub fn take_quality(&mut self) -> Option<(Quality, Option<QualityState>)> {
+        self.quality.take()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MediaStats {
+        MediaStats {
+            foreign: self.learning.counters().total(),
+            rtcp: self.rtcp.counters(),
+            figures: self.rtcp.figures(),
+            ..self.stats
+        }
+    }
+}

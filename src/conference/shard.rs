@@ -1,0 +1,460 @@
+//! One media thread: its calls' sockets and sessions, its rooms' mixer, and
+//! the 20 ms loop that moves everything between them.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::io::{Poller, Receiver, BATCH};
+use super::{
+    shard_of, Announcements, ConferenceStats, JoinError, JoinRequest, LegCommand, Limits,
+    ShardCommand,
+};
+use crate::call::media::{MediaEvent, MediaSession, Transmit, Via};
+use crate::daemon::{RtpSocket, RtpSockets};
+use crate::events::{Direction, Events};
+use crate::media::mixer::{MemberId, Mixer, RoomId};
+use crate::rtp::pacer::Pacer;
+
+use super::{Notice, Quality};
+
+const TICK: Duration = Duration::from_millis(20);
+/// How long the thread waits, once the daemon stops, for its calls to close.
+const STOP_GRACE: Duration = Duration::from_secs(6);
+
+/// A call's media as its thread holds it.
+pub(super) struct LegSlot {
+    pub(super) media: MediaSession,
+    rtp: RtpSocket,
+    rtcp: UdpSocket,
+    commands: std_mpsc::Receiver<LegCommand>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    pub(super) seat: Option<Seat>,
+    /// When the session's timers next need a look (never later than due).
+    deadline: Instant,
+    /// The kernel's drop counts of the RTP and RTCP sockets, last seen.
+    dropped: [u32; 2],
+}
+
+impl LegSlot {
+    pub(super) fn new(
+        media: MediaSession,
+        sockets: RtpSockets,
+        commands: std_mpsc::Receiver<LegCommand>,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        now: Instant,
+    ) -> LegSlot {
+        LegSlot {
+            deadline: media.poll_timeout().min(now),
+            media,
+            rtp: sockets.rtp,
+            rtcp: sockets.rtcp,
+            commands,
+            events,
+            seat: None,
+            dropped: [0; 2],
+        }
+    }
+}
+
+/// Send `t` on the call's RTP or RTCP socket.
+fn send(rtp: &UdpSocket, rtcp: &UdpSocket, t: Transmit<'_>, stats: &mut ConferenceStats) {
+    let socket = match t.via {
+        Via::Rtp => rtp,
+        Via::Rtcp => rtcp,
+    };
+    match socket.send_to(t.bytes, t.to) {
+        Ok(_) => stats.sent += 1,
+        Err(_) => stats.send_errors += 1,
+    }
+}
+
+/// A call's place in a room.
+pub(super) struct Seat {
+    pub(super) id: MemberId,
+    pub(super) room: String,
+    pub(super) call: String,
+    pub(super) sip_call_id: String,
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) direction: Direction,
+    pub(super) notices: mpsc::UnboundedSender<Notice>,
+    pub(super) quality: Quality,
+}
+
+pub(super) struct Shard {
+    index: usize,
+    peers: Vec<std_mpsc::Sender<ShardCommand>>,
+    pub(super) legs: Vec<Option<Box<LegSlot>>>,
+    free: Vec<usize>,
+    pub(super) mixer: Mixer,
+    pub(super) rooms: HashMap<String, RoomId>,
+    /// The leg slot of each seated member.
+    pub(super) members: HashMap<MemberId, usize>,
+    pub(super) events: Events,
+    pub(super) clips: Announcements,
+    pub(super) limits: Limits,
+    poller: Poller,
+    receiver: Receiver,
+    ready: Vec<u64>,
+    stats: ConferenceStats,
+    /// What [`Conference::stats`](super::Conference::stats) reads.
+    shared: Arc<Mutex<ConferenceStats>>,
+}
+
+fn token(index: usize, via: Via) -> u64 {
+    (index as u64) << 1 | u64::from(via == Via::Rtcp)
+}
+
+impl Shard {
+    pub(super) fn new(
+        index: usize,
+        peers: Vec<std_mpsc::Sender<ShardCommand>>,
+        clips: Announcements,
+        limits: Limits,
+        events: Events,
+        shared: Arc<Mutex<ConferenceStats>>,
+    ) -> std::io::Result<Shard> {
+        Ok(Shard {
+            index,
+            peers,
+            legs: Vec::new(),
+            free: Vec::new(),
+            mixer: Mixer::new(),
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            events,
+            clips,
+            limits,
+            poller: Poller::new()?,
+            receiver: Receiver::new(),
+            ready: Vec::with_capacity(1024),
+            stats: ConferenceStats::default(),
+            shared,
+        })
+    }
+
+    pub(super) fn run(
+        mut self,
+        commands: std_mpsc::Receiver<ShardCommand>,
+        shutdown: CancellationToken,
+    ) {
+        let mut pacer = Pacer::new(Instant::now(), TICK);
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            // Commands until the tick is due.
+            loop {
+                let wait = pacer.time_until_next(Instant::now());
+                if wait.is_zero() {
+                    break;
+                }
+                match commands.recv_timeout(wait) {
+                    Ok(cmd) => self.command(cmd),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            if shutdown.is_cancelled() {
+                let by = *stop_by.get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                if self.legs.iter().all(Option::is_none) || Instant::now() >= by {
+                    break;
+                }
+            }
+            let due = pacer.poll(Instant::now());
+            if due.frames == 0 && due.skipped == 0 {
+                continue;
+            }
+            self.tick(due.frames, due.skipped);
+            self.share();
+        }
+        if let Ok(mut s) = self.shared.lock() {
+            *s = ConferenceStats {
+                legs: 0,
+                members: 0,
+                rooms: 0,
+                ..self.stats
+            };
+        }
+    }
+
+    fn command(&mut self, cmd: ShardCommand) {
+        match cmd {
+            ShardCommand::Add(slot) => {
+                self.attach(slot);
+            }
+            ShardCommand::Adopt(slot, req, reply) => {
+                let index = self.attach(slot);
+                reply.send(self.seat(index, *req)).ok();
+            }
+            ShardCommand::Control(call, control, reply) => {
+                reply.send(self.control(&call, control)).ok();
+            }
+            ShardCommand::Say(audience, clip, reply) => {
+                reply.send(self.say(&audience, clip)).ok();
+            }
+            ShardCommand::List(reply) => {
+                reply.send(self.list()).ok();
+            }
+        }
+        self.count();
+    }
+
+    /// Count what is held now, and share the figures.
+    pub(super) fn count(&mut self) {
+        self.stats.legs = self.legs.len() - self.free.len();
+        self.stats.members = self.members.len();
+        self.stats.rooms = self.rooms.len();
+        self.share();
+    }
+
+    fn share(&self) {
+        if let Ok(mut s) = self.shared.lock() {
+            *s = self.stats;
+        }
+    }
+
+    /// Take a call's media in; returns its slot.
+    fn attach(&mut self, slot: Box<LegSlot>) -> usize {
+        let (rtp, rtcp) = (slot.rtp.as_raw_fd(), slot.rtcp.as_raw_fd());
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.legs[i] = Some(slot);
+                i
+            }
+            None => {
+                self.legs.push(Some(slot));
+                self.legs.len() - 1
+            }
+        };
+        for (fd, via) in [(rtp, Via::Rtp), (rtcp, Via::Rtcp)] {
+            if let Err(e) = self.poller.add(fd, token(index, via)) {
+                warn!(error = %e, "media socket not watched");
+            }
+        }
+        index
+    }
+
+    /// Give up a call's media (to close it or hand it over).
+    fn detach(&mut self, index: usize) -> Option<Box<LegSlot>> {
+        let slot = self.legs.get_mut(index)?.take()?;
+        self.free.push(index);
+        self.poller.remove(slot.rtp.as_raw_fd());
+        self.poller.remove(slot.rtcp.as_raw_fd());
+        Some(slot)
+    }
+
+    fn tick(&mut self, frames: u32, skipped: u64) {
+        self.receive();
+        self.take_commands();
+        if skipped > 0 {
+            self.stats.late_ticks += skipped;
+            for slot in self.legs.iter_mut().flatten() {
+                slot.media.skip(skipped);
+            }
+        }
+        for _ in 0..frames {
+            self.mixer.tick();
+            self.stats.ticks += 1;
+            let Shard {
+                legs, mixer, stats, ..
+            } = self;
+            for slot in legs.iter_mut().flatten() {
+                let t = match &slot.seat {
+                    Some(seat) => slot.media.audio_frame(mixer.output(seat.id)),
+                    None => slot.media.prompt_frame(),
+                };
+                if let Some(t) = t {
+                    // Disjoint fields: the session's packet, the slot's sockets.
+                    send(&slot.rtp, &slot.rtcp, t, stats);
+                }
+            }
+        }
+        let now = Instant::now();
+        self.after_tick(now);
+    }
+
+    /// Everything the sockets hold, into the sessions and the mixer.
+    fn receive(&mut self) {
+        let (mono, wall) = (Instant::now(), SystemTime::now());
+        let Shard {
+            poller,
+            receiver,
+            legs,
+            mixer,
+            ready,
+            stats,
+            ..
+        } = self;
+        ready.clear();
+        poller.ready(|t| ready.push(t));
+        for &t in ready.iter() {
+            let index = (t >> 1) as usize;
+            let via = if t & 1 == 1 { Via::Rtcp } else { Via::Rtp };
+            let Some(Some(slot)) = legs.get_mut(index) else {
+                continue;
+            };
+            let fd = match via {
+                Via::Rtp => slot.rtp.as_raw_fd(),
+                Via::Rtcp => slot.rtcp.as_raw_fd(),
+            };
+            loop {
+                let n = receiver.recv(fd);
+                for i in 0..n {
+                    let Some(d) = receiver.datagram(i) else {
+                        continue;
+                    };
+                    if let Some(n) = d.dropped {
+                        let last = &mut slot.dropped[usize::from(via == Via::Rtcp)];
+                        stats.media_dropped += u64::from(n.wrapping_sub(*last));
+                        *last = n;
+                    }
+                    // The kernel's arrival time, on the monotonic clock.
+                    let at =
+                        d.at.and_then(|w| wall.duration_since(w).ok())
+                            .and_then(|age| mono.checked_sub(age))
+                            .unwrap_or(mono);
+                    match via {
+                        Via::Rtcp => slot.media.on_rtcp(d.bytes, d.from, at),
+                        Via::Rtp => {
+                            if let Some(audio) = slot.media.on_rtp(d.bytes, d.from, at) {
+                                if let Some(seat) = &slot.seat {
+                                    mixer.push(seat.id, audio.ts, audio.payload, at);
+                                }
+                            }
+                        }
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+            slot.deadline = slot.deadline.min(slot.media.poll_timeout());
+        }
+    }
+
+    /// Each call's commands since the last tick.
+    fn take_commands(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.legs.len() {
+            while let Some(Some(slot)) = self.legs.get_mut(index) {
+                let cmd = match slot.commands.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    // The call's task is gone without closing its media.
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        self.close(index, "hangup", None);
+                        break;
+                    }
+                };
+                match cmd {
+                    LegCommand::Media(c) => {
+                        slot.media.command(c, now);
+                        slot.deadline = slot.deadline.min(slot.media.poll_timeout());
+                        if let Some(seat) = &slot.seat {
+                            self.mixer.set_held(seat.id, !slot.media.params().send);
+                        }
+                    }
+                    LegCommand::Join(req, reply) => self.join(index, req, reply),
+                    LegCommand::Close(reason, reply) => {
+                        self.close(index, reason, Some(reply));
+                        break;
+                    }
+                }
+            }
+        }
+        self.count();
+    }
+
+    /// Seat the call here, or hand it to the thread its room lives on.
+    fn join(
+        &mut self,
+        index: usize,
+        req: Box<JoinRequest>,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    ) {
+        let home = shard_of(&req.room, self.peers.len());
+        if home == self.index {
+            reply.send(self.seat(index, *req)).ok();
+            return;
+        }
+        let Some(slot) = self.detach(index) else {
+            reply.send(Err(JoinError::Stopped)).ok();
+            return;
+        };
+        if let Err(std_mpsc::SendError(ShardCommand::Adopt(_, _, reply))) =
+            self.peers[home].send(ShardCommand::Adopt(slot, req, reply))
+        {
+            reply.send(Err(JoinError::Stopped)).ok();
+        }
+    }
+
+    /// End a call's media: leave its room, say RTCP BYE, free its sockets.
+    fn close(
+        &mut self,
+        index: usize,
+        reason: &'static str,
+        reply: Option<oneshot::Sender<crate::call::media::MediaStats>>,
+    ) {
+        let Some(mut slot) = self.detach(index) else {
+            return;
+        };
+        if let Some(seat) = slot.seat.take() {
+            self.unseat(seat, reason);
+        }
+        while let Some(e) = slot.media.poll_event() {
+            slot.events.send(e).ok();
+        }
+        if let Some(t) = slot.media.bye(Instant::now()) {
+            send(&slot.rtp, &slot.rtcp, t, &mut self.stats);
+        }
+        if let Some(reply) = reply {
+            reply.send(slot.media.stats()).ok();
+        }
+        if self.free.len() == self.legs.len() {
+            // No call left: the tables need not stay the size of the
+            // busiest moment.
+            self.legs.clear();
+            self.free.clear();
+            self.legs.shrink_to_fit();
+            self.free.shrink_to_fit();
+        }
+    }
+
+    /// Timers, line quality and events, after the frames went out.
+    fn after_tick(&mut self, now: Instant) {
+        let Shard {
+            legs,
+            mixer,
+            stats,
+            events,
+            ..
+        } = self;
+        for slot in legs.iter_mut().flatten() {
+            if let Some(seat) = &slot.seat {
+                if let Some(at) = mixer.contributed(seat.id) {
+                    stats.latency.record(now.saturating_duration_since(at));
+                }
+            }
+            if now >= slot.deadline {
+                if let Some(t) = slot.media.handle_timeout(now) {
+                    send(&slot.rtp, &slot.rtcp, t, stats);
+                }
+                slot.deadline = slot.media.poll_timeout();
+                if let Some((quality, change)) = slot.media.take_quality() {
+                    if let Some(seat) = &mut slot.seat {
+                        super::rooms::quality(seat, quality, change, events);
+                    }
+                }
+            }
+            while let Some(e) = slot.media.poll_event() {
+                slot.events.send(e).ok();
+            }
+        }
+    }
+}
