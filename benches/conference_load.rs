@@ -246,14 +246,14 @@ fn run(members: usize, secs: u64) -> Report {
         .expect("phone thread");
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu0 = thread_cpu("daemon") + thread_cpu("confgate-mixer");
+    let cpu0 = thread_cpu("daemon") + thread_cpu("confgate-media");
     let stats0 = daemon.conference().stats();
     let rooms0 = rt.block_on(daemon.conference().rooms());
     let wall0 = Instant::now();
     let (sent_by_phones, send_errors, sample_received, sample_expected, phones_cpu) =
         sender.join().expect("phones");
     let wall = wall0.elapsed().as_secs_f64();
-    let cpu = thread_cpu("daemon") + thread_cpu("confgate-mixer") - cpu0;
+    let cpu = thread_cpu("daemon") + thread_cpu("confgate-media") - cpu0;
     let stats1 = daemon.conference().stats();
     let rooms1 = rt.block_on(daemon.conference().rooms());
     let sum = |rooms: &[confgate::conference::RoomStatus],
