@@ -117,7 +117,19 @@ async fn hang_up(m: &mut Member) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_callers_hear_each_other_and_not_themselves() {
-    let d = daemon(&[]).await;
+    three_callers(&[]).await;
+}
+
+/// Calls start on the media threads in turn and a room lives on one of
+/// them: with three threads, at least two of the three callers are handed
+/// over, socket and session, to the room's thread when they join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_handed_over_between_media_threads_hear_each_other() {
+    three_callers(&["media.threads=3"]).await;
+}
+
+async fn three_callers(overrides: &[&str]) {
+    let d = daemon(overrides).await;
     let mut events = d.subscribe();
     let mut members = Vec::new();
     for id in ["conf-a", "conf-b", "conf-c"] {

@@ -85,8 +85,10 @@ impl Poller {
         unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
     }
 
-    /// Tokens of the sockets with input now, without waiting; `f` is
-    /// called once per token.
+    /// Tokens of the sockets with input now, without waiting. `f` is
+    /// called once per token and must drain that socket: a socket still
+    /// readable is named again (level-triggered), and a full batch is
+    /// followed by another.
     pub fn ready(&mut self, mut f: impl FnMut(u64)) {
         loop {
             // SAFETY: the buffer holds `events.len()` entries for the kernel to fill.
@@ -108,8 +110,8 @@ impl Poller {
             for ev in &self.events[..n] {
                 f(ev.u64);
             }
-            // A full batch may have left more behind (level-triggered:
-            // the ones read are not reported again).
+            // A full batch may have left more behind; the ones drained
+            // are not named again.
             if n < self.events.len() {
                 return;
             }
@@ -317,5 +319,31 @@ mod tests {
         tokens.clear();
         poller.ready(|t| tokens.push(t));
         assert!(tokens.is_empty(), "read sockets are not reported again");
+    }
+
+    #[test]
+    fn more_ready_sockets_than_one_batch_are_each_named_once() {
+        let n = EVENTS + 100;
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut poller = Poller::new().unwrap();
+        let sockets: Vec<UdpSocket> = (0..n)
+            .map(|k| {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_nonblocking(true).unwrap();
+                poller.add(s.as_raw_fd(), k as u64).unwrap();
+                tx.send_to(&[1], s.local_addr().unwrap()).unwrap();
+                s
+            })
+            .collect();
+        let mut r = Receiver::new();
+        let mut named = vec![0u32; n];
+        poller.ready(|t| {
+            named[t as usize] += 1;
+            assert_eq!(r.recv(sockets[t as usize].as_raw_fd()), 1);
+        });
+        assert!(
+            named.iter().all(|&c| c == 1),
+            "each once, and the call returns"
+        );
     }
 }

@@ -63,6 +63,48 @@ impl LegSlot {
     }
 }
 
+/// Read all a call's socket holds into its session, and its audio into
+/// the mixer. `clocks`: the monotonic and wall clocks read together, to
+/// place the kernel's arrival times.
+fn take_input(
+    slot: &mut LegSlot,
+    via: Via,
+    receiver: &mut Receiver,
+    mixer: &mut Mixer,
+    stats: &mut ConferenceStats,
+    (mono, wall): (Instant, SystemTime),
+) {
+    let fd = match via {
+        Via::Rtp => slot.rtp.as_raw_fd(),
+        Via::Rtcp => slot.rtcp.as_raw_fd(),
+    };
+    loop {
+        let n = receiver.recv(fd);
+        for d in (0..n).filter_map(|i| receiver.datagram(i)) {
+            if let Some(count) = d.dropped {
+                let last = &mut slot.dropped[usize::from(via == Via::Rtcp)];
+                stats.media_dropped += u64::from(count.wrapping_sub(*last));
+                *last = count;
+            }
+            let at =
+                d.at.and_then(|w| wall.duration_since(w).ok())
+                    .and_then(|age| mono.checked_sub(age))
+                    .unwrap_or(mono);
+            if via == Via::Rtcp {
+                slot.media.on_rtcp(d.bytes, d.from, at);
+            } else if let (Some(audio), Some(seat)) =
+                (slot.media.on_rtp(d.bytes, d.from, at), &slot.seat)
+            {
+                mixer.push(seat.id, audio.ts, audio.payload, at);
+            }
+        }
+        if n < BATCH {
+            break;
+        }
+    }
+    slot.deadline = slot.deadline.min(slot.media.poll_timeout());
+}
+
 /// Send `t` on the call's RTP or RTCP socket.
 fn send(rtp: &UdpSocket, rtcp: &UdpSocket, t: Transmit<'_>, stats: &mut ConferenceStats) {
     let socket = match t.via {
@@ -102,7 +144,6 @@ pub(super) struct Shard {
     pub(super) limits: Limits,
     poller: Poller,
     receiver: Receiver,
-    ready: Vec<u64>,
     stats: ConferenceStats,
     /// What [`Conference::stats`](super::Conference::stats) reads.
     shared: Arc<Mutex<ConferenceStats>>,
@@ -134,7 +175,6 @@ impl Shard {
             limits,
             poller: Poller::new()?,
             receiver: Receiver::new(),
-            ready: Vec::with_capacity(1024),
             stats: ConferenceStats::default(),
             shared,
         })
@@ -281,61 +321,23 @@ impl Shard {
 
     /// Everything the sockets hold, into the sessions and the mixer.
     fn receive(&mut self) {
-        let (mono, wall) = (Instant::now(), SystemTime::now());
+        let clocks = (Instant::now(), SystemTime::now());
         let Shard {
             poller,
             receiver,
             legs,
             mixer,
-            ready,
             stats,
             ..
         } = self;
-        ready.clear();
-        poller.ready(|t| ready.push(t));
-        for &t in ready.iter() {
-            let index = (t >> 1) as usize;
+        // Each socket is drained as it is named, so the poller's next
+        // batch names others.
+        poller.ready(|t| {
             let via = if t & 1 == 1 { Via::Rtcp } else { Via::Rtp };
-            let Some(Some(slot)) = legs.get_mut(index) else {
-                continue;
-            };
-            let fd = match via {
-                Via::Rtp => slot.rtp.as_raw_fd(),
-                Via::Rtcp => slot.rtcp.as_raw_fd(),
-            };
-            loop {
-                let n = receiver.recv(fd);
-                for i in 0..n {
-                    let Some(d) = receiver.datagram(i) else {
-                        continue;
-                    };
-                    if let Some(n) = d.dropped {
-                        let last = &mut slot.dropped[usize::from(via == Via::Rtcp)];
-                        stats.media_dropped += u64::from(n.wrapping_sub(*last));
-                        *last = n;
-                    }
-                    // The kernel's arrival time, on the monotonic clock.
-                    let at =
-                        d.at.and_then(|w| wall.duration_since(w).ok())
-                            .and_then(|age| mono.checked_sub(age))
-                            .unwrap_or(mono);
-                    match via {
-                        Via::Rtcp => slot.media.on_rtcp(d.bytes, d.from, at),
-                        Via::Rtp => {
-                            if let Some(audio) = slot.media.on_rtp(d.bytes, d.from, at) {
-                                if let Some(seat) = &slot.seat {
-                                    mixer.push(seat.id, audio.ts, audio.payload, at);
-                                }
-                            }
-                        }
-                    }
-                }
-                if n < BATCH {
-                    break;
-                }
+            if let Some(Some(slot)) = legs.get_mut((t >> 1) as usize) {
+                take_input(slot, via, receiver, mixer, stats, clocks);
             }
-            slot.deadline = slot.deadline.min(slot.media.poll_timeout());
-        }
+        });
     }
 
     /// Each call's commands since the last tick.
