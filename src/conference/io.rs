@@ -71,7 +71,10 @@ impl Poller {
     /// Watch `fd` for input; [`Poller::ready`] reports it as `token`.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
+            // Edge-triggered: a socket is named when input arrives, not at
+            // every wait while it holds some, which spares the kernel a
+            // look at every socket drained since the last wait.
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
             u64: token,
         };
         // SAFETY: `ev` is valid for the call; the kernel copies it.
@@ -85,10 +88,10 @@ impl Poller {
         unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
     }
 
-    /// Tokens of the sockets with input now, without waiting. `f` is
-    /// called once per token and must drain that socket: a socket still
-    /// readable is named again (level-triggered), and a full batch is
-    /// followed by another.
+    /// Tokens of the sockets that received input since they were last
+    /// named, without waiting. `f` is called once per token and must drain
+    /// that socket: it is named again only when more input arrives
+    /// (edge-triggered). A full batch is followed by another.
     pub fn ready(&mut self, mut f: impl FnMut(u64)) {
         loop {
             // SAFETY: the buffer holds `events.len()` entries for the kernel to fill.
