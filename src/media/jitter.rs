@@ -3,11 +3,14 @@
 //! Frames are kept by RTP timestamp in a fixed ring of [`CAPACITY`] 20 ms
 //! slots, so reordered packets fall into place, duplicates are dropped and a
 //! packet older than the playout point is counted late and dropped. Playout
-//! starts once `target` frames are buffered; the target follows the RFC 3550
-//! interarrival jitter (20 ms to 200 ms) and is re-chosen at each talkspurt.
-//! A frame missing while later ones exist is a loss; a frame missing with
-//! nothing newer is an underrun, and after [`IDLE_FRAMES`] of those the
-//! talkspurt is over and the next packet prebuffers again.
+//! starts once `target` frames are buffered. The first talkspurt starts at
+//! the minimum, one frame, so a clean line pays no delay it does not need;
+//! after that the target follows the RFC 3550 interarrival jitter (20 ms to
+//! 200 ms) and is re-chosen at each talkspurt. A frame missing while later
+//! ones exist is a loss; a frame missing with nothing newer is an underrun:
+//! playout waits for it, which adds the frame of delay the line turned out
+//! to need. After [`IDLE_FRAMES`] underruns the talkspurt is over and the
+//! next packet prebuffers again.
 //!
 //! Missing frames are concealed by repeating the last frame while fading it
 //! out over [`FADE_FRAMES`], then silence: never a hole of zeros mid-word.
@@ -25,6 +28,12 @@ pub const MAX_TARGET: u32 = 10;
 pub const FADE_FRAMES: u32 = 3;
 /// Consecutive underruns that end a talkspurt.
 pub const IDLE_FRAMES: u32 = 5;
+/// Pops over which the delay is watched: when more than the target was
+/// buffered at every one of them, one quiet frame is dropped (1 s).
+pub const SHRINK_WINDOW: u32 = 50;
+/// A frame below this mean square (about -36 dBFS) may be dropped to
+/// shorten the delay: a pause, not a word.
+const QUIET_ENERGY: i64 = 500 * 500;
 
 const FRAME_TS: u32 = FRAME as u32;
 
@@ -78,6 +87,12 @@ pub struct JitterBuffer {
     misses: u32,
     /// When the frame the last [`JitterBuffer::pop`] played arrived.
     arrived: Option<Instant>,
+    /// The fewest frames that were ahead at a pop in this window, and the
+    /// pops so far in it.
+    least_ahead: i32,
+    window: u32,
+    /// The delay was more than the line needs: drop the next quiet frame.
+    shrink: bool,
     stats: JitterStats,
 }
 
@@ -106,13 +121,16 @@ impl JitterBuffer {
             play_ts: None,
             oldest: None,
             newest: 0,
-            target: 2,
+            target: 1,
             jitter16: 0,
             last_transit: None,
             epoch: None,
             last: [0; FRAME],
             misses: 0,
             arrived: None,
+            least_ahead: i32::MAX,
+            window: 0,
+            shrink: false,
             stats: JitterStats::default(),
         }
     }
@@ -184,6 +202,13 @@ impl JitterBuffer {
         }
         self.play_ts = None;
         self.oldest = None;
+        self.restart_watch();
+    }
+
+    fn restart_watch(&mut self) {
+        self.least_ahead = i32::MAX;
+        self.window = 0;
+        self.shrink = false;
     }
 
     fn track_jitter(&mut self, ts: u32, now: Instant) {
@@ -225,8 +250,12 @@ impl JitterBuffer {
             }
         };
         // More buffered than the target allows: drop the oldest frame.
+        // Or, when more than the target was buffered for a whole window,
+        // drop the next frame that is quiet.
         let ahead = ts_diff(self.newest, play) / FRAME as i32 + 1;
-        let play = if ahead > (self.target + 2) as i32 {
+        self.watch_delay(ahead);
+        let play = if ahead > (self.target + 2) as i32 || self.quiet_to_drop(play) {
+            self.shrink = false;
             let s = &mut self.slots[Self::slot_of(play)];
             if s.valid && s.ts == play {
                 s.valid = false;
@@ -256,11 +285,43 @@ impl JitterBuffer {
             self.play_ts = None;
             self.oldest = None;
             self.target = self.fitted_target();
+            self.restart_watch();
         } else {
             // Underrun: wait for the late frame rather than skip it.
             self.play_ts = Some(play);
         }
         self.conceal(out)
+    }
+
+    /// Keep the fewest frames seen ahead over each window; when even that
+    /// was more than the target, the delay can shrink.
+    fn watch_delay(&mut self, ahead: i32) {
+        self.least_ahead = self.least_ahead.min(ahead);
+        self.window += 1;
+        if self.window >= SHRINK_WINDOW {
+            self.shrink |= self.least_ahead > self.target as i32;
+            self.least_ahead = i32::MAX;
+            self.window = 0;
+        }
+    }
+
+    /// Whether the frame at `play` is to be dropped to shorten the delay:
+    /// it is here, quiet, and the one after it is here too.
+    fn quiet_to_drop(&self, play: u32) -> bool {
+        if !self.shrink {
+            return false;
+        }
+        let next = play.wrapping_add(FRAME_TS);
+        let here = |ts: u32| {
+            let s = &self.slots[Self::slot_of(ts)];
+            s.valid && s.ts == ts
+        };
+        if !here(play) || !here(next) {
+            return false;
+        }
+        let s = &self.slots[Self::slot_of(play)];
+        let energy: i64 = s.pcm.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
+        energy / (FRAME as i64) < QUIET_ENERGY
     }
 
     /// Frames of delay for the measured jitter: about three times the
@@ -367,7 +428,11 @@ mod tests {
                 &[],
             ],
         );
-        assert_eq!(heard[0].1, Popped::Silence, "prebuffering");
+        assert_eq!(
+            heard[0].1,
+            Popped::Audio,
+            "playout starts at the first frame"
+        );
         assert_eq!(audio(&heard), [1, 2, 3, 4, 5]);
         assert_eq!(jb.stats().lost, 0);
     }
@@ -381,10 +446,9 @@ mod tests {
             t0,
             0,
             &[
-                &[(0, 1)],
-                &[(2, 3)],
-                &[(1, 2), (1, 2)],
+                &[(0, 1), (1, 2)],
                 &[(3, 4)],
+                &[(2, 3), (2, 3)],
                 &[(4, 5)],
                 &[],
                 &[],
@@ -406,7 +470,6 @@ mod tests {
             &[
                 &[(0, 1000)],
                 &[(1, 1000)],
-                &[],
                 &[(3, 1000)],
                 &[(4, 1000)],
                 &[],
@@ -497,9 +560,45 @@ mod tests {
         // A burst of 12 frames at once (a stalled network catching up).
         let burst: Vec<(u32, i16)> = (0..12).map(|i| (i, i as i16)).collect();
         let heard = stream(&mut jb, t0, 0, &[&burst, &[], &[], &[], &[], &[]]);
-        assert_eq!(jb.stats().trimmed, 4, "{heard:?}");
-        // Frames 10 and 11 stay buffered: the 2-frame target, no more.
-        assert_eq!(audio(&heard).last(), Some(&9));
+        // One frame dropped per tick while more than target + 2 are ahead.
+        assert_eq!(jb.stats().trimmed, 5, "{heard:?}");
+        assert_eq!(audio(&heard), [1, 3, 5, 7, 9, 10]);
+    }
+
+    /// Frames arrive one per tick but the first two came together, so one
+    /// frame more than needed stays buffered; `v` is every frame's value.
+    fn one_frame_too_many(v: i16, ticks: u32) -> JitterBuffer {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        jb.push(0, &frame(v), t0);
+        let mut out = [0; FRAME];
+        for k in 1..ticks {
+            jb.push(k * 160, &frame(v), at(t0, u64::from(k) * 20));
+            jb.pop(&mut out);
+        }
+        jb
+    }
+
+    #[test]
+    fn a_needless_frame_of_delay_goes_in_a_pause_not_in_a_word() {
+        // Quiet frames: after a window the extra frame is dropped.
+        let jb = one_frame_too_many(100, SHRINK_WINDOW + 10);
+        assert_eq!(jb.stats().trimmed, 1);
+        // After a pop the next frame to play is not here yet: nothing waits.
+        assert_eq!(
+            ts_diff(jb.newest, jb.play_ts.unwrap()),
+            -160,
+            "no frame waits"
+        );
+        // Speech: nothing is dropped however long it lasts.
+        let jb = one_frame_too_many(8000, 5 * SHRINK_WINDOW);
+        assert_eq!(jb.stats().trimmed, 0);
+        assert_eq!(
+            ts_diff(jb.newest, jb.play_ts.unwrap()),
+            0,
+            "one frame waits"
+        );
+        assert_eq!(jb.stats().lost, 0);
     }
 
     #[test]
