@@ -1,26 +1,138 @@
-//! Load run: simulated phones send real RTP over loopback into rooms of 10
-//! for 30 s (two talkers per room, the rest background noise), and the
-//! daemon's CPU, late mixer ticks and lost packets are reported.
+//! Load run: simulated phones send real RTP over loopback into conference
+//! rooms, and the daemon's CPU per member per tick, late mixer ticks,
+//! packets delivered and the time a frame spends inside confgate are
+//! reported, one row per scenario.
 //!
-//! `cargo bench --bench conference_load` runs 500, 1,000 and 2,000 members;
-//! `CONFGATE_LOAD=2000 CONFGATE_LOAD_SECS=10` picks others. The daemon runs
-//! in this process on its own 2-thread runtime plus its mixer thread; its CPU
-//! is the CPU time of those threads (the phones' thread is reported apart). The phones are one thread sending a packet per member
-//! every 20 ms; they answer nothing. Calls join by `X-Conference-Id` from a
-//! trusted address, so setting up 2,000 calls takes seconds. Needs
-//! `ulimit -n` above three times the member count (each call holds an RTP
-//! and an RTCP socket).
+//! `cargo bench --bench conference_load` runs every row:
+//! - `rooms10`: rooms of 10 with 2 talking, at 500, 1,000, 2,000 and 4,000 members;
+//! - `big`: one room of 1,000 members, 3 talking;
+//! - `pairs`: 1,000 rooms of 2, one talking in each;
+//! - `silent`: 1,000 members in rooms of 10 where nobody talks.
+//!
+//! `CONFGATE_LOAD_SCENARIOS=rooms10:4000,big` picks rows (`rooms10` alone
+//! runs all its sizes) and `CONFGATE_LOAD_SECS=10` the measured time per row
+//! (default 20 s, after a 5 s warm-up).
+//!
+//! The daemon runs in this process: its SIP and control on a 2-thread tokio
+//! runtime, its media on `confgate-media-*` threads (one per core). Its CPU
+//! is the CPU time of those threads; the phones run on threads of their own
+//! and their CPU is reported apart. The phones stand for a trunk's media
+//! gateways: each of their sockets carries up to [`CALLS_PER_SOCKET`] calls,
+//! sent with one `sendmmsg` and read with `recvmmsg`, so that the phones cost
+//! less than the daemon they load. Every packet the daemon sends is counted.
+//! Calls join by `X-Conference-Id` from a trusted address, with their INVITEs
+//! pipelined.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use confgate::config::Config;
 use confgate::daemon::Daemon;
 use confgate::media::g711::Codec;
 
-const ROOM_SIZE: usize = 10;
-const TALKERS_PER_ROOM: usize = 2;
+/// Calls sharing one phone socket.
+const CALLS_PER_SOCKET: usize = 50;
+/// Threads the phones run on.
+const PHONE_THREADS: usize = 2;
+/// INVITEs outstanding at once while the calls are set up.
+const INVITE_WINDOW: usize = 64;
+const WARM_UP: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_millis(20);
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    members: usize,
+    room_size: usize,
+    talkers: usize,
+}
+
+const ROOMS10: [usize; 4] = [500, 1000, 2000, 4000];
+
+fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
+    let rooms10 = |members| Scenario {
+        name: "rooms of 10, 2 talking",
+        members,
+        room_size: 10,
+        talkers: 2,
+    };
+    let big = Scenario {
+        name: "one room of 1000, 3 talking",
+        members: 1000,
+        room_size: 1000,
+        talkers: 3,
+    };
+    let pairs = Scenario {
+        name: "1000 rooms of 2, 1 talking",
+        members: 2000,
+        room_size: 2,
+        talkers: 1,
+    };
+    let silent = Scenario {
+        name: "rooms of 10, nobody talking",
+        members: 1000,
+        room_size: 10,
+        talkers: 0,
+    };
+    let Some(spec) = spec else {
+        let mut all: Vec<Scenario> = ROOMS10.iter().map(|&n| rooms10(n)).collect();
+        all.extend([big, pairs, silent]);
+        return all;
+    };
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, size) = match item.split_once(':') {
+            Some((n, s)) => (n, s.parse::<usize>().ok()),
+            None => (item, None),
+        };
+        let with = |s: Scenario| Scenario {
+            members: size.unwrap_or(s.members),
+            ..s
+        };
+        match name {
+            "rooms10" => match size {
+                Some(n) => out.push(rooms10(n)),
+                None => out.extend(ROOMS10.iter().map(|&n| rooms10(n))),
+            },
+            "big" => out.push(with(big)),
+            "pairs" => out.push(with(pairs)),
+            "silent" => out.push(with(silent)),
+            other => panic!(
+                "CONFGATE_LOAD_SCENARIOS: unknown row {other:?} (rooms10, big, pairs, silent)"
+            ),
+        }
+    }
+    out
+}
+
+/// Lift the soft limit on open files to the hard one: each call holds an
+/// RTP and an RTCP socket.
+fn raise_file_limit(needed: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write or read one plain struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_max < needed {
+            // Root may raise the hard limit too.
+            lim.rlim_max = needed;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            eprintln!(
+                "could not raise the open-file limit to {needed}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
 
 /// utime + stime of one `/proc/.../stat` file, in seconds.
 fn stat_cpu(path: &std::path::Path) -> f64 {
@@ -36,96 +148,153 @@ fn stat_cpu(path: &std::path::Path) -> f64 {
     (ut + st) / tick
 }
 
-/// CPU seconds used so far by this process's threads named `prefix*`.
-fn thread_cpu(prefix: &str) -> f64 {
-    let mut total = 0.0;
+/// CPU seconds used so far by this process's threads: the phones' and
+/// everyone else's (the daemon's, and this thread's, which sleeps).
+fn cpu_split() -> (f64, f64) {
+    let (mut phones, mut daemon) = (0.0, 0.0);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     for t in tasks.flatten() {
         let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !name.starts_with(prefix) {
-            continue;
+        let cpu = stat_cpu(&t.path().join("stat"));
+        if name.starts_with("phones") {
+            phones += cpu;
+        } else {
+            daemon += cpu;
         }
-        total += stat_cpu(&t.path().join("stat"));
     }
-    total
+    (phones, daemon)
 }
 
-struct Phone {
-    rtp: UdpSocket,
-    dest: SocketAddr,
+/// One call as the phones hold it.
+struct Line {
+    dest: SocketAddrV4,
     talker: bool,
     ssrc: u32,
 }
 
-/// INVITE with X-Conference-Id, wait for the 200, ACK it.
-fn call(sip: &UdpSocket, server: SocketAddr, n: usize, room: usize) -> Option<Phone> {
-    let rtp = UdpSocket::bind("127.0.0.1:0").ok()?;
-    rtp.set_nonblocking(true).ok()?;
-    let local = sip.local_addr().ok()?;
-    let rtp_port = rtp.local_addr().ok()?.port();
-    let call_id = format!("load-{n}");
-    let sdp = format!(
+/// A phone socket and the calls it carries.
+struct Trunk {
+    socket: UdpSocket,
+    lines: Vec<Line>,
+}
+
+fn sdp(port: u16) -> String {
+    format!(
         "v=0\r\no=load 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
-    );
-    let head = |method: &str, branch: &str, to_tag: &str, extra: &str, body: &str| {
-        format!(
-            "{method} sip:conf@{server} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:load{n}@{local}>;tag=f{n}\r\n\
-             To: <sip:conf@{server}>{to_tag}\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 {method}\r\nContact: <sip:load{n}@{local}>\r\n{extra}\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let invite = head(
-        "INVITE",
-        &format!("i{n}"),
-        "",
-        &format!("X-Conference-Id: room{room}\r\nContent-Type: application/sdp\r\n"),
-        &sdp,
-    );
-    sip.send_to(invite.as_bytes(), server).ok()?;
+    )
+}
+
+fn request(
+    method: &str,
+    n: usize,
+    server: SocketAddr,
+    local: SocketAddr,
+    to_tag: &str,
+    extra: &str,
+    body: &str,
+) -> String {
+    let branch = format!("{}{n}", &method[..1]);
+    format!(
+        "{method} sip:conf@{server} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:load{n}@{local}>;tag=f{n}\r\n\
+         To: <sip:conf@{server}>{to_tag}\r\nCall-ID: load-{n}\r\n\
+         CSeq: 1 {method}\r\nContact: <sip:load{n}@{local}>\r\n{extra}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The call number, To tag and media port of a 200 to one of our INVITEs.
+fn answer(text: &str) -> Option<(usize, String, u16)> {
+    if !text.starts_with("SIP/2.0 200") {
+        return None;
+    }
+    let n = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: load-"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let to_tag = text
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split_once(";tag="))
+        .map(|(_, t)| format!(";tag={}", t.trim()))
+        .unwrap_or_default();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((n, to_tag, port))
+}
+
+/// Set up every call, [`INVITE_WINDOW`] at a time; returns the trunks with
+/// the calls that were answered.
+fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip socket");
+    sip.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    let local = sip.local_addr().expect("sip address");
+    let mut trunks: Vec<Trunk> = (0..s.members.div_ceil(CALLS_PER_SOCKET))
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("phone socket");
+            socket.set_nonblocking(true).expect("nonblocking");
+            Trunk {
+                socket,
+                lines: Vec::new(),
+            }
+        })
+        .collect();
+    let ports: Vec<u16> = trunks
+        .iter()
+        .map(|t| t.socket.local_addr().expect("phone address").port())
+        .collect();
+    let mut next = 0;
+    let mut pending: HashMap<usize, Instant> = HashMap::new();
     let mut buf = vec![0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    while next < s.members || !pending.is_empty() {
+        while next < s.members && pending.len() < INVITE_WINDOW {
+            let n = next;
+            let extra = format!(
+                "X-Conference-Id: room{}\r\nContent-Type: application/sdp\r\n",
+                n / s.room_size
+            );
+            let body = sdp(ports[n / CALLS_PER_SOCKET]);
+            let invite = request("INVITE", n, server, local, "", &extra, &body);
+            sip.send_to(invite.as_bytes(), server).ok();
+            pending.insert(n, Instant::now());
+            next += 1;
+        }
+        pending.retain(|_, sent| sent.elapsed() < Duration::from_secs(5));
         let Ok((len, _)) = sip.recv_from(&mut buf) else {
             continue;
         };
         let text = String::from_utf8_lossy(&buf[..len]);
-        if !text.starts_with("SIP/2.0 200") || !text.contains(&call_id) {
+        let Some((n, to_tag, port)) = answer(&text) else {
+            continue;
+        };
+        if pending.remove(&n).is_none() {
             continue;
         }
-        let to_tag = text
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .and_then(|l| l.split_once(";tag="))
-            .map(|(_, t)| format!(";tag={}", t.trim()))
-            .unwrap_or_default();
-        let port: u16 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("m=audio "))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
-        let ack = head("ACK", &format!("a{n}"), &to_tag, "", "");
-        sip.send_to(ack.as_bytes(), server).ok()?;
-        return Some(Phone {
-            rtp,
-            dest: SocketAddr::from(([127, 0, 0, 1], port)),
-            talker: n % ROOM_SIZE < TALKERS_PER_ROOM,
+        let ack = request("ACK", n, server, local, &to_tag, "", "");
+        sip.send_to(ack.as_bytes(), server).ok();
+        trunks[n / CALLS_PER_SOCKET].lines.push(Line {
+            dest: SocketAddrV4::new([127, 0, 0, 1].into(), port),
+            talker: n % s.room_size < s.talkers,
             ssrc: 0x1000_0000 + n as u32,
         });
     }
-    None
+    trunks
 }
 
-/// One 20 ms frame: a sine for talkers, -60 dBFS noise for the rest.
+/// One 20 ms frame: a sine for speech, -60 dBFS noise for the rest.
 fn payloads() -> ([u8; 160], [u8; 160]) {
     let mut talk = [0i16; 160];
     let mut quiet = [0i16; 160];
@@ -141,23 +310,157 @@ fn payloads() -> ([u8; 160], [u8; 160]) {
     (t, q)
 }
 
-struct Report {
-    members: usize,
-    joined: usize,
-    cpu_percent: f64,
-    phones_percent: f64,
-    ticks: u64,
-    late_ticks: u64,
-    lost: u64,
-    late_packets: u64,
-    dropped: u64,
-    sent_by_phones: u64,
-    send_errors: u64,
-    sample_received: u64,
-    sample_expected: u64,
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
-fn run(members: usize, secs: u64) -> Report {
+/// What one phone thread counted while measuring.
+#[derive(Default)]
+struct Counts {
+    sent: u64,
+    send_errors: u64,
+    received: u64,
+    expected: u64,
+}
+
+/// Send a frame on every line of `trunks` each 20 ms until `stop_at`, and
+/// read everything sent back.
+fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> Counts {
+    let (talk, quiet) = payloads();
+    let mut counts = Counts::default();
+    let most = trunks.iter().map(|t| t.lines.len()).max().unwrap_or(0);
+    let mut packets = vec![[0u8; 172]; most];
+    let mut addrs: Vec<Vec<libc::sockaddr_in>> = trunks
+        .iter()
+        .map(|t| t.lines.iter().map(|l| sockaddr(l.dest)).collect())
+        .collect();
+    let mut iovs = vec![
+        libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        most.max(64)
+    ];
+    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; most.max(64)];
+    let mut rx = vec![[0u8; 512]; 64];
+    let start = Instant::now();
+    let mut tick = 0u64;
+    while Instant::now() < stop_at {
+        let due = start + TICK * tick as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let now = Instant::now();
+        let measuring = now >= measure.0 && now < measure.1;
+        let seq = tick as u16;
+        let ts = (tick * 160) as u32;
+        for (t, trunk) in trunks.iter().enumerate() {
+            let lines = trunk.lines.len();
+            for (k, line) in trunk.lines.iter().enumerate() {
+                let p = &mut packets[k];
+                p[0] = 0x80;
+                p[1] = 0;
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[4..8].copy_from_slice(&ts.to_be_bytes());
+                p[8..12].copy_from_slice(&line.ssrc.to_be_bytes());
+                // Talkers speak in 1.5 s spurts with 0.5 s pauses, each on
+                // its own phase.
+                let speaking = line.talker && (tick + u64::from(line.ssrc)) % 100 < 75;
+                p[12..].copy_from_slice(if speaking { &talk } else { &quiet });
+                iovs[k] = libc::iovec {
+                    iov_base: p.as_mut_ptr().cast(),
+                    iov_len: p.len(),
+                };
+                let h = &mut msgs[k].msg_hdr;
+                h.msg_name = (&mut addrs[t][k] as *mut libc::sockaddr_in).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                h.msg_iov = &mut iovs[k];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+            let mut done = 0;
+            while done < lines {
+                // SAFETY: msgs[done..lines] point into packets, iovs and
+                // addrs, which outlive the call and are not moved.
+                let n = unsafe {
+                    libc::sendmmsg(
+                        trunk.socket.as_raw_fd(),
+                        msgs.as_mut_ptr().add(done),
+                        (lines - done) as u32,
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    counts.send_errors += (lines - done) as u64;
+                    break;
+                }
+                done += n as usize;
+            }
+            if measuring {
+                counts.sent += done as u64;
+                counts.expected += lines as u64;
+            }
+        }
+        for trunk in &trunks {
+            loop {
+                for (k, b) in rx.iter_mut().enumerate() {
+                    iovs[k] = libc::iovec {
+                        iov_base: b.as_mut_ptr().cast(),
+                        iov_len: b.len(),
+                    };
+                    let h = &mut msgs[k].msg_hdr;
+                    h.msg_name = std::ptr::null_mut();
+                    h.msg_namelen = 0;
+                    h.msg_iov = &mut iovs[k];
+                    h.msg_iovlen = 1;
+                }
+                // SAFETY: the first 64 headers point at rx's buffers.
+                let n = unsafe {
+                    libc::recvmmsg(
+                        trunk.socket.as_raw_fd(),
+                        msgs.as_mut_ptr(),
+                        64,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                if measuring {
+                    counts.received += n as u64;
+                }
+            }
+        }
+        tick += 1;
+    }
+    counts
+}
+
+struct Report {
+    joined: usize,
+    cpu_percent: f64,
+    us_per_member_tick: f64,
+    phones_percent: f64,
+    late_ticks: u64,
+    lost: u64,
+    dropped: u64,
+    delivered: f64,
+    send_errors: u64,
+    p50: Option<u64>,
+    p99: Option<u64>,
+}
+
+fn run(s: &Scenario, secs: u64) -> Report {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("daemon")
@@ -168,112 +471,78 @@ fn run(members: usize, secs: u64) -> Report {
     let overrides: Vec<String> = [
         "sip.listen=127.0.0.1:0".to_owned(),
         "sip.early_media=false".to_owned(),
-        "rtp.port_range=20000-29999".to_owned(),
+        "rtp.port_range=20000-39999".to_owned(),
         // More members than the default cap on calls at once.
         "calls.max_calls=0".to_owned(),
         "rooms.trusted=[\"127.0.0.1\"]".to_owned(),
-        format!("rooms.max_members={ROOM_SIZE}"),
+        format!("rooms.max_members={}", s.room_size),
         format!("prompts.dir={}", prompts.display()),
         "control.socket=".to_owned(),
     ]
     .into();
     let settings = Config::load(None, &overrides).expect("settings");
     let daemon = rt.block_on(Daemon::start(settings)).expect("daemon");
-    let server = daemon.sip_addr();
+    let trunks = dial(s, daemon.sip_addr());
+    let joined: usize = trunks.iter().map(|t| t.lines.len()).sum();
 
-    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip socket");
-    sip.set_read_timeout(Some(Duration::from_millis(200))).ok();
-    let phones: Vec<Phone> = (0..members)
-        .filter_map(|n| call(&sip, server, n, n / ROOM_SIZE))
-        .collect();
-    let joined = phones.len();
-
-    let (talk, quiet) = payloads();
-    let stop_at = Instant::now() + Duration::from_secs(secs + 3);
-    let measure_from = Instant::now() + Duration::from_secs(3);
-    let sender = std::thread::Builder::new()
-        .name("phones".into())
-        .spawn(move || {
-            let mut packet = [0u8; 172];
-            let mut sent = 0u64;
-            let mut errors = 0u64;
-            let (mut rx, mut expected) = (0u64, 0u64);
-            let mut buf = [0u8; 512];
-            let start = Instant::now();
-            let mut tick = 0u64;
-            let own = std::path::Path::new("/proc/thread-self/stat");
-            let mut cpu_from = None;
-            while Instant::now() < stop_at {
-                let due = start + Duration::from_millis(20 * tick);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                let measuring = Instant::now() >= measure_from;
-                if measuring && cpu_from.is_none() {
-                    cpu_from = Some(stat_cpu(own));
-                }
-                let seq = tick as u16;
-                let ts = (tick * 160) as u32;
-                for (k, p) in phones.iter().enumerate() {
-                    packet[0] = 0x80;
-                    packet[1] = 0;
-                    packet[2..4].copy_from_slice(&seq.to_be_bytes());
-                    packet[4..8].copy_from_slice(&ts.to_be_bytes());
-                    packet[8..12].copy_from_slice(&p.ssrc.to_be_bytes());
-                    packet[12..].copy_from_slice(if p.talker { &talk } else { &quiet });
-                    match p.rtp.send_to(&packet, p.dest) {
-                        Ok(_) if measuring => sent += 1,
-                        Ok(_) => {}
-                        Err(_) => errors += 1,
-                    }
-                    // Listen on one phone in ten to see what reaches the phones.
-                    if k % 10 == 0 {
-                        while let Ok((_, _)) = p.rtp.recv_from(&mut buf) {
-                            if measuring {
-                                rx += 1;
-                            }
-                        }
-                        if measuring {
-                            expected += 1;
-                        }
-                    }
-                }
-                tick += 1;
-            }
-            let cpu = stat_cpu(own) - cpu_from.unwrap_or(0.0);
-            (sent, errors, rx, expected, cpu)
+    let measure_from = Instant::now() + WARM_UP;
+    let measure_to = measure_from + Duration::from_secs(secs);
+    let stop_at = measure_to + Duration::from_millis(200);
+    let mut per_thread: Vec<Vec<Trunk>> = (0..PHONE_THREADS).map(|_| Vec::new()).collect();
+    for (i, t) in trunks.into_iter().enumerate() {
+        per_thread[i % PHONE_THREADS].push(t);
+    }
+    let threads: Vec<_> = per_thread
+        .into_iter()
+        .enumerate()
+        .map(|(i, trunks)| {
+            std::thread::Builder::new()
+                .name(format!("phones-{i}"))
+                .spawn(move || phones(trunks, (measure_from, measure_to), stop_at))
+                .expect("phone thread")
         })
-        .expect("phone thread");
+        .collect();
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu0 = thread_cpu("daemon") + thread_cpu("confgate-media");
+    let (phones0, daemon0) = cpu_split();
     let stats0 = daemon.conference().stats();
     let rooms0 = rt.block_on(daemon.conference().rooms());
     let wall0 = Instant::now();
-    let (sent_by_phones, send_errors, sample_received, sample_expected, phones_cpu) =
-        sender.join().expect("phones");
+    std::thread::sleep(measure_to.saturating_duration_since(Instant::now()));
+    let (phones1, daemon1) = cpu_split();
     let wall = wall0.elapsed().as_secs_f64();
-    let cpu = thread_cpu("daemon") + thread_cpu("confgate-media") - cpu0;
     let stats1 = daemon.conference().stats();
     let rooms1 = rt.block_on(daemon.conference().rooms());
-    let sum = |rooms: &[confgate::conference::RoomStatus],
-               f: fn(&confgate::conference::MemberStatus) -> u64| {
-        rooms.iter().flat_map(|r| &r.members).map(f).sum::<u64>()
+    let mut counts = Counts::default();
+    for t in threads {
+        let c = t.join().expect("phones");
+        counts.sent += c.sent;
+        counts.send_errors += c.send_errors;
+        counts.received += c.received;
+        counts.expected += c.expected;
+    }
+    let lost = |rooms: &[confgate::conference::RoomStatus]| {
+        rooms
+            .iter()
+            .flat_map(|r| &r.members)
+            .map(|m| m.lost)
+            .sum::<u64>()
     };
+    let cpu = daemon1 - daemon0;
+    let ticks = wall / TICK.as_secs_f64();
+    let latency = stats1.latency.since(&stats0.latency);
     let report = Report {
-        members,
         joined,
         cpu_percent: 100.0 * cpu / wall,
-        phones_percent: 100.0 * phones_cpu / wall,
-        ticks: stats1.ticks - stats0.ticks,
+        us_per_member_tick: 1e6 * cpu / (ticks * joined.max(1) as f64),
+        phones_percent: 100.0 * (phones1 - phones0) / wall,
         late_ticks: stats1.late_ticks - stats0.late_ticks,
-        lost: sum(&rooms1, |m| m.lost) - sum(&rooms0, |m| m.lost),
-        late_packets: sum(&rooms1, |m| m.late) - sum(&rooms0, |m| m.late),
+        lost: lost(&rooms1).saturating_sub(lost(&rooms0)),
         dropped: stats1.media_dropped - stats0.media_dropped,
-        sent_by_phones,
-        send_errors,
-        sample_received,
-        sample_expected,
+        delivered: 100.0 * counts.received as f64 / counts.expected.max(1) as f64,
+        send_errors: counts.send_errors,
+        p50: latency.quantile_ms(0.5),
+        p99: latency.quantile_ms(0.99),
     };
     rt.block_on(daemon.shutdown());
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -281,49 +550,53 @@ fn run(members: usize, secs: u64) -> Report {
 }
 
 fn main() {
-    let counts: Vec<usize> = std::env::var("CONFGATE_LOAD")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![500, 1000, 2000]);
+    let spec = std::env::var("CONFGATE_LOAD_SCENARIOS").ok();
+    let rows = scenarios(spec.as_deref());
     let secs: u64 = std::env::var("CONFGATE_LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(20);
+    let most = rows.iter().map(|s| s.members).max().unwrap_or(0) as u64;
+    raise_file_limit(3 * most + 1024);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "conference load: rooms of {ROOM_SIZE} ({TALKERS_PER_ROOM} talking), {secs} s measured, daemon on 2 threads"
+        "conference load: {secs} s measured per row, {cores} cores, phones in the same process"
     );
     println!(
-        "{:>8} {:>7} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8} {:>10} {:>12}",
+        "{:<28} {:>7} {:>6} {:>7} {:>9} {:>8} {:>5} {:>6} {:>7} {:>11} {:>7} {:>7}",
+        "scenario",
         "members",
         "joined",
         "cpu %",
+        "µs/m/tick",
         "phones %",
-        "ticks",
         "late",
-        "rx lost",
-        "rx late",
+        "lost",
         "dropped",
-        "phone pkts",
-        "to phones %"
+        "delivered %",
+        "p50 ms",
+        "p99 ms"
     );
-    for n in counts {
-        let r = run(n, secs);
+    let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    for s in &rows {
+        let r = run(s, secs);
         println!(
-            "{:>8} {:>7} {:>8.1} {:>9.1} {:>7} {:>6} {:>9} {:>8} {:>8} {:>10} {:>12.2}",
-            r.members,
+            "{:<28} {:>7} {:>6} {:>7.1} {:>9.2} {:>8.1} {:>5} {:>6} {:>7} {:>11.2} {:>7} {:>7}",
+            s.name,
+            s.members,
             r.joined,
             r.cpu_percent,
+            r.us_per_member_tick,
             r.phones_percent,
-            r.ticks,
             r.late_ticks,
             r.lost,
-            r.late_packets,
             r.dropped,
-            r.sent_by_phones,
-            100.0 * r.sample_received as f64 / r.sample_expected.max(1) as f64,
+            r.delivered,
+            ms(r.p50),
+            ms(r.p99),
         );
         if r.send_errors > 0 {
-            println!("         ({} phone send errors)", r.send_errors);
+            println!("{:>28} ({} phone send errors)", "", r.send_errors);
         }
     }
 }
