@@ -172,6 +172,10 @@ impl Call {
                         Some(inbound::Input::RtpTimeout),
                         Some(outbound::Input::RtpTimeout),
                     ),
+                    Input::MediaFailed => (
+                        Some(inbound::Input::MediaFailed),
+                        Some(outbound::Input::MediaFailed),
+                    ),
                     Input::Kicked => (Some(inbound::Input::Kicked), Some(outbound::Input::Kicked)),
                     Input::Hangup => (Some(inbound::Input::Hangup), Some(outbound::Input::Hangup)),
                     _ => (None, None),

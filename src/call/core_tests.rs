@@ -347,6 +347,29 @@ fn a_kick_or_control_hangup_says_bye_once_answered_and_503_before() {
     assert_eq!(drain(&mut early), [Output::Sip(SipAction::Reject(503))]);
 }
 
+#[test]
+fn media_that_cannot_start_ends_the_call_at_once() {
+    let t0 = Instant::now();
+    // Inbound: the media starts before anything is sent; 503.
+    let mut call = inbound(&sdp("0", "sendrecv"), Some(S), t0).unwrap();
+    call.handle_input(Input::MediaFailed, t0);
+    assert!(drain(&mut call).contains(&Output::Sip(SipAction::Reject(503))));
+    assert_eq!(call.ended().map(|e| e.reason), Some("media_failed"));
+
+    // Outbound: the media starts at the answer; BYE.
+    let (mut call, _) = outbound(t0);
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0", "sendrecv"),
+        },
+        t0,
+    );
+    drain(&mut call);
+    call.handle_input(Input::MediaFailed, t0);
+    assert_eq!(drain(&mut call)[0], Output::Sip(SipAction::Bye));
+    assert_eq!(call.ended().map(|e| e.reason), Some("media_failed"));
+}
+
 fn outbound(t0: Instant) -> (Call, Vec<u8>) {
     let mut session = session();
     let offer = session.offer();

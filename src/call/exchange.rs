@@ -96,6 +96,8 @@ pub enum Input<'a> {
     },
     /// No RTP for the configured time while not on hold.
     RtpTimeout,
+    /// The call's media could not be set up (no media thread took it).
+    MediaFailed,
     /// The answer to [`Output::CheckPin`].
     PinVerdict(Verdict),
     /// The room took the call.

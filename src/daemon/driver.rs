@@ -96,8 +96,8 @@ pub(super) async fn drive<S: SipLeg>(
     };
     // An inbound call's leg opens at once (early media); an outbound one
     // when the answer comes.
-    if party.direction == Direction::Inbound {
-        media.start(&party, call.media(), &ctx);
+    if party.direction == Direction::Inbound && !media.start(&party, call.media(), &ctx) {
+        call.handle_input(Input::MediaFailed, Instant::now());
     }
     // Each of these fires once; a closed channel must not wake the loop again.
     let (mut stopping, mut sip_gone, mut leg_gone) = (false, false, false);
@@ -106,7 +106,11 @@ pub(super) async fn drive<S: SipLeg>(
             let now = Instant::now();
             match output {
                 Output::Sip(action) => sip.act(action).await,
-                Output::Media(MediaAction::Start(params)) => media.start(&party, params, &ctx),
+                Output::Media(MediaAction::Start(params)) => {
+                    if !media.start(&party, params, &ctx) {
+                        call.handle_input(Input::MediaFailed, now);
+                    }
+                }
                 Output::Media(action) => {
                     if let Some(done) = media.act(action, &ctx) {
                         call.handle_input(Input::PlaybackDone(done), now);
@@ -193,7 +197,8 @@ struct Media {
 }
 
 impl Media {
-    fn start(&mut self, party: &Party, params: MediaParams, ctx: &CallContext) {
+    /// Start the call's media; `false` when it could not be (the call ends).
+    fn start(&mut self, party: &Party, params: MediaParams, ctx: &CallContext) -> bool {
         let (_, inband) = listens(ctx.settings.dtmf_mode);
         // A NAT'd far end is learned from the signalling IP, else from the
         // address its SDP names.
@@ -203,7 +208,8 @@ impl Media {
             .unwrap_or(ctx.advertised);
         let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
         let Some(sockets) = self.sockets.take() else {
-            return;
+            // Started already (a second answer): nothing to do.
+            return self.leg.is_some();
         };
         let setup = MediaSetup {
             params,
@@ -214,8 +220,14 @@ impl Media {
             quality_alarm_mos: ctx.settings.quality_alarm_mos,
         };
         match ctx.conference.start_leg(sockets, setup) {
-            Ok(leg) => self.leg = Some(leg),
-            Err(e) => warn!(error = %e, "media did not start"),
+            Ok(leg) => {
+                self.leg = Some(leg);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "media did not start");
+                false
+            }
         }
     }
 

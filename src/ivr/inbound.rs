@@ -97,6 +97,8 @@ pub enum EndReason {
     ControlHangup,
     /// No RTP for the configured timeout.
     RtpTimeout,
+    /// The call's media could not be set up (503 before the answer, BYE after).
+    MediaFailed,
 }
 
 impl EndReason {
@@ -116,6 +118,7 @@ impl EndReason {
             EndReason::Kicked => "kicked",
             EndReason::ControlHangup => "control_hangup",
             EndReason::RtpTimeout => "rtp_timeout",
+            EndReason::MediaFailed => "media_failed",
         }
     }
 }
@@ -147,6 +150,8 @@ pub enum Input {
     Hangup,
     /// The caller's RTP stopped.
     RtpTimeout,
+    /// The call's media could not be set up.
+    MediaFailed,
 }
 
 /// Timing knobs.
@@ -277,6 +282,7 @@ impl InboundFlow {
             (_, Input::Kicked) => self.end(EndReason::Kicked),
             (_, Input::Hangup) => self.end(EndReason::ControlHangup),
             (_, Input::RtpTimeout) => self.end(EndReason::RtpTimeout),
+            (_, Input::MediaFailed) => self.end(EndReason::MediaFailed),
             (State::Joined, Input::RoomFull) => {
                 self.actions.push_back(Action::Play(Prompt::ConferenceFull));
                 self.state = State::Refusing(EndReason::RoomFull);
@@ -505,6 +511,7 @@ mod tests {
         for (input, reason) in [
             (Input::Kicked, EndReason::Kicked),
             (Input::RtpTimeout, EndReason::RtpTimeout),
+            (Input::MediaFailed, EndReason::MediaFailed),
         ] {
             let mut f = acked(t0, Entry::Direct("42".into()));
             f.handle(input, t0 + Duration::from_secs(2));

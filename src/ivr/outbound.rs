@@ -49,6 +49,8 @@ pub enum Input {
     Shutdown,
     Kicked,
     RtpTimeout,
+    /// The call's media could not be set up.
+    MediaFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +187,9 @@ impl OutboundFlow {
             (State::Joining | State::Joined, Input::Kicked) => self.hang_up("kicked", true),
             (State::Joining | State::Joined, Input::RtpTimeout) => {
                 self.hang_up("rtp_timeout", true)
+            }
+            (State::Joining | State::Joined, Input::MediaFailed) => {
+                self.hang_up("media_failed", true)
             }
             _ => {}
         }
@@ -380,6 +385,7 @@ mod tests {
             (Input::RtpTimeout, "rtp_timeout"),
             (Input::Shutdown, "shutdown"),
             (Input::Hangup, "control_hangup"),
+            (Input::MediaFailed, "media_failed"),
         ] {
             let t0 = Instant::now();
             let mut f = OutboundFlow::new(t0, RING);
