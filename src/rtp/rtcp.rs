@@ -15,13 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rtcp::goodbye::Goodbye;
-use rtcp::packet::Packet;
 use rtcp::receiver_report::ReceiverReport;
 use rtcp::reception_report::ReceptionReport;
 use rtcp::sender_report::SenderReport;
-use rtcp::source_description::{
-    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
-};
 
 use super::packet::SeqTracker;
 use crate::media::quality::Conditions;
@@ -33,6 +29,8 @@ const COMPENSATION: f64 = 1.218_28;
 /// The span our own loss figure is measured over: long enough that a few
 /// hundred packets steady it, short enough to follow a line that changes.
 const LOSS_WINDOW: Duration = Duration::from_secs(10);
+/// Snapshots kept for the loss window, at most.
+const HISTORY: usize = 8;
 /// Seconds from 1900 (NTP) to 1970 (Unix).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
@@ -196,7 +194,14 @@ impl RtcpSession {
                     transit: audio.then(|| arrival - f64::from(timestamp)),
                     jitter: 0.0,
                     last_sr: None,
-                    history: [(now, 0, 0)].into(),
+                    history: {
+                        // Reports come at least 2 s apart (RFC 3550 §6.3.1
+                        // with our 5 s minimum), so a window holds at most 7
+                        // snapshots: room for them now, none grown later.
+                        let mut h = std::collections::VecDeque::with_capacity(HISTORY);
+                        h.push_back((now, 0, 0));
+                        h
+                    },
                     window_lost: 0.0,
                 });
                 return;
@@ -300,63 +305,66 @@ impl RtcpSession {
         if now < self.next_report {
             return false;
         }
-        self.report(now, sent, None, out);
+        self.report(now, sent, false, out);
         self.next_report = now + self.interval(MIN_INTERVAL);
         true
     }
 
     /// The last report with a BYE, when the call ends.
     pub fn bye(&mut self, now: Instant, sent: Sent, out: &mut Vec<u8>) {
-        self.report(
-            now,
-            sent,
-            Some(Goodbye {
-                sources: vec![self.ssrc],
-                reason: Bytes::new(),
-            }),
-            out,
-        );
+        self.report(now, sent, true, out);
     }
 
-    fn report(&mut self, now: Instant, sent: Sent, bye: Option<Goodbye>, out: &mut Vec<u8>) {
-        let blocks: Vec<ReceptionReport> = self.block(now).into_iter().collect();
-        let mut packets: Vec<Box<dyn Packet + Send + Sync>> = Vec::with_capacity(3);
+    /// Our compound report into `out`: SR (or RR when we sent nothing since
+    /// the last), SDES with our CNAME, and a BYE when `bye`. Written by
+    /// hand rather than through the `rtcp` crate, whose packets are boxed
+    /// and marshalled into new buffers: this runs on the media tick, which
+    /// allocates nothing. `rtcp_tests` parses what it writes with the crate.
+    fn report(&mut self, now: Instant, sent: Sent, bye: bool, out: &mut Vec<u8>) {
+        let block = self.block(now);
+        out.clear();
+        let count = u8::from(block.is_some());
         if sent.packets != self.packets_at_last_report {
-            packets.push(Box::new(SenderReport {
-                ssrc: self.ssrc,
-                ntp_time: self.ntp(now),
-                rtp_time: sent.rtp_timestamp,
-                packet_count: sent.packets,
-                octet_count: sent.octets,
-                reports: blocks,
-                profile_extensions: Bytes::new(),
-            }));
+            header(out, count, PT_SR, 6 + 6 * usize::from(count));
+            out.extend_from_slice(&self.ssrc.to_be_bytes());
+            out.extend_from_slice(&self.ntp(now).to_be_bytes());
+            out.extend_from_slice(&sent.rtp_timestamp.to_be_bytes());
+            out.extend_from_slice(&sent.packets.to_be_bytes());
+            out.extend_from_slice(&sent.octets.to_be_bytes());
         } else {
-            packets.push(Box::new(ReceiverReport {
-                ssrc: self.ssrc,
-                reports: blocks,
-                profile_extensions: Bytes::new(),
-            }));
+            header(out, count, PT_RR, 1 + 6 * usize::from(count));
+            out.extend_from_slice(&self.ssrc.to_be_bytes());
+        }
+        if let Some(b) = block {
+            out.extend_from_slice(&b.ssrc.to_be_bytes());
+            out.push(b.fraction_lost);
+            out.extend_from_slice(&b.total_lost.to_be_bytes()[1..]);
+            for word in [
+                b.last_sequence_number,
+                b.jitter,
+                b.last_sender_report,
+                b.delay,
+            ] {
+                out.extend_from_slice(&word.to_be_bytes());
+            }
         }
         self.packets_at_last_report = sent.packets;
-        packets.push(Box::new(SourceDescription {
-            chunks: vec![SourceDescriptionChunk {
-                source: self.ssrc,
-                items: vec![SourceDescriptionItem {
-                    sdes_type: SdesType::SdesCname,
-                    text: self.cname.clone(),
-                }],
-            }],
-        }));
-        if let Some(bye) = bye {
-            packets.push(Box::new(bye));
+        // SDES: one chunk, the CNAME item, then at least one zero octet up
+        // to the next 32-bit boundary.
+        let cname = &self.cname[..self.cname.len().min(255)];
+        let chunk = 4 + 2 + cname.len();
+        let padded = (chunk + 1).div_ceil(4) * 4;
+        header(out, 1, PT_SDES, padded / 4);
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.push(SDES_CNAME);
+        out.push(cname.len() as u8);
+        out.extend_from_slice(cname);
+        out.resize(out.len() + padded - chunk, 0);
+        if bye {
+            header(out, 1, PT_BYE, 1);
+            out.extend_from_slice(&self.ssrc.to_be_bytes());
         }
-        out.clear();
-        // Our own packets, with one block and a short CNAME, always marshal.
-        if let Ok(bytes) = rtcp::packet::marshal(&packets) {
-            out.extend_from_slice(&bytes);
-            self.counters.sent += 1;
-        }
+        self.counters.sent += 1;
     }
 
     /// The report block about the stream we receive, for this interval.
@@ -453,6 +461,20 @@ impl RtcpSession {
         let u = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         base.mul_f64((0.5 + u) / COMPENSATION)
     }
+}
+
+const PT_SR: u8 = 200;
+const PT_RR: u8 = 201;
+const PT_SDES: u8 = 202;
+const PT_BYE: u8 = 203;
+const SDES_CNAME: u8 = 1;
+
+/// An RTCP header: version 2, `count`, `pt`, and the length of the
+/// packet in 32-bit words after this one.
+fn header(out: &mut Vec<u8>, count: u8, pt: u8, words: usize) {
+    out.push(0x80 | count);
+    out.push(pt);
+    out.extend_from_slice(&(words as u16).to_be_bytes());
 }
 
 fn ntp_from_unix(d: Duration) -> u64 {

@@ -1,6 +1,8 @@
 #![allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
 
 use super::*;
+use rtcp::packet::Packet;
+use rtcp::source_description::SourceDescription;
 use std::time::SystemTime;
 
 const MS: Duration = Duration::from_millis(1);
@@ -148,7 +150,7 @@ fn round_trip_time_comes_from_lsr_and_dlsr() {
     // 40 ms to B; B answers 1 s later; 40 ms back.
     b.on_rtcp(&sr, at + 40 * MS).expect("B takes A's SR");
     let mut rr = Vec::new();
-    b.report(at + 1040 * MS, Sent::default(), None, &mut rr);
+    b.report(at + 1040 * MS, Sent::default(), false, &mut rr);
     a.on_rtcp(&rr, at + 1080 * MS).expect("A takes B's RR");
     let rtt = a.figures().rtt.expect("an RTT");
     assert!(rtt.abs_diff(80 * MS) < MS, "{rtt:?}");
@@ -161,7 +163,7 @@ fn round_trip_time_comes_from_lsr_and_dlsr() {
     let (at, sr) = due(&mut a, more);
     b.on_rtcp(&sr, at).unwrap();
     let mut rr = Vec::new();
-    b.report(at + 100 * MS, Sent::default(), None, &mut rr);
+    b.report(at + 100 * MS, Sent::default(), false, &mut rr);
     let mut packets = parse(&rr);
     let mut block = packets[0]
         .as_any()
@@ -372,4 +374,33 @@ fn rtcp_is_told_from_rtp_by_its_second_byte() {
     crate::rtp::packet::RtpSender::new(1, 2, 3).packetize(0, &[0; 160], 160, &mut rtp);
     assert!(!is_rtcp(&rtp));
     assert!(!is_rtcp(&[0x80, 200]));
+}
+
+#[test]
+fn reports_parse_whatever_the_cname_length_and_say_bye_last() {
+    let t0 = Instant::now();
+    for len in 1..=9 {
+        let cname = "c".repeat(len);
+        let mut s = RtcpSession::new(7, &cname, 8000, t0, SystemTime::now(), 1);
+        let mut out = Vec::new();
+        let sent = Sent {
+            packets: 3,
+            octets: 480,
+            rtp_timestamp: 480,
+        };
+        s.bye(t0, sent, &mut out);
+        assert_eq!(out.len() % 4, 0, "{len}");
+        let packets = parse(&out);
+        let sr = packets[0]
+            .as_any()
+            .downcast_ref::<SenderReport>()
+            .expect("an SR");
+        assert_eq!((sr.packet_count, sr.octet_count), (3, 480));
+        let sdes = packets[1]
+            .as_any()
+            .downcast_ref::<SourceDescription>()
+            .expect("SDES");
+        assert_eq!(sdes.chunks[0].items[0].text, cname.as_bytes());
+        assert!(packets[2].as_any().downcast_ref::<Goodbye>().is_some());
+    }
 }
