@@ -134,37 +134,16 @@ fn raise_file_limit(needed: u64) {
     }
 }
 
-/// utime + stime of one `/proc/.../stat` file, in seconds.
-fn stat_cpu(path: &std::path::Path) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the ")" that closes the thread name: utime is 14th, stime 15th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+/// CPU seconds used so far by this process (`RUSAGE_SELF`, threads that
+/// have ended included) or by the calling thread (`RUSAGE_THREAD`).
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills the one we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
         return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (ut + st) / tick
-}
-
-/// CPU seconds used so far by this process's threads: the phones' and
-/// everyone else's (the daemon's, and this thread's, which sleeps).
-fn cpu_split() -> (f64, f64) {
-    let (mut phones, mut daemon) = (0.0, 0.0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (0.0, 0.0);
-    };
-    for t in tasks.flatten() {
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let cpu = stat_cpu(&t.path().join("stat"));
-        if name.starts_with("phones") {
-            phones += cpu;
-        } else {
-            daemon += cpu;
-        }
     }
-    (phones, daemon)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// One call as the phones hold it.
@@ -328,6 +307,8 @@ struct Counts {
     send_errors: u64,
     received: u64,
     expected: u64,
+    /// This thread's CPU seconds over the measured window.
+    cpu: f64,
 }
 
 /// Send a frame on every line of `trunks` each 20 ms until `stop_at`, and
@@ -353,6 +334,7 @@ fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> 
     let mut rx = vec![[0u8; 512]; 64];
     let start = Instant::now();
     let mut tick = 0u64;
+    let mut cpu_from = None;
     while Instant::now() < stop_at {
         let due = start + TICK * tick as u32;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -360,6 +342,13 @@ fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> 
         }
         let now = Instant::now();
         let measuring = now >= measure.0 && now < measure.1;
+        match (measuring, cpu_from) {
+            (true, None) => cpu_from = Some(cpu_seconds(libc::RUSAGE_THREAD)),
+            (false, Some(from)) if counts.cpu == 0.0 => {
+                counts.cpu = cpu_seconds(libc::RUSAGE_THREAD) - from;
+            }
+            _ => {}
+        }
         let seq = tick as u16;
         let ts = (tick * 160) as u32;
         for (t, trunk) in trunks.iter().enumerate() {
@@ -504,12 +493,13 @@ fn run(s: &Scenario, secs: u64) -> Report {
         .collect();
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let (phones0, daemon0) = cpu_split();
+    let process0 = cpu_seconds(libc::RUSAGE_SELF);
     let stats0 = daemon.conference().stats();
-    let rooms0 = rt.block_on(daemon.conference().rooms());
     let wall0 = Instant::now();
+    // The listing waits for the media threads: late when they are.
+    let rooms0 = rt.block_on(daemon.conference().rooms());
     std::thread::sleep(measure_to.saturating_duration_since(Instant::now()));
-    let (phones1, daemon1) = cpu_split();
+    let process1 = cpu_seconds(libc::RUSAGE_SELF);
     let wall = wall0.elapsed().as_secs_f64();
     let stats1 = daemon.conference().stats();
     let rooms1 = rt.block_on(daemon.conference().rooms());
@@ -520,6 +510,7 @@ fn run(s: &Scenario, secs: u64) -> Report {
         counts.send_errors += c.send_errors;
         counts.received += c.received;
         counts.expected += c.expected;
+        counts.cpu += c.cpu;
     }
     let lost = |rooms: &[confgate::conference::RoomStatus]| {
         rooms
@@ -528,14 +519,15 @@ fn run(s: &Scenario, secs: u64) -> Report {
             .map(|m| m.lost)
             .sum::<u64>()
     };
-    let cpu = daemon1 - daemon0;
+    // Everything but the phones: the daemon's threads (and this one, asleep).
+    let cpu = process1 - process0 - counts.cpu;
     let ticks = wall / TICK.as_secs_f64();
     let latency = stats1.latency.since(&stats0.latency);
     let report = Report {
         joined,
         cpu_percent: 100.0 * cpu / wall,
         us_per_member_tick: 1e6 * cpu / (ticks * joined.max(1) as f64),
-        phones_percent: 100.0 * (phones1 - phones0) / wall,
+        phones_percent: 100.0 * counts.cpu / wall,
         late_ticks: stats1.late_ticks - stats0.late_ticks,
         lost: lost(&rooms1).saturating_sub(lost(&rooms0)),
         dropped: stats1.media_dropped - stats0.media_dropped,

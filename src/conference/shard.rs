@@ -25,6 +25,8 @@ use crate::rtp::pacer::Pacer;
 use super::{Notice, Quality};
 
 const TICK: Duration = Duration::from_millis(20);
+/// Commands taken per tick by a thread that has no time to spare.
+const COMMANDS_WHEN_LATE: usize = 64;
 /// How long the thread waits, once the daemon stops, for its calls to close.
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
@@ -188,17 +190,30 @@ impl Shard {
         let mut pacer = Pacer::new(Instant::now(), TICK);
         let mut stop_by: Option<Instant> = None;
         loop {
-            // Commands until the tick is due.
+            // Commands until the tick is due. A thread that is behind still
+            // takes some of those waiting, so calls keep arriving, joining
+            // and being listed under overload.
+            let mut taken = 0;
             loop {
                 let wait = pacer.time_until_next(Instant::now());
-                if wait.is_zero() {
-                    break;
-                }
-                match commands.recv_timeout(wait) {
-                    Ok(cmd) => self.command(cmd),
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                }
+                let cmd = if wait.is_zero() {
+                    if taken >= COMMANDS_WHEN_LATE {
+                        break;
+                    }
+                    match commands.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(std_mpsc::TryRecvError::Empty) => break,
+                        Err(std_mpsc::TryRecvError::Disconnected) => return,
+                    }
+                } else {
+                    match commands.recv_timeout(wait) {
+                        Ok(cmd) => cmd,
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                };
+                self.command(cmd);
+                taken += 1;
             }
             if shutdown.is_cancelled() {
                 let by = *stop_by.get_or_insert_with(|| Instant::now() + STOP_GRACE);
@@ -298,13 +313,29 @@ impl Shard {
                 slot.media.skip(skipped);
             }
         }
-        for _ in 0..frames {
+        if frames == 0 {
+            self.after_frame(false, true);
+        }
+        for frame in 1..=frames {
             self.mixer.tick();
             self.stats.ticks += 1;
-            let Shard {
-                legs, mixer, stats, ..
-            } = self;
-            for slot in legs.iter_mut().flatten() {
+            self.after_frame(true, frame == frames);
+        }
+    }
+
+    /// Send every call its frame (when `frame`); after the tick's last
+    /// frame, in the same pass, each call's timers, line quality and events.
+    fn after_frame(&mut self, frame: bool, last: bool) {
+        let Shard {
+            legs,
+            mixer,
+            stats,
+            events,
+            ..
+        } = self;
+        let now = Instant::now();
+        for slot in legs.iter_mut().flatten() {
+            if frame {
                 let t = match &slot.seat {
                     Some(seat) => slot.media.audio_frame(mixer.output(seat.id)),
                     None => slot.media.prompt_frame(),
@@ -313,10 +344,31 @@ impl Shard {
                     // Disjoint fields: the session's packet, the slot's sockets.
                     send(&slot.rtp, &slot.rtcp, t, stats);
                 }
+                // A talker's frame: from its arrival to this send.
+                if let Some(at) = slot.seat.as_ref().and_then(|s| mixer.contributed(s.id)) {
+                    stats
+                        .latency
+                        .record(Instant::now().saturating_duration_since(at));
+                }
+            }
+            if !last {
+                continue;
+            }
+            if now >= slot.deadline {
+                if let Some(t) = slot.media.handle_timeout(now) {
+                    send(&slot.rtp, &slot.rtcp, t, stats);
+                }
+                slot.deadline = slot.media.poll_timeout();
+                if let Some((quality, change)) = slot.media.take_quality() {
+                    if let Some(seat) = &mut slot.seat {
+                        super::rooms::quality(seat, quality, change, events);
+                    }
+                }
+            }
+            while let Some(e) = slot.media.poll_event() {
+                slot.events.send(e).ok();
             }
         }
-        let now = Instant::now();
-        self.after_tick(now);
     }
 
     /// Everything the sockets hold, into the sessions and the mixer.
@@ -425,38 +477,6 @@ impl Shard {
             self.free.clear();
             self.legs.shrink_to_fit();
             self.free.shrink_to_fit();
-        }
-    }
-
-    /// Timers, line quality and events, after the frames went out.
-    fn after_tick(&mut self, now: Instant) {
-        let Shard {
-            legs,
-            mixer,
-            stats,
-            events,
-            ..
-        } = self;
-        for slot in legs.iter_mut().flatten() {
-            if let Some(seat) = &slot.seat {
-                if let Some(at) = mixer.contributed(seat.id) {
-                    stats.latency.record(now.saturating_duration_since(at));
-                }
-            }
-            if now >= slot.deadline {
-                if let Some(t) = slot.media.handle_timeout(now) {
-                    send(&slot.rtp, &slot.rtcp, t, stats);
-                }
-                slot.deadline = slot.media.poll_timeout();
-                if let Some((quality, change)) = slot.media.take_quality() {
-                    if let Some(seat) = &mut slot.seat {
-                        super::rooms::quality(seat, quality, change, events);
-                    }
-                }
-            }
-            while let Some(e) = slot.media.poll_event() {
-                slot.events.send(e).ok();
-            }
         }
     }
 }
