@@ -22,16 +22,47 @@
 //! less than the daemon they load. Every packet the daemon sends is counted.
 //! Calls join by `X-Conference-Id` from a trusted address, with their INVITEs
 //! pipelined.
+//!
+//! `CONFGATE_LOAD_SIPP=RATE:CALLS` adds call set-up while the members mix:
+//!
+//! ```text
+//! CONFGATE_LOAD_SCENARIOS=rooms10:2000 CONFGATE_LOAD_SIPP=500:10000 cargo bench --bench conference_load
+//! ```
+//!
+//! At the start of each row's measured window SIPp (`sipp`, Debian package
+//! `sip-tester`) places CALLS calls at RATE calls/s from 127.0.0.1 with
+//! `benches/sipp_setup.xml`: INVITE, 200, ACK, 1 s in a room of its own
+//! (`X-Conference-Id: sippN`), BYE. A line under the row gives the calls
+//! placed, answered and failed, the set-up time INVITE to 200 (p50, p99 and
+//! max, from SIPp's `-trace_rtt` file), the rate achieved, SIPp's CPU and the
+//! calls confgate saw join and leave on BYE; a second line names failures,
+//! unexpected answers and retransmissions when there are any, and where
+//! SIPp's files were kept (`$TMPDIR/confgate-load-sipp-PID-ROW`, removed
+//! when all went well). A window shorter than CALLS/RATE + 4 s is lengthened
+//! to that; a longer one has set-up calls only in its first CALLS/RATE + 1 s.
+//! The row's daemon figures then include the SIP work for those calls and
+//! the prompts played to them, and SIPp (in its own process, not counted in
+//! `cpu %`) competes with the daemon for the cores. SIPp 3.6 times calls on
+//! CLOCK_MONOTONIC_COARSE, in kernel ticks (4 ms at HZ=250), so a set-up
+//! quicker than a tick may read 0 ms. Without `sipp` the row runs without
+//! set-up calls and says so.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use confgate::config::Config;
 use confgate::daemon::Daemon;
+use confgate::events::Event;
 use confgate::media::g711::Codec;
+
+mod sipp;
+use sipp::*;
 
 /// Calls sharing one phone socket.
 const CALLS_PER_SOCKET: usize = 50;
@@ -447,9 +478,11 @@ struct Report {
     send_errors: u64,
     p50: Option<u64>,
     p99: Option<u64>,
+    /// The set-up calls SIPp placed in the window, if it ran.
+    sipp: Option<Result<SippOutcome, String>>,
 }
 
-fn run(s: &Scenario, secs: u64) -> Report {
+fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("daemon")
@@ -496,6 +529,10 @@ fn run(s: &Scenario, secs: u64) -> Report {
     let process0 = cpu_seconds(libc::RUSAGE_SELF);
     let stats0 = daemon.conference().stats();
     let wall0 = Instant::now();
+    let setup = sipp.map(|load| {
+        let watch = watch_sipp_rooms(&rt, &daemon);
+        (start_sipp(load, daemon.sip_addr(), secs, row), watch)
+    });
     // The listing waits for the media threads: late when they are.
     let rooms0 = rt.block_on(daemon.conference().rooms());
     std::thread::sleep(measure_to.saturating_duration_since(Instant::now()));
@@ -512,6 +549,14 @@ fn run(s: &Scenario, secs: u64) -> Report {
         counts.expected += c.expected;
         counts.cpu += c.cpu;
     }
+    let sipp = setup.map(|(started, (seen, task))| {
+        let outcome = started.and_then(|run| finish_sipp(run, SIPP_GRACE, wall));
+        // Let the events of the last hang-ups arrive.
+        std::thread::sleep(Duration::from_millis(200));
+        task.abort();
+        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+        outcome.map(|o| SippOutcome { seen, ..o })
+    });
     let lost = |rooms: &[confgate::conference::RoomStatus]| {
         rooms
             .iter()
@@ -535,6 +580,7 @@ fn run(s: &Scenario, secs: u64) -> Report {
         send_errors: counts.send_errors,
         p50: latency.quantile_ms(0.5),
         p99: latency.quantile_ms(0.99),
+        sipp,
     };
     rt.block_on(daemon.shutdown());
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -548,12 +594,38 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let sipp = std::env::var("CONFGATE_LOAD_SIPP")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| SippLoad::parse(&v));
+    let sipp = match sipp {
+        Some(_) if !sipp_installed() => {
+            println!(
+                "CONFGATE_LOAD_SIPP is set but sipp is not installed (Debian: apt-get install sip-tester): no set-up calls"
+            );
+            None
+        }
+        other => other,
+    };
+    // The window must hold the SIPp calls.
+    let row_secs = sipp.map_or(secs, |load| secs.max(load.secs()));
     let most = rows.iter().map(|s| s.members).max().unwrap_or(0) as u64;
-    raise_file_limit(3 * most + 1024);
+    raise_file_limit(3 * most + sipp.map_or(0, |load| 2 * load.limit()) + 1024);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "conference load: {secs} s measured per row, {cores} cores, phones in the same process"
+        "conference load: {row_secs} s measured per row, {cores} cores, phones in the same process"
     );
+    if let Some(load) = &sipp {
+        let longer = if row_secs > secs {
+            format!(" (lengthened from {secs} s to hold them)")
+        } else {
+            String::new()
+        };
+        println!(
+            "set-up calls: SIPp places {} at {}/s in each row's window{longer}: INVITE, 200, ACK, {} s in a room of its own, BYE",
+            load.calls, load.rate, SIPP_HOLD_SECS
+        );
+    }
     println!(
         "{:<28} {:>7} {:>6} {:>7} {:>9} {:>8} {:>5} {:>6} {:>7} {:>11} {:>7} {:>7}",
         "scenario",
@@ -570,8 +642,8 @@ fn main() {
         "p99 ms"
     );
     let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-    for s in &rows {
-        let r = run(s, secs);
+    for (row, s) in rows.iter().enumerate() {
+        let r = run(s, row_secs, sipp.as_ref(), row);
         println!(
             "{:<28} {:>7} {:>6} {:>7.1} {:>9.2} {:>8.1} {:>5} {:>6} {:>7} {:>11.2} {:>7} {:>7}",
             s.name,
@@ -589,6 +661,9 @@ fn main() {
         );
         if r.send_errors > 0 {
             println!("{:>28} ({} phone send errors)", "", r.send_errors);
+        }
+        if let (Some(load), Some(outcome)) = (&sipp, &r.sipp) {
+            print_sipp(load, outcome);
         }
     }
 }
