@@ -58,7 +58,14 @@ pub struct Config {
     pub pin: PinConfig,
     pub rooms: RoomsConfig,
     pub control: ControlConfig,
+    pub metrics: MetricsConfig,
     pub trunk: TrunkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +224,8 @@ pub struct Settings {
     /// Join/leave tones for the others.
     pub announce_tones: bool,
     pub control: ControlSettings,
+    /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     pub trunk: TrunkSettings,
 }
 
@@ -438,6 +447,12 @@ impl Config {
             }
         };
         let control = control_settings(&self.control)?;
+        let metrics_listen = match self.metrics.listen.trim() {
+            "" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                ConfigError::invalid("metrics.listen", format!("`{addr}` is not IP:PORT"))
+            })?),
+        };
         let trunk = trunk_settings(&self.trunk)?;
         let admission = AdmissionRules {
             max_calls: self.calls.max_calls,
@@ -446,6 +461,7 @@ impl Config {
         };
         Ok(Settings {
             control,
+            metrics_listen,
             trunk,
             sip_listen,
             sip_timers,

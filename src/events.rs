@@ -2,9 +2,12 @@
 //! broadcast of events, each naming the call or room it concerns. The serde
 //! form is the control protocol's: `{"event":"member_joined","call":...}`.
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 
 use crate::dtmf::Source;
+use crate::metrics::Metrics;
 
 /// Which way a call was set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,24 +105,32 @@ pub enum Event {
 }
 
 /// The daemon's event fan-out. Slow observers lose the oldest events
-/// rather than slow the calls down.
+/// rather than slow the calls down; the metrics count every one.
 #[derive(Debug, Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
+    metrics: Arc<Metrics>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             tx: broadcast::channel(1024).0,
+            metrics: Arc::default(),
         }
     }
 }
 
 impl Events {
     pub fn publish(&self, event: Event) {
+        self.metrics.observe(&event);
         // No subscriber is not an error.
         self.tx.send(event).ok();
+    }
+
+    /// The counts every part of the daemon adds to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -14,6 +14,7 @@ pub mod events;
 pub mod ivr;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod rtp;
 pub mod sip;
 pub mod tts;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::ivr::directory::Cidr;
@@ -31,6 +32,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// As metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::Full => "full",
+            Refusal::SourceFull => "source_full",
+        }
+    }
+
     /// The SIP status that answers the INVITE.
     pub fn sip_status(self) -> u16 {
         match self {
@@ -46,11 +56,36 @@ struct Counts {
     by_source: HashMap<IpAddr, usize>,
 }
 
+/// Inbound calls refused, per reason.
+#[derive(Debug, Default)]
+pub struct Refusals([AtomicU64; 3]);
+
+impl Refusals {
+    fn slot(r: Refusal) -> usize {
+        match r {
+            Refusal::NotAllowed => 0,
+            Refusal::Full => 1,
+            Refusal::SourceFull => 2,
+        }
+    }
+
+    fn count(&self, r: Refusal) -> Refusal {
+        self.0[Self::slot(r)].fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Inbound calls refused for `r` since the start.
+    pub fn get(&self, r: Refusal) -> u64 {
+        self.0[Self::slot(r)].load(Ordering::Relaxed)
+    }
+}
+
 /// The live count of calls, shared by the SIP edge and outbound dialling.
 #[derive(Debug, Clone, Default)]
 pub struct Admission {
     rules: Arc<AdmissionRules>,
     counts: Arc<Mutex<Counts>>,
+    refused: Arc<Refusals>,
 }
 
 /// One admitted call; dropping it frees the slot.
@@ -65,6 +100,7 @@ impl Admission {
         Admission {
             rules: Arc::new(rules),
             counts: Arc::default(),
+            refused: Arc::default(),
         }
     }
 
@@ -80,6 +116,10 @@ impl Admission {
 
     /// Admit an inbound call from `source`.
     pub fn admit_inbound(&self, source: IpAddr) -> Result<CallPermit, Refusal> {
+        self.try_inbound(source).map_err(|r| self.refused.count(r))
+    }
+
+    fn try_inbound(&self, source: IpAddr) -> Result<CallPermit, Refusal> {
         if !self.allows(source) {
             return Err(Refusal::NotAllowed);
         }
@@ -110,6 +150,11 @@ impl Admission {
             counts: self.counts.clone(),
             source: None,
         })
+    }
+
+    /// Inbound calls refused so far.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refused
     }
 
     /// Calls admitted and not yet ended.

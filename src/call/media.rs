@@ -16,7 +16,7 @@ use crate::dtmf::Source;
 use crate::events::QualityState;
 use crate::media::player::{Player, FRAME};
 use crate::media::quality::{self, Change, QualityAlarm};
-use crate::rtp::learning::{SourceLearning, Verdict};
+use crate::rtp::learning::{ForeignCounters, SourceLearning, Verdict};
 use crate::rtp::packet::{self, RtpSender};
 use crate::rtp::rtcp::{self, Figures, RtcpCounters, RtcpSession, Sent};
 
@@ -71,7 +71,7 @@ pub struct MediaStats {
     pub received: u64,
     pub not_rtp: u64,
     /// Packets not from the learned media source (dropped, never answered).
-    pub foreign: u64,
+    pub foreign: ForeignCounters,
     pub late_ticks: u64,
     pub rtcp: RtcpCounters,
     /// The line as the last RTCP report saw it.
@@ -477,7 +477,7 @@ impl MediaSession {
     /// Counters so far.
     pub fn stats(&self) -> MediaStats {
         MediaStats {
-            foreign: self.learning.counters().total(),
+            foreign: self.learning.counters(),
             rtcp: self.rtcp.counters(),
             figures: self.rtcp.figures(),
             ..self.stats

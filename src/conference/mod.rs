@@ -36,6 +36,8 @@ use crate::call::media::{MediaCommand, MediaEvent, MediaSession, MediaSetup, Med
 use crate::daemon::RtpSockets;
 use crate::events::{Direction, Events};
 use crate::media::g711::Codec;
+use crate::metrics::{Histogram, JITTER_SECONDS, TICK_SECONDS};
+use crate::rtp::learning::ForeignCounters;
 
 /// What the conference tells a member's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +190,29 @@ impl Latency {
     }
 }
 
+/// What the calls' media counted, summed over calls (ended ones too).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LegTotals {
+    /// RTP packets taken from the calls' media sources.
+    pub received: u64,
+    /// Packets refused for not coming from a call's media source.
+    pub foreign: ForeignCounters,
+    /// Members' audio packets that never came, and that came too late.
+    pub lost: u64,
+    pub late: u64,
+}
+
+impl LegTotals {
+    fn add(&mut self, o: &LegTotals) {
+        self.received += o.received;
+        self.foreign.add(&o.foreign);
+        self.lost += o.lost;
+        self.late += o.late;
+    }
+}
+
 /// Counters of the media threads, summed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct ConferenceStats {
     pub ticks: u64,
     pub late_ticks: u64,
@@ -206,7 +229,35 @@ pub struct ConferenceStats {
     pub members: usize,
     /// Rooms open now.
     pub rooms: usize,
+    /// Members talking now.
+    pub talking: usize,
+    /// The calls' own counts, brought up to date once a second.
+    pub media: LegTotals,
     pub latency: Latency,
+    /// How long each tick took.
+    pub tick_time: Histogram,
+    /// Members' interarrival jitter, at each of their RTCP reports.
+    pub jitter: Histogram,
+}
+
+impl Default for ConferenceStats {
+    fn default() -> Self {
+        ConferenceStats {
+            ticks: 0,
+            late_ticks: 0,
+            sent: 0,
+            send_errors: 0,
+            media_dropped: 0,
+            legs: 0,
+            members: 0,
+            rooms: 0,
+            talking: 0,
+            media: LegTotals::default(),
+            latency: Latency::default(),
+            tick_time: Histogram::new(TICK_SECONDS),
+            jitter: Histogram::new(JITTER_SECONDS),
+        }
+    }
 }
 
 impl ConferenceStats {
@@ -220,7 +271,11 @@ impl ConferenceStats {
         self.legs += o.legs;
         self.members += o.members;
         self.rooms += o.rooms;
+        self.talking += o.talking;
+        self.media.add(&o.media);
         self.latency.add(&o.latency);
+        self.tick_time.add(&o.tick_time);
+        self.jitter.add(&o.jitter);
     }
 }
 

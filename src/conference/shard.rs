@@ -13,8 +13,8 @@ use tracing::warn;
 
 use super::io::{Poller, Receiver, BATCH};
 use super::{
-    shard_of, Announcements, ConferenceStats, JoinError, JoinRequest, LegCommand, Limits,
-    ShardCommand,
+    shard_of, Announcements, ConferenceStats, JoinError, JoinRequest, LegCommand, LegTotals,
+    Limits, ShardCommand,
 };
 use crate::call::media::{MediaEvent, MediaSession, Transmit, Via};
 use crate::daemon::{RtpSocket, RtpSockets};
@@ -29,6 +29,8 @@ const TICK: Duration = Duration::from_millis(20);
 const COMMANDS_WHEN_LATE: usize = 64;
 /// How long the thread waits, once the daemon stops, for its calls to close.
 const STOP_GRACE: Duration = Duration::from_secs(6);
+/// Ticks between two sums of the calls' own counts.
+const CENSUS_TICKS: u64 = 50;
 
 /// A call's media as its thread holds it.
 pub(super) struct LegSlot {
@@ -42,6 +44,9 @@ pub(super) struct LegSlot {
     deadline: Instant,
     /// The kernel's drop counts of the RTP and RTCP sockets, last seen.
     dropped: [u32; 2],
+    /// The session's counts when it came to this thread: those since are
+    /// this thread's to report.
+    base: LegTotals,
 }
 
 impl LegSlot {
@@ -61,6 +66,36 @@ impl LegSlot {
             events,
             seat: None,
             dropped: [0; 2],
+            base: LegTotals::default(),
+        }
+    }
+
+    /// What the session counted, and its member in the mixer.
+    fn totals(&self, mixer: &Mixer) -> LegTotals {
+        let stats = self.media.stats();
+        let jitter = self
+            .seat
+            .as_ref()
+            .and_then(|s| mixer.info(s.id))
+            .map(|i| i.stats)
+            .unwrap_or_default();
+        LegTotals {
+            received: stats.received,
+            foreign: stats.foreign,
+            lost: jitter.lost,
+            late: jitter.late,
+        }
+    }
+
+    /// What it counted since it came to this thread.
+    fn totals_here(&self, mixer: &Mixer) -> LegTotals {
+        let now = self.totals(mixer);
+        LegTotals {
+            received: now.received.saturating_sub(self.base.received),
+            foreign: now.foreign.since(&self.base.foreign),
+            // A member's counts start with its seat, which never moves.
+            lost: now.lost,
+            late: now.late,
         }
     }
 }
@@ -147,6 +182,8 @@ pub(super) struct Shard {
     poller: Poller,
     receiver: Receiver,
     stats: ConferenceStats,
+    /// What calls that left this thread counted here.
+    departed: LegTotals,
     /// What [`Conference::stats`](super::Conference::stats) reads.
     shared: Arc<Mutex<ConferenceStats>>,
 }
@@ -178,6 +215,7 @@ impl Shard {
             poller: Poller::new()?,
             receiver: Receiver::new(),
             stats: ConferenceStats::default(),
+            departed: LegTotals::default(),
             shared,
         })
     }
@@ -275,7 +313,8 @@ impl Shard {
     }
 
     /// Take a call's media in; returns its slot.
-    fn attach(&mut self, slot: Box<LegSlot>) -> usize {
+    fn attach(&mut self, mut slot: Box<LegSlot>) -> usize {
+        slot.base = slot.totals(&self.mixer);
         let (rtp, rtcp) = (slot.rtp.as_raw_fd(), slot.rtcp.as_raw_fd());
         let index = match self.free.pop() {
             Some(i) => {
@@ -298,6 +337,7 @@ impl Shard {
     /// Give up a call's media (to close it or hand it over).
     fn detach(&mut self, index: usize) -> Option<Box<LegSlot>> {
         let slot = self.legs.get_mut(index)?.take()?;
+        self.departed.add(&slot.totals_here(&self.mixer));
         self.free.push(index);
         self.poller.remove(slot.rtp.as_raw_fd());
         self.poller.remove(slot.rtcp.as_raw_fd());
@@ -305,6 +345,8 @@ impl Shard {
     }
 
     fn tick(&mut self, frames: u32, skipped: u64) {
+        let started = Instant::now();
+        let census = self.stats.ticks / CENSUS_TICKS;
         self.receive();
         self.take_commands();
         if skipped > 0 {
@@ -321,6 +363,25 @@ impl Shard {
             self.stats.ticks += 1;
             self.after_frame(true, frame == frames);
         }
+        if self.stats.ticks / CENSUS_TICKS != census {
+            self.census();
+        }
+        self.stats.tick_time.observe_duration(started.elapsed());
+    }
+
+    /// Bring the calls' own counts up to date: those that left, and those
+    /// of every call here, summed at once so no call counts twice.
+    fn census(&mut self) {
+        let mut media = self.departed;
+        let mut talking = 0;
+        for slot in self.legs.iter().flatten() {
+            media.add(&slot.totals_here(&self.mixer));
+            if let Some(seat) = &slot.seat {
+                talking += usize::from(self.mixer.info(seat.id).is_some_and(|i| i.talking));
+            }
+        }
+        self.stats.media = media;
+        self.stats.talking = talking;
     }
 
     /// Send every call its frame (when `frame`); after the tick's last
@@ -361,6 +422,9 @@ impl Shard {
                 slot.deadline = slot.media.poll_timeout();
                 if let Some((quality, change)) = slot.media.take_quality() {
                     if let Some(seat) = &mut slot.seat {
+                        if let Some(info) = mixer.info(seat.id) {
+                            stats.jitter.observe(f64::from(info.jitter_ms) / 1000.0);
+                        }
                         super::rooms::quality(seat, quality, change, events);
                     }
                 }

@@ -12,6 +12,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::lines::{Line, LineSplitter, MAX_LINE};
 use super::protocol::{self, Parsed, ProtocolError, Request};
+use super::server::ControlCounters;
 use super::switchboard::{CommandError, Switchboard};
 use crate::events::Event;
 use crate::ivr::throttle::secrets_equal;
@@ -56,6 +57,7 @@ pub(super) struct Handler<S> {
     /// TCP: the token the first line must carry.
     token: Option<Arc<str>>,
     subscription: Option<Subscription>,
+    counters: Arc<ControlCounters>,
 }
 
 /// What woke the handler.
@@ -65,7 +67,12 @@ enum Wake {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
-    pub(super) fn new(stream: S, board: Arc<dyn Switchboard>, token: Option<Arc<str>>) -> Self {
+    pub(super) fn new(
+        stream: S,
+        board: Arc<dyn Switchboard>,
+        token: Option<Arc<str>>,
+        counters: Arc<ControlCounters>,
+    ) -> Self {
         let (reader, writer) = tokio::io::split(stream);
         Handler {
             reader,
@@ -75,6 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
             board,
             token,
             subscription: None,
+            counters,
         }
     }
 
@@ -136,7 +144,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
             let accepted = verdict.is_ok();
             let reply = match verdict {
                 Ok(()) => protocol::ok_line(&id, json!({})),
-                Err(e) => protocol::protocol_error_line(&id, &e),
+                Err(e) => {
+                    self.counters.error(e.code());
+                    protocol::protocol_error_line(&id, &e)
+                }
             };
             self.write_line(reply).await?;
             if !accepted {
@@ -172,8 +183,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
         let keep_open = !matches!(outcome, Err(Refusal::Protocol(ProtocolError::AuthFailed)));
         let reply = match outcome {
             Ok(result) => protocol::ok_line(&id, result),
-            Err(Refusal::Protocol(e)) => protocol::protocol_error_line(&id, &e),
-            Err(Refusal::Command(e)) => protocol::command_error_line(&id, &e),
+            Err(Refusal::Protocol(e)) => {
+                self.counters.error(e.code());
+                protocol::protocol_error_line(&id, &e)
+            }
+            Err(Refusal::Command(e)) => {
+                self.counters.error(e.code());
+                protocol::command_error_line(&id, &e)
+            }
         };
         self.write_line(reply).await?;
         Ok(keep_open)

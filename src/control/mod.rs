@@ -14,5 +14,5 @@ pub mod server;
 pub mod switchboard;
 
 pub use client::{ClientError, ControlClient, Endpoint};
-pub use server::{ControlError, ControlServer};
+pub use server::{ControlCounters, ControlError, ControlServer};
 pub use switchboard::{CommandError, DialRequest, Status, Switchboard, Target};

@@ -6,11 +6,13 @@
 //! Shutdown comes through the token: listeners stop accepting and remove
 //! the Unix socket file, handlers drop their connections.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -53,6 +55,7 @@ pub struct ControlServer {
     unix_path: Option<PathBuf>,
     tcp_addr: Option<SocketAddr>,
     listeners: Vec<JoinHandle<()>>,
+    counters: Arc<ControlCounters>,
 }
 
 /// What every connection shares.
@@ -61,6 +64,43 @@ struct Shared {
     slots: Arc<Semaphore>,
     max_clients: usize,
     shutdown: CancellationToken,
+    counters: Arc<ControlCounters>,
+}
+
+/// Connections and error responses, for the metrics.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    accepted: AtomicU64,
+    open: AtomicUsize,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl ControlCounters {
+    pub(super) fn error(&self, code: &'static str) {
+        // A poisoned lock only means a counting thread panicked; the counts stand.
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// Connections served since the start (refused ones not counted).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Error responses so far, by code.
+    pub fn errors(&self) -> Vec<(&'static str, u64)> {
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.iter().map(|(c, n)| (*c, *n)).collect()
+    }
 }
 
 impl ControlServer {
@@ -78,6 +118,7 @@ impl ControlServer {
             slots: Arc::new(Semaphore::new(max_clients)),
             max_clients,
             shutdown,
+            counters: Arc::default(),
         });
         // TCP first: if the Unix socket then fails, no file is left behind.
         let tcp = match &settings.tcp {
@@ -105,6 +146,7 @@ impl ControlServer {
             unix_path: unix.as_ref().map(|(_, p)| p.clone()),
             tcp_addr: tcp.as_ref().map(|(_, a, _)| *a),
             listeners: Vec::new(),
+            counters: shared.counters.clone(),
         };
         if let Some((listener, path)) = unix {
             server
@@ -125,6 +167,11 @@ impl ControlServer {
     }
 
     /// The bound TCP address (the real port when the configured one was 0).
+    /// Connections and errors so far.
+    pub fn counters(&self) -> Arc<ControlCounters> {
+        self.counters.clone()
+    }
+
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
     }
@@ -222,13 +269,13 @@ where
     let board = shared.board.clone();
     let shutdown = shared.shutdown.clone();
     let max_clients = shared.max_clients;
+    let counters = shared.counters.clone();
     tokio::spawn(async move {
         let Ok(permit) = permit else {
             debug!("control client refused: {max_clients} connected");
-            let mut line = protocol_error_line(
-                &serde_json::Value::Null,
-                &ProtocolError::TooManyClients(max_clients),
-            );
+            let refusal = ProtocolError::TooManyClients(max_clients);
+            counters.error(refusal.code());
+            let mut line = protocol_error_line(&serde_json::Value::Null, &refusal);
             line.push('\n');
             tokio::time::timeout(REFUSAL_WRITE, async {
                 stream.write_all(line.as_bytes()).await.ok();
@@ -238,7 +285,9 @@ where
             .ok();
             return;
         };
-        let handler = Handler::new(stream, board, token);
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        let handler = Handler::new(stream, board, token, counters.clone());
         tokio::select! {
             _ = shutdown.cancelled() => {}
             outcome = handler.run() => {
@@ -247,6 +296,7 @@ where
                 }
             }
         }
+        counters.open.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
     });
 }

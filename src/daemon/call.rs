@@ -33,6 +33,7 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no RTP port");
+            ctx.events.metrics().setup_answered(503);
             offered.handle.reject(503);
             return;
         }
@@ -64,6 +65,7 @@ pub async fn run(
         Ok(call) => call,
         Err(e) => {
             warn!(error = %e, "offer refused");
+            ctx.events.metrics().setup_answered(e.sip_status());
             offered.handle.reject(e.sip_status());
             return;
         }
@@ -86,7 +88,7 @@ pub async fn run(
         secs = started.elapsed().as_secs_f32(),
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
-        rtp_foreign = done.leg.foreign,
+        rtp_foreign = done.leg.foreign.total(),
         rtcp_sent = done.leg.rtcp.sent,
         rtcp_received = done.leg.rtcp.received,
         rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,
@@ -146,6 +148,11 @@ impl SipLeg for Inbound {
     }
 
     async fn act(&self, action: SipAction) {
+        match action {
+            SipAction::Answer(_) => self.ctx.events.metrics().setup_answered(200),
+            SipAction::Reject(code) => self.ctx.events.metrics().setup_answered(code),
+            _ => {}
+        }
         act(&self.offered.handle, action).await
     }
 

@@ -20,6 +20,7 @@ use crate::events::Event;
 use crate::events::Events;
 use crate::ivr::inbound::{Entry, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
+use crate::metrics::PinResult;
 use crate::sip::call::OfferedCall;
 
 use super::ports::PortPool;
@@ -64,24 +65,31 @@ impl CallContext {
         let now = Instant::now();
         // A poisoned lock only means another call panicked mid-update; the
         // counts are still usable.
+        let metrics = self.events.metrics();
         let mut guard = self.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
         let locked = match guard.locked(caller, number, now) {
             Some(key) => Some(key),
             None => match self.settings.directory.by_pin(pin) {
                 Some(admission) => {
                     info!(room = %admission.room, "PIN accepted");
+                    metrics.pin_checked(PinResult::Accepted);
                     return Verdict::Room(admission.room);
                 }
                 None => match guard.failed(caller, number, now) {
                     None => {
                         info!(pin = %throttle::redact(pin), "PIN rejected");
+                        metrics.pin_checked(PinResult::Wrong);
                         return Verdict::Wrong;
                     }
-                    locked => locked,
+                    locked => {
+                        metrics.pin_locked_out();
+                        locked
+                    }
                 },
             },
         };
         drop(guard);
+        metrics.pin_checked(PinResult::LockedOut);
         if let Some(key) = locked {
             warn!(%key, "PIN lockout");
             self.events.publish(Event::PinLockout {

@@ -89,6 +89,8 @@ pub(super) async fn drive<S: SipLeg>(
     mut commands: mpsc::UnboundedReceiver<CallCommand>,
     ctx: Arc<CallContext>,
 ) -> Outcome {
+    let mut track = ctx.events.metrics().call_started(party.direction);
+    let mut duplicates = 0;
     let mut media = Media {
         sockets: Some(sockets),
         leg: None,
@@ -118,6 +120,9 @@ pub(super) async fn drive<S: SipLeg>(
                 }
                 Output::Room(RoomAction::Join { room, .. }) => {
                     let input = media.join(room, &party).await;
+                    if matches!(input, Input::Joined) {
+                        track.joined();
+                    }
                     call.handle_input(input, Instant::now());
                 }
                 Output::CheckPin(pin) => {
@@ -126,6 +131,13 @@ pub(super) async fn drive<S: SipLeg>(
                 }
                 Output::Event(event) => ctx.events.publish(event),
             }
+        }
+        let counted = call.digit_counters().duplicates;
+        if counted > duplicates {
+            ctx.events
+                .metrics()
+                .digit_duplicates(u64::from(counted - duplicates));
+            duplicates = counted;
         }
         if let Some(end) = call.ended() {
             break end;
@@ -175,6 +187,7 @@ pub(super) async fn drive<S: SipLeg>(
             }
         }
     };
+    track.ended(end.reason);
     let leg = match media.leg {
         Some(leg) => leg.close(end.reason).await,
         None => MediaStats::default(),

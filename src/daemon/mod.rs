@@ -27,6 +27,7 @@ use crate::conference::{Announcements, Conference, Limits};
 use crate::config::Settings;
 use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
+use crate::metrics::{MetricsError, MetricsServer, Sources};
 use crate::sip::register::RegistrationOutcome;
 use crate::sip::ua::{SipError, StackCounts, UserAgent};
 use crate::tts::prompts::PromptError;
@@ -52,6 +53,8 @@ pub enum StartError {
     Sip(#[from] SipError),
     #[error("control socket: {0}")]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Per-call entries the daemon holds (see [`Daemon::held`]); all zero
@@ -111,6 +114,7 @@ pub struct Daemon {
     conference: Conference,
     board: Arc<Board>,
     control: ControlServer,
+    metrics: Option<MetricsServer>,
 }
 
 impl Daemon {
@@ -182,6 +186,10 @@ impl Daemon {
             let state = board.registration.clone();
             let events = events.clone();
             *state.lock().unwrap_or_else(|e| e.into_inner()) = "registering";
+            events.metrics().observe(&Event::Registration {
+                state: "registering",
+                detail: None,
+            });
             let report = move |outcome: RegistrationOutcome| {
                 let (now, detail) = match outcome {
                     RegistrationOutcome::Registered => ("registered", None),
@@ -213,6 +221,17 @@ impl Daemon {
         let control =
             ControlServer::start(&ctx.settings.control, board.clone(), shutdown.child_token())
                 .await?;
+        let metrics = match ctx.settings.metrics_listen {
+            Some(addr) => {
+                let registry = events.metrics().registry(Sources {
+                    conference: conference.clone(),
+                    admission: ctx.admission.clone(),
+                    control: Some(control.counters()),
+                });
+                Some(MetricsServer::start(addr, registry, shutdown.child_token()).await?)
+            }
+            None => None,
+        };
         let sweeper = ctx.clone();
         tokio::spawn(async move { sweeper.sweep_pin_failures().await });
         tokio::spawn(memory::give_back(ctx.clone(), ua.clone()));
@@ -254,7 +273,13 @@ impl Daemon {
             conference,
             board,
             control,
+            metrics,
         })
+    }
+
+    /// Where Prometheus scrapes, if `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Where the control socket listens (Unix path, TCP address).

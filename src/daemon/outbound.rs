@@ -71,7 +71,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
         secs = started.elapsed().as_secs_f32(),
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
-        rtp_foreign = done.leg.foreign,
+        rtp_foreign = done.leg.foreign.total(),
         rtcp_sent = done.leg.rtcp.sent,
         rtcp_received = done.leg.rtcp.received,
         rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,

@@ -76,6 +76,17 @@ pub enum ForeignReason {
     SourceActive,
 }
 
+impl ForeignReason {
+    /// As metrics and logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForeignReason::WrongIp => "wrong_ip",
+            ForeignReason::Probation => "probation",
+            ForeignReason::SourceActive => "source_active",
+        }
+    }
+}
+
 /// How many packets were refused, per reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForeignCounters {
@@ -91,6 +102,22 @@ impl ForeignCounters {
     /// Packets refused for any reason.
     pub fn total(&self) -> u64 {
         self.wrong_ip + self.probation + self.source_active
+    }
+
+    /// Add the counts of `other`.
+    pub fn add(&mut self, other: &ForeignCounters) {
+        self.wrong_ip += other.wrong_ip;
+        self.probation += other.probation;
+        self.source_active += other.source_active;
+    }
+
+    /// The counts since `earlier`, a copy taken before.
+    pub fn since(&self, earlier: &ForeignCounters) -> ForeignCounters {
+        ForeignCounters {
+            wrong_ip: self.wrong_ip.saturating_sub(earlier.wrong_ip),
+            probation: self.probation.saturating_sub(earlier.probation),
+            source_active: self.source_active.saturating_sub(earlier.source_active),
+        }
     }
 
     /// Packets refused for `reason`.
