@@ -31,8 +31,8 @@
 //!
 //! At the start of each row's measured window SIPp (`sipp`, Debian package
 //! `sip-tester`) places CALLS calls at RATE calls/s from 127.0.0.1 with
-//! `benches/sipp_setup.xml`: INVITE, 200, ACK, 1 s in a room of its own
-//! (`X-Conference-Id: sippN`), BYE. A line under the row gives the calls
+//! `benches/conference_load/sipp_setup.xml`: INVITE, 200, ACK, 1 s in a
+//! room of its own (`X-Conference-Id: sippN`), BYE. A line under the row gives the calls
 //! placed, answered and failed, the set-up time INVITE to 200 (p50, p99 and
 //! max, from SIPp's `-trace_rtt` file), the rate achieved, SIPp's CPU and the
 //! calls confgate saw join and leave on BYE; a second line names failures,

@@ -31,7 +31,7 @@ use crate::rtp::learning::ForeignReason;
 type Label = (&'static str, &'static str);
 
 /// Counts made as calls go; every handle shares them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     calls: Family<[Label; 2], Gauge>,
     calls_started: Family<[Label; 1], Counter>,
@@ -88,6 +88,41 @@ fn source(s: Source) -> &'static str {
 }
 
 const REGISTRATION_STATES: [&str; 3] = ["registering", "registered", "failed"];
+
+impl Default for Metrics {
+    /// Every series whose labels are known up front starts at 0, so a
+    /// graph or a rate has a start before the first call.
+    fn default() -> Self {
+        let m = Metrics {
+            calls: Family::default(),
+            calls_started: Family::default(),
+            calls_ended: Family::default(),
+            setup: Family::default(),
+            pin_attempts: Family::default(),
+            pin_lockouts: Counter::default(),
+            digits: Family::default(),
+            digit_duplicates: Counter::default(),
+            dials: Family::default(),
+            registration: Family::default(),
+        };
+        for dir in [Direction::Inbound, Direction::Outbound] {
+            drop(
+                m.calls_started
+                    .get_or_create(&[("direction", direction(dir))]),
+            );
+            for state in [CallState::Setup, CallState::InRoom] {
+                drop(m.calls_gauge(dir, state));
+            }
+        }
+        for result in ["accepted", "wrong", "locked_out"] {
+            drop(m.pin_attempts.get_or_create(&[("result", result)]));
+        }
+        for s in [Source::Rfc4733, Source::Info, Source::Inband] {
+            drop(m.digits.get_or_create(&[("source", source(s))]));
+        }
+        m
+    }
+}
 
 impl Metrics {
     /// A call began: it counts as in set-up until [`CallTrack::joined`].
@@ -164,6 +199,13 @@ impl Metrics {
 
     /// The registry a scrape encodes: these counts, and what `sources` keep.
     pub fn registry(&self, sources: Sources) -> Registry {
+        let mut r = self.families();
+        r.register_collector(Box::new(sources));
+        r
+    }
+
+    /// A registry of these counts alone.
+    fn families(&self) -> Registry {
         let mut r = Registry::with_prefix("confgate");
         r.register(
             "calls",
@@ -215,7 +257,6 @@ impl Metrics {
             "1 for the trunk registration's current state",
             self.registration.clone(),
         );
-        r.register_collector(Box::new(sources));
         r
     }
 }
@@ -301,38 +342,38 @@ fn seconds(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> 
 impl Collector for Sources {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         let s = self.conference.stats();
-        gauge(&mut e, "rooms", "Rooms open", s.rooms)?;
-        gauge(&mut e, "members", "Members seated in rooms", s.members)?;
-        gauge(&mut e, "members_talking", "Members talking now", s.talking)?;
+        gauge(&mut e, "rooms", "Rooms open.", s.rooms)?;
+        gauge(&mut e, "members", "Members seated in rooms.", s.members)?;
+        gauge(&mut e, "members_talking", "Members talking now.", s.talking)?;
         counter(
             &mut e,
             "rtp_packets_received",
-            "RTP packets received from the calls' media sources",
+            "RTP packets received from the calls' media sources.",
             s.media.received,
         )?;
         counter(
             &mut e,
             "rtp_packets_sent",
-            "RTP and RTCP packets sent",
+            "RTP and RTCP packets sent.",
             s.sent,
         )?;
         counter(
             &mut e,
             "rtp_packets_lost",
-            "Audio packets of members that never arrived",
+            "Audio packets of members that never arrived.",
             s.media.lost,
         )?;
         counter(
             &mut e,
             "rtp_packets_late",
-            "Audio packets of members that arrived too late to be played",
+            "Audio packets of members that arrived too late to be played.",
             s.media.late,
         )?;
         let f = s.media.foreign;
         counters_by(
             &mut e,
             "rtp_packets_foreign",
-            "Packets refused for not coming from a call's media source, by reason",
+            "Packets refused for not coming from a call's media source, by reason.",
             "reason",
             [
                 ForeignReason::WrongIp,
@@ -344,38 +385,38 @@ impl Collector for Sources {
         counter(
             &mut e,
             "rtp_packets_dropped_by_kernel",
-            "Datagrams dropped by the kernel before a media thread read them",
+            "Datagrams dropped by the kernel before a media thread read them.",
             s.media_dropped,
         )?;
         counter(
             &mut e,
             "rtp_send_errors",
-            "Sends the kernel refused",
+            "Sends the kernel refused.",
             s.send_errors,
         )?;
         seconds(
             &mut e,
             "rtp_jitter",
-            "Members' interarrival jitter, at each of their RTCP reports",
+            "Members' interarrival jitter, at each of their RTCP reports.",
             &s.jitter,
         )?;
         seconds(
             &mut e,
             "mixer_tick_duration",
-            "Time a media thread took for one 20 ms tick",
+            "Time a media thread took for one 20 ms tick.",
             &s.tick_time,
         )?;
         counter(
             &mut e,
             "mixer_late_ticks",
-            "20 ms ticks a media thread was too late to run",
+            "20 ms ticks a media thread was too late to run.",
             s.late_ticks,
         )?;
         let refusals = self.admission.refusals();
         counters_by(
             &mut e,
             "admission_refusals",
-            "INVITEs refused before a call began (403 not_allowed, 503 full or source_full)",
+            "INVITEs refused before a call began (403 not_allowed, 503 full or source_full).",
             "reason",
             [Refusal::NotAllowed, Refusal::Full, Refusal::SourceFull]
                 .map(|r| (r.name(), refusals.get(r))),
@@ -384,24 +425,136 @@ impl Collector for Sources {
             gauge(
                 &mut e,
                 "control_connections",
-                "Control clients connected",
+                "Control clients connected.",
                 c.open(),
             )?;
             counter(
                 &mut e,
                 "control_connections_accepted",
-                "Control connections served",
+                "Control connections served.",
                 c.accepted(),
             )?;
             let errors = c.errors();
             counters_by(
                 &mut e,
                 "control_errors",
-                "Error responses on the control socket, by code",
+                "Error responses on the control socket, by code.",
                 "code",
                 errors.iter().map(|(code, n)| (*code, *n)),
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus_client::encoding::prometheus_text;
+
+    use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &m.families()).expect("encodes");
+        text
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_call_moves_from_setup_to_its_room_and_off_the_gauge() {
+        let m = Arc::new(Metrics::default());
+        let setup = "confgate_calls{direction=\"inbound\",state=\"setup\"}";
+        let in_room = "confgate_calls{direction=\"inbound\",state=\"in_room\"}";
+        let mut track = m.call_started(Direction::Inbound);
+        assert_eq!(value(&exposition(&m), setup), Some(1.0));
+        track.joined();
+        track.joined();
+        let t = exposition(&m);
+        assert_eq!(
+            (value(&t, setup), value(&t, in_room)),
+            (Some(0.0), Some(1.0))
+        );
+        track.ended("hangup");
+        let t = exposition(&m);
+        assert_eq!(
+            (value(&t, setup), value(&t, in_room)),
+            (Some(0.0), Some(0.0))
+        );
+        assert_eq!(
+            value(
+                &t,
+                "confgate_calls_ended_total{direction=\"inbound\",reason=\"hangup\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&t, "confgate_calls_started_total{direction=\"inbound\"}"),
+            Some(1.0)
+        );
+        // A call that never reaches its room leaves the set-up count.
+        drop(m.call_started(Direction::Outbound));
+        let t = exposition(&m);
+        assert_eq!(
+            value(&t, "confgate_calls{direction=\"outbound\",state=\"setup\"}"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn events_statuses_and_pins_are_counted_by_label() {
+        let m = Metrics::default();
+        for source in [Source::Rfc4733, Source::Rfc4733, Source::Info] {
+            m.observe(&Event::Digit {
+                call: "c".into(),
+                digit: '1',
+                source,
+            });
+        }
+        m.observe(&Event::DialFailed {
+            call: "c".into(),
+            room: "r".into(),
+            to: "t".into(),
+            status: Some(486),
+            reason: "busy".into(),
+        });
+        m.observe(&Event::Registration {
+            state: "registering",
+            detail: None,
+        });
+        m.observe(&Event::Registration {
+            state: "registered",
+            detail: None,
+        });
+        m.setup_answered(200);
+        m.setup_answered(488);
+        m.setup_answered(488);
+        m.pin_checked(PinResult::Wrong);
+        m.pin_checked(PinResult::Accepted);
+        m.pin_locked_out();
+        m.digit_duplicates(2);
+        let t = exposition(&m);
+        for (series, want) in [
+            ("confgate_dtmf_digits_total{source=\"rfc4733\"}", 2.0),
+            ("confgate_dtmf_digits_total{source=\"info\"}", 1.0),
+            ("confgate_dtmf_digits_total{source=\"inband\"}", 0.0),
+            ("confgate_dtmf_duplicates_total", 2.0),
+            ("confgate_dial_outcomes_total{outcome=\"busy\"}", 1.0),
+            ("confgate_registration_state{state=\"registered\"}", 1.0),
+            ("confgate_registration_state{state=\"registering\"}", 0.0),
+            ("confgate_call_setup_total{status=\"488\"}", 2.0),
+            ("confgate_call_setup_total{status=\"200\"}", 1.0),
+            ("confgate_pin_attempts_total{result=\"wrong\"}", 1.0),
+            ("confgate_pin_attempts_total{result=\"accepted\"}", 1.0),
+            ("confgate_pin_attempts_total{result=\"locked_out\"}", 0.0),
+            ("confgate_pin_lockouts_total", 1.0),
+        ] {
+            assert_eq!(value(&t, series), Some(want), "{series} in\n{t}");
+        }
     }
 }
