@@ -59,7 +59,14 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
+    pub shutdown: ShutdownConfig,
     pub trunk: TrunkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,10 +234,22 @@ pub struct Settings {
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
     pub trunk: TrunkSettings,
+    /// How long `drain` waits for the last call before hanging up the rest.
+    pub drain: Duration,
+    /// Where these settings were read from, to read them again on reload.
+    pub origin: Origin,
+}
+
+/// The file and `--set` overrides a configuration was loaded from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// `None`: the built-in configuration alone.
+    pub path: Option<PathBuf>,
+    pub overrides: Vec<String>,
 }
 
 /// Where the control server listens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlSettings {
     /// The Unix socket (created with mode 0600); `None`: no Unix socket.
     pub socket: Option<PathBuf>,
@@ -283,7 +302,12 @@ impl Config {
             })?;
             merge(&mut table, parse_table(&p.display().to_string(), &text)?);
         }
-        Self::from_table(table, overrides)?.validate()
+        let mut settings = Self::from_table(table, overrides)?.validate()?;
+        settings.origin = Origin {
+            path: path.map(Path::to_owned),
+            overrides: overrides.to_vec(),
+        };
+        Ok(settings)
     }
 
     /// Parse TOML text, merge it over the embedded default (so it needs only
@@ -459,9 +483,17 @@ impl Config {
             max_per_source: self.calls.max_per_source,
             allow: cidrs("sip.allow", &self.sip.allow)?,
         };
+        if self.shutdown.drain_secs == 0 {
+            return Err(ConfigError::invalid(
+                "shutdown.drain_secs",
+                "must be at least 1",
+            ));
+        }
         Ok(Settings {
             control,
             metrics_listen,
+            drain: Duration::from_secs(self.shutdown.drain_secs),
+            origin: Origin::default(),
             trunk,
             sip_listen,
             sip_timers,
@@ -489,6 +521,37 @@ impl Config {
             max_members: self.rooms.max_members,
             announce_tones,
         })
+    }
+}
+
+impl Settings {
+    /// What a reload may apply of `new`: everything but the keys that take
+    /// a restart (sockets bound, threads started, the registration), which
+    /// keep their running values; the keys named are those that differ.
+    pub fn reloaded(&self, mut new: Settings) -> (Settings, Vec<&'static str>) {
+        let mut restart = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+ => $key:literal) => {
+                if self.$($field).+ != new.$($field).+ {
+                    restart.push($key);
+                    new.$($field).+ = self.$($field).+.clone();
+                }
+            };
+        }
+        keep!(sip_listen => "sip.listen");
+        keep!(public_address => "sip.public_address");
+        keep!(sip_timers => "sip.timer_t1_ms / sip.timer_t4_ms");
+        keep!(rtp_ports => "rtp.port_range");
+        keep!(media_threads => "media.threads");
+        keep!(prompts_dir => "prompts.dir");
+        keep!(control => "control");
+        keep!(metrics_listen => "metrics.listen");
+        keep!(trunk.proxy => "trunk.proxy");
+        keep!(trunk.username => "trunk.username");
+        keep!(trunk.password => "trunk.password");
+        keep!(trunk.register => "trunk.register");
+        keep!(trunk.register_expires => "trunk.register_expires_secs");
+        (new, restart)
     }
 }
 
@@ -916,11 +979,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_what_takes_a_restart_and_names_it() {
+        let old = load(&[]).unwrap();
+        let new = load(&[
+            "sip.listen=127.0.0.1:5070",
+            "control.max_clients=3",
+            "pin.attempts=5",
+            "trunk.allow=[\"+1555\"]",
+        ])
+        .unwrap();
+        let (applied, restart) = old.reloaded(new);
+        assert_eq!(restart, vec!["sip.listen", "control"]);
+        assert_eq!(applied.sip_listen, old.sip_listen);
+        assert_eq!(applied.control, old.control);
+        assert_eq!(applied.pin.attempts, 5);
+        assert_eq!(applied.trunk.allow, vec!["+1555".to_owned()]);
+        let (_, restart) = old.reloaded(load(&[]).unwrap());
+        assert!(restart.is_empty(), "{restart:?}");
+    }
+
+    #[test]
     fn partial_file_keeps_the_other_defaults() {
         let s = load_file("[sip]\nlisten = \"127.0.0.1:5070\"\n", &[]).unwrap();
         assert_eq!(s.sip_listen, "127.0.0.1:5070".parse().unwrap());
         let mut d = load(&[]).unwrap();
         d.sip_listen = s.sip_listen;
+        d.origin = s.origin.clone();
         // Settings has no PartialEq; its Debug form covers every field.
         assert_eq!(format!("{s:?}"), format!("{d:?}"));
     }

@@ -90,6 +90,13 @@ pub enum Event {
         mos: f64,
         state: QualityState,
     },
+    /// `drain` was asked: no new calls; the daemon exits after the last.
+    Draining { calls: usize },
+    /// The configuration file was read again and applied; the keys named
+    /// take a restart and kept their running values.
+    ConfigReloaded { restart_needed: Vec<&'static str> },
+    /// A reload found the file unusable and changed nothing.
+    ConfigReloadFailed { error: String },
     /// A call entered a room.
     MemberJoined {
         call: String,

@@ -120,6 +120,16 @@ enum Command {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Take no new calls (INVITEs get 503), and exit once the last call has ended.
+    Drain {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Read the configuration file again and apply it (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        connect: Connect,
+    },
     /// The daemon's version, uptime, calls, rooms and registration.
     Status {
         /// Print the JSON object.
@@ -244,6 +254,12 @@ fn main() -> ExitCode {
             control(&settings, connect, request, Show::Nothing)
         }
         Command::Events { names, connect } => events(&settings, connect, names),
+        Command::Drain { connect } => {
+            control(&settings, connect, json!({"cmd": "drain"}), Show::Drain)
+        }
+        Command::Reload { connect } => {
+            control(&settings, connect, json!({"cmd": "reload"}), Show::Reload)
+        }
         Command::Status { json, connect } => control(
             &settings,
             connect,
@@ -363,24 +379,40 @@ fn run(settings: Settings) -> ExitCode {
             }
         };
         tracing::info!(sip = %daemon.sip_addr(), "confgate {} running", env!("CARGO_PKG_VERSION"));
-        wait_for_signal().await;
+        serve_until_stopped(&daemon).await;
         daemon.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Until SIGINT or SIGTERM, or a drain that is over; SIGHUP reloads the
+/// configuration (a failure is logged and changes nothing).
+async fn serve_until_stopped(daemon: &Daemon) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        _ => {
+            tracing::warn!("signal handlers not installed: only Ctrl-C stops the daemon");
             tokio::select! {
-                _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
+                _ = daemon.drained() => {}
             }
+            return;
         }
-        Err(_) => {
-            tokio::signal::ctrl_c().await.ok();
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = daemon.drained() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // The outcome is logged and published by the reload itself.
+                daemon.reload().await.ok();
+            }
         }
     }
 }

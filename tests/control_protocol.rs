@@ -105,6 +105,7 @@ impl Switchboard for Board {
             calls: 1,
             rooms: 1,
             registration: "disabled".into(),
+            draining: false,
         }
     }
     fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -213,8 +214,7 @@ fn code(response: &Value) -> &str {
 async fn bad_lines_get_their_code_and_the_connection_answers_on() {
     let run = Running::start("errors", 4, false, 16).await;
     let mut peer = run.unix().await;
-    let status =
-        json!({"version":"test","uptime_secs":5,"calls":1,"rooms":1,"registration":"disabled"});
+    let status = json!({"version":"test","uptime_secs":5,"calls":1,"rooms":1,"registration":"disabled","draining":false});
 
     assert_eq!(code(&peer.ask("{not json").await), "bad_json");
     assert_eq!(code(&peer.ask("\u{0}\u{7f}[]").await), "bad_json");

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::ivr::directory::Cidr;
 
@@ -29,6 +29,8 @@ pub enum Refusal {
     Full,
     #[error("calls.max_per_source reached for this source")]
     SourceFull,
+    #[error("draining: no new calls")]
+    Draining,
 }
 
 impl Refusal {
@@ -38,6 +40,7 @@ impl Refusal {
             Refusal::NotAllowed => "not_allowed",
             Refusal::Full => "full",
             Refusal::SourceFull => "source_full",
+            Refusal::Draining => "draining",
         }
     }
 
@@ -45,7 +48,7 @@ impl Refusal {
     pub fn sip_status(self) -> u16 {
         match self {
             Refusal::NotAllowed => 403,
-            Refusal::Full | Refusal::SourceFull => 503,
+            Refusal::Full | Refusal::SourceFull | Refusal::Draining => 503,
         }
     }
 }
@@ -58,7 +61,7 @@ struct Counts {
 
 /// Inbound calls refused, per reason.
 #[derive(Debug, Default)]
-pub struct Refusals([AtomicU64; 3]);
+pub struct Refusals([AtomicU64; 4]);
 
 impl Refusals {
     fn slot(r: Refusal) -> usize {
@@ -66,6 +69,7 @@ impl Refusals {
             Refusal::NotAllowed => 0,
             Refusal::Full => 1,
             Refusal::SourceFull => 2,
+            Refusal::Draining => 3,
         }
     }
 
@@ -83,9 +87,10 @@ impl Refusals {
 /// The live count of calls, shared by the SIP edge and outbound dialling.
 #[derive(Debug, Clone, Default)]
 pub struct Admission {
-    rules: Arc<AdmissionRules>,
+    rules: Arc<RwLock<Arc<AdmissionRules>>>,
     counts: Arc<Mutex<Counts>>,
     refused: Arc<Refusals>,
+    draining: Arc<AtomicBool>,
 }
 
 /// One admitted call; dropping it frees the slot.
@@ -98,9 +103,10 @@ pub struct CallPermit {
 impl Admission {
     pub fn new(rules: AdmissionRules) -> Admission {
         Admission {
-            rules: Arc::new(rules),
+            rules: Arc::new(RwLock::new(Arc::new(rules))),
             counts: Arc::default(),
             refused: Arc::default(),
+            draining: Arc::default(),
         }
     }
 
@@ -109,9 +115,29 @@ impl Admission {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn rules(&self) -> Arc<AdmissionRules> {
+        // A poisoned lock only means a task panicked mid-swap; the rules stand.
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New rules (a reload): calls admitted under the old ones stay.
+    pub fn set_rules(&self, rules: AdmissionRules) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    }
+
+    /// Refuse every new call from now on (`drain`); true the first time.
+    pub fn start_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Whether `ip` may send us requests at all.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        self.rules.allow.is_empty() || self.rules.allow.iter().any(|c| c.contains(ip))
+        let rules = self.rules();
+        rules.allow.is_empty() || rules.allow.iter().any(|c| c.contains(ip))
     }
 
     /// Admit an inbound call from `source`.
@@ -123,12 +149,16 @@ impl Admission {
         if !self.allows(source) {
             return Err(Refusal::NotAllowed);
         }
+        if self.draining() {
+            return Err(Refusal::Draining);
+        }
+        let rules = self.rules();
         let mut counts = self.lock();
-        if self.rules.max_calls > 0 && counts.total >= self.rules.max_calls {
+        if rules.max_calls > 0 && counts.total >= rules.max_calls {
             return Err(Refusal::Full);
         }
         let from_source = counts.by_source.get(&source).copied().unwrap_or(0);
-        if self.rules.max_per_source > 0 && from_source >= self.rules.max_per_source {
+        if rules.max_per_source > 0 && from_source >= rules.max_per_source {
             return Err(Refusal::SourceFull);
         }
         counts.total += 1;
@@ -141,8 +171,12 @@ impl Admission {
 
     /// Admit an outbound call (counted in `max_calls` only).
     pub fn admit_outbound(&self) -> Result<CallPermit, Refusal> {
+        if self.draining() {
+            return Err(Refusal::Draining);
+        }
+        let max_calls = self.rules().max_calls;
         let mut counts = self.lock();
-        if self.rules.max_calls > 0 && counts.total >= self.rules.max_calls {
+        if max_calls > 0 && counts.total >= max_calls {
             return Err(Refusal::Full);
         }
         counts.total += 1;

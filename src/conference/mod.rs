@@ -299,6 +299,8 @@ enum ShardCommand {
     Control(String, Control, oneshot::Sender<bool>),
     Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
     List(oneshot::Sender<Vec<RoomStatus>>),
+    /// New clips and limits (a reload); members already seated stay.
+    Update(Box<Announcements>, Limits, oneshot::Sender<()>),
 }
 
 struct ShardHandle {
@@ -466,6 +468,12 @@ impl Conference {
                 .await
                 .contains(&true),
         }
+    }
+
+    /// Clips and limits for what happens from now on (a reload).
+    pub async fn update(&self, clips: Announcements, limits: Limits) {
+        self.ask_all(|tx| ShardCommand::Update(Box::new(clips.clone()), limits, tx))
+            .await;
     }
 
     /// Every open room and its members.

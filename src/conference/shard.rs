@@ -294,6 +294,11 @@ impl Shard {
             ShardCommand::List(reply) => {
                 reply.send(self.list()).ok();
             }
+            ShardCommand::Update(clips, limits, reply) => {
+                self.clips = *clips;
+                self.limits = limits;
+                reply.send(()).ok();
+            }
         }
         self.count();
     }

@@ -28,6 +28,10 @@ pub enum Show {
     Status {
         json: bool,
     },
+    /// What `drain` says is left.
+    Drain,
+    /// The keys a `reload` could not apply.
+    Reload,
 }
 
 /// Send `request` to the daemon and print its result as `show` says.
@@ -51,6 +55,11 @@ pub fn request(endpoint: &Endpoint, request: Value, show: Show) -> ExitCode {
         Show::Room { json: true } | Show::Status { json: true } => format!("{result}\n"),
         Show::Room { json: false } => rooms_table(std::slice::from_ref(&result)),
         Show::Status { json: false } => status_text(&result),
+        Show::Drain => format!(
+            "draining: {} call(s) in progress; the daemon exits after the last one (at most {} s)\n",
+            result["calls"], result["drain_secs"]
+        ),
+        Show::Reload => reload_text(&result),
     };
     let mut out = std::io::stdout().lock();
     if out
@@ -186,6 +195,22 @@ pub fn rooms_table(rooms: &[Value]) -> String {
 }
 
 /// `status` as aligned `name value` lines.
+/// What a reload applied, and what it could not.
+pub fn reload_text(result: &Value) -> String {
+    let keys: Vec<&str> = result["restart_needed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if keys.is_empty() {
+        "reloaded\n".to_owned()
+    } else {
+        format!(
+            "reloaded; these changed but take a restart (running values kept): {}\n",
+            keys.join(", ")
+        )
+    }
+}
+
 pub fn status_text(status: &Value) -> String {
     let mut out = String::new();
     for name in ["version", "uptime_secs", "calls", "rooms", "registration"] {

@@ -238,6 +238,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
                 result
             }
             Request::Status => protocol::status_result(&board.status().await),
+            Request::Drain => json!(board.drain().await?),
+            Request::Reload => json!(board.reload().await?),
         })
     }
 

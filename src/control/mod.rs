@@ -15,4 +15,4 @@ pub mod switchboard;
 
 pub use client::{ClientError, ControlClient, Endpoint};
 pub use server::{ControlCounters, ControlError, ControlServer};
-pub use switchboard::{CommandError, DialRequest, Status, Switchboard, Target};
+pub use switchboard::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};

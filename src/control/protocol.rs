@@ -30,6 +30,9 @@ pub const EVENT_NAMES: &[&str] = &[
     "member_joined",
     "member_left",
     "member_quality",
+    "draining",
+    "config_reloaded",
+    "config_reload_failed",
 ];
 
 /// A request, as parsed from one line.
@@ -61,6 +64,8 @@ pub enum Request {
         events: Option<Vec<&'static str>>,
     },
     Status,
+    Drain,
+    Reload,
 }
 
 /// Why a line was refused before it reached the daemon: the client's fault,
@@ -185,6 +190,8 @@ fn request(mut f: Fields) -> Result<Request, ProtocolError> {
             events: f.optional_event_names("events")?,
         },
         "status" => Request::Status,
+        "drain" => Request::Drain,
+        "reload" => Request::Reload,
         _ => return Err(ProtocolError::UnknownCommand(cmd)),
     };
     f.finish()?;

@@ -90,6 +90,12 @@ fn every_command_parses() {
         })
     );
     assert_eq!(req(r#"{"cmd":"status"}"#), Ok(Request::Status));
+    assert_eq!(req(r#"{"cmd":"drain"}"#), Ok(Request::Drain));
+    assert_eq!(req(r#"{"cmd":"reload"}"#), Ok(Request::Reload));
+    assert!(matches!(
+        req(r#"{"cmd":"drain","now":true}"#),
+        Err(ProtocolError::BadArgument { .. })
+    ));
 }
 
 #[test]
@@ -313,6 +319,13 @@ fn the_filter_names_are_the_event_names() {
             room,
             mos: 3.21,
             state: crate::events::QualityState::Degraded,
+        },
+        Event::Draining { calls: 2 },
+        Event::ConfigReloaded {
+            restart_needed: vec!["media.threads"],
+        },
+        Event::ConfigReloadFailed {
+            error: "pin.min_len: bad".into(),
         },
     ];
     let names: Vec<String> = events

@@ -36,6 +36,24 @@ pub struct Status {
     pub rooms: usize,
     /// `disabled`, `registering`, `registered` or `failed`.
     pub registration: String,
+    /// `drain` was asked: no new calls, exit after the last one.
+    pub draining: bool,
+}
+
+/// `drain`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Draining {
+    /// Calls still in progress; the daemon exits when none is left.
+    pub calls: usize,
+    /// At the latest this many seconds from the first `drain`, the rest are hung up.
+    pub drain_secs: u64,
+}
+
+/// `reload`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Keys whose new values were not applied: they take a restart.
+    pub restart_needed: Vec<&'static str>,
 }
 
 /// Why a command was refused. Each variant has a stable code for programs.
@@ -65,6 +83,15 @@ pub enum CommandError {
     Unavailable(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// Draining for an upgrade: no new calls.
+    #[error("draining: no new calls")]
+    Draining,
+    /// A reload found the configuration file unusable; nothing changed.
+    #[error("configuration not reloaded: {0}")]
+    BadConfig(String),
+    /// This daemon cannot do it.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 impl CommandError {
@@ -80,6 +107,9 @@ impl CommandError {
             CommandError::Speech(_) => "speech_failed",
             CommandError::Unavailable(_) => "unavailable",
             CommandError::ShuttingDown => "shutting_down",
+            CommandError::Draining => "draining",
+            CommandError::BadConfig(_) => "bad_config",
+            CommandError::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -98,6 +128,14 @@ pub trait Switchboard: Send + Sync + 'static {
     /// Speak `text` to a room or one call (rendered off the media path).
     async fn say(&self, target: Target, text: String) -> Result<(), CommandError>;
     async fn status(&self) -> Status;
+    /// Take no new calls; exit once the last call has ended.
+    async fn drain(&self) -> Result<Draining, CommandError> {
+        Err(CommandError::Unsupported("drain"))
+    }
+    /// Read the configuration file again and apply what can change live.
+    async fn reload(&self) -> Result<Reloaded, CommandError> {
+        Err(CommandError::Unsupported("reload"))
+    }
     /// Every event from now on.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 }

@@ -29,7 +29,7 @@ pub async fn run(
     let id = listed.id().to_string();
     info!(from = %offered.from, to = %offered.to, source = %offered.source,
           sip_call_id = %offered.sip_call_id, "call offered");
-    let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()) {
+    let sockets = match ctx.ports.bind(ctx.settings().sip_listen.ip()) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no RTP port");
@@ -53,13 +53,13 @@ pub async fn run(
         call: id.clone(),
         offer: &offered.offer,
         timers: Timers {
-            early_media: ctx.settings.early_media,
-            idle: ctx.settings.idle_timeout,
+            early_media: ctx.settings().early_media,
+            idle: ctx.settings().idle_timeout,
             // 64·T1: how long the stack retransmits a 200 OK waiting for the ACK.
-            ack: ctx.settings.sip_timers.t1 * 64,
+            ack: ctx.settings().sip_timers.t1 * 64,
         },
         entry,
-        dtmf: ctx.settings.dtmf_mode,
+        dtmf: ctx.settings().dtmf_mode,
     };
     let call = match Call::inbound(setup, ctx.sdp_session(port), Instant::now()) {
         Ok(call) => call,

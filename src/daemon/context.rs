@@ -4,7 +4,7 @@
 //! the registry, admission and the task tracker.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -27,10 +27,26 @@ use super::ports::PortPool;
 use super::prompts::PromptBook;
 use super::registry::CallRegistry;
 
-/// What every call shares.
-pub struct CallContext {
+/// What a [`CallContext`] is made of.
+pub(super) struct Parts {
     pub settings: Settings,
     pub prompts: PromptBook,
+    pub ports: PortPool,
+    pub advertised: IpAddr,
+    pub shutdown: CancellationToken,
+    pub events: Events,
+    pub pin_guard: Mutex<PinGuard>,
+    pub conference: Conference,
+    pub calls: CallRegistry,
+    pub admission: Admission,
+    pub tasks: TaskTracker,
+}
+
+/// What every call shares.
+pub struct CallContext {
+    /// Swapped whole by a reload; a call reads what it needs when it needs it.
+    settings: RwLock<Arc<Settings>>,
+    prompts: RwLock<Arc<PromptBook>>,
     pub ports: PortPool,
     pub advertised: IpAddr,
     pub shutdown: CancellationToken,
@@ -44,17 +60,57 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    pub(super) fn new(parts: Parts) -> CallContext {
+        CallContext {
+            settings: RwLock::new(Arc::new(parts.settings)),
+            prompts: RwLock::new(Arc::new(parts.prompts)),
+            ports: parts.ports,
+            advertised: parts.advertised,
+            shutdown: parts.shutdown,
+            events: parts.events,
+            pin_guard: parts.pin_guard,
+            conference: parts.conference,
+            calls: parts.calls,
+            admission: parts.admission,
+            tasks: parts.tasks,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        // A poisoned lock only means a task panicked mid-swap; the value stands.
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The prompts in force.
+    pub fn prompts(&self) -> Arc<PromptBook> {
+        self.prompts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Put reloaded settings and prompts in force.
+    pub(super) fn replace(&self, settings: Settings, prompts: PromptBook) {
+        *self.prompts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(prompts);
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+
     /// A trusted source may name the room; everyone else is asked for the PIN.
     pub(super) fn entry(&self, call: &OfferedCall) -> Entry {
         let named = call.header("X-Conference-Id");
-        let dir = &self.settings.directory;
+        let settings = self.settings();
+        let dir = &settings.directory;
         match dir.direct(call.source.ip(), call.request_user.as_deref(), named) {
             Some(room) => Entry::Direct(room),
             None => {
                 if named.is_some() && !dir.trusts(call.source.ip()) {
                     info!("X-Conference-Id from an untrusted source ignored");
                 }
-                Entry::Pin(self.settings.pin)
+                Entry::Pin(self.settings().pin)
             }
         }
     }
@@ -69,7 +125,7 @@ impl CallContext {
         let mut guard = self.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
         let locked = match guard.locked(caller, number, now) {
             Some(key) => Some(key),
-            None => match self.settings.directory.by_pin(pin) {
+            None => match self.settings().directory.by_pin(pin) {
                 Some(admission) => {
                     info!(room = %admission.room, "PIN accepted");
                     metrics.pin_checked(PinResult::Accepted);
@@ -112,7 +168,7 @@ impl CallContext {
     /// daemon stops: a key of a caller who never calls again goes too.
     pub(super) async fn sweep_pin_failures(&self) {
         let every = self
-            .settings
+            .settings()
             .throttle
             .window
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -133,8 +189,8 @@ impl CallContext {
     /// tones (or INFO) instead.
     pub(super) fn sdp_session(&self, port: u16) -> SdpSession {
         SdpSession::new(LocalMedia {
-            codecs: self.settings.codecs.clone(),
-            events: listens(self.settings.dtmf_mode).0,
+            codecs: self.settings().codecs.clone(),
+            events: listens(self.settings().dtmf_mode).0,
             address: self.advertised,
             port,
             session_id: u64::from(rand::random::<u32>()),

@@ -172,7 +172,7 @@ pub(super) async fn drive<S: SipLeg>(
                     call.handle_input(Input::Digit { digit, source, at }, Instant::now())
                 }
                 Some(MediaEvent::RtpTimeout) => {
-                    warn!(secs = ctx.settings.rtp_timeout.as_secs(), "no RTP");
+                    warn!(secs = ctx.settings().rtp_timeout.as_secs(), "no RTP");
                     call.handle_input(Input::RtpTimeout, Instant::now())
                 }
                 None => leg_gone = true,
@@ -212,14 +212,14 @@ struct Media {
 impl Media {
     /// Start the call's media; `false` when it could not be (the call ends).
     fn start(&mut self, party: &Party, params: MediaParams, ctx: &CallContext) -> bool {
-        let (_, inband) = listens(ctx.settings.dtmf_mode);
+        let (_, inband) = listens(ctx.settings().dtmf_mode);
         // A NAT'd far end is learned from the signalling IP, else from the
         // address its SDP names.
         let signalling_ip = party
             .signalling_ip
             .or(params.remote.map(|r| r.ip()))
             .unwrap_or(ctx.advertised);
-        let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings.rtp_strict);
+        let learning = SourceLearning::new(params.remote, signalling_ip, ctx.settings().rtp_strict);
         let Some(sockets) = self.sockets.take() else {
             // Started already (a second answer): nothing to do.
             return self.leg.is_some();
@@ -227,10 +227,10 @@ impl Media {
         let setup = MediaSetup {
             params,
             inband,
-            rtp_timeout: ctx.settings.rtp_timeout,
+            rtp_timeout: ctx.settings().rtp_timeout,
             learning,
             cname: format!("{}@confgate", party.call),
-            quality_alarm_mos: ctx.settings.quality_alarm_mos,
+            quality_alarm_mos: ctx.settings().quality_alarm_mos,
         };
         match ctx.conference.start_leg(sockets, setup) {
             Ok(leg) => {
@@ -251,8 +251,8 @@ impl Media {
         match action {
             MediaAction::Play { clip, looped, id } => {
                 let samples = match clip {
-                    Clip::EarlyMedia => Some(ctx.prompts.early_media()),
-                    Clip::Prompt(prompt) => ctx.prompts.get(prompt.name()),
+                    Clip::EarlyMedia => Some(ctx.prompts().early_media()),
+                    Clip::Prompt(prompt) => ctx.prompts().get(prompt.name()),
                 };
                 match samples {
                     Some(samples) => leg.send(MediaCommand::Play {

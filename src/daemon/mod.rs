@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, Instrument};
 
 use crate::call::admission::Admission;
-use crate::conference::{Announcements, Conference, Limits};
+use crate::conference::{Conference, Limits};
 use crate::config::Settings;
 use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
@@ -34,7 +34,7 @@ use crate::tts::prompts::PromptError;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
-use context::CallContext;
+use context::{CallContext, Parts};
 use ports::PortPool;
 use prompts::PromptBook;
 use registry::CallRegistry;
@@ -135,13 +135,7 @@ impl Daemon {
         )
         .await?;
         let events = Events::default();
-        let clip = |name: &str| prompts.get(name).unwrap_or_else(|| Vec::new().into());
-        let clips = Announcements {
-            joined: clip("joined"),
-            only_participant: clip("only_participant"),
-            join_tone: settings.announce_tones.then(|| clip("join_tone")),
-            leave_tone: settings.announce_tones.then(|| clip("leave_tone")),
-        };
+        let clips = prompts.announcements(&settings);
         let conference = Conference::start(
             clips,
             Limits {
@@ -152,7 +146,7 @@ impl Daemon {
             settings.media_threads,
         );
         let t = settings.throttle;
-        let ctx = Arc::new(CallContext {
+        let ctx = Arc::new(CallContext::new(Parts {
             ports: PortPool::new(settings.rtp_ports.clone()),
             advertised: ua.advertised_ip(),
             pin_guard: Mutex::new(PinGuard::new(
@@ -168,9 +162,10 @@ impl Daemon {
             calls: CallRegistry::default(),
             admission,
             tasks: TaskTracker::new(),
-        });
+        }));
         let ua = Arc::new(ua);
-        let trunk = &ctx.settings.trunk;
+        let settings = ctx.settings();
+        let trunk = &settings.trunk;
         let board = Arc::new(Board {
             policy: Arc::new(Mutex::new(DialPolicy::new(
                 trunk.allow.clone(),
@@ -181,6 +176,8 @@ impl Daemon {
             ua: ua.clone(),
             started: std::time::Instant::now(),
             registration: Arc::new(Mutex::new("disabled")),
+            drained: CancellationToken::new(),
+            reloading: tokio::sync::Mutex::new(()),
         });
         if let (true, Some(proxy)) = (trunk.register, &trunk.proxy) {
             let state = board.registration.clone();
@@ -219,9 +216,8 @@ impl Daemon {
             )?;
         }
         let control =
-            ControlServer::start(&ctx.settings.control, board.clone(), shutdown.child_token())
-                .await?;
-        let metrics = match ctx.settings.metrics_listen {
+            ControlServer::start(&settings.control, board.clone(), shutdown.child_token()).await?;
+        let metrics = match settings.metrics_listen {
             Some(addr) => {
                 let registry = events.metrics().registry(Sources {
                     conference: conference.clone(),
@@ -275,6 +271,17 @@ impl Daemon {
             control,
             metrics,
         })
+    }
+
+    /// Resolves once a `drain` has seen the last call end (or its time run
+    /// out): the daemon should then shut down.
+    pub async fn drained(&self) {
+        self.board.drained.cancelled().await
+    }
+
+    /// Read the configuration file again and apply it (SIGHUP does this).
+    pub async fn reload(&self) -> Result<crate::control::Reloaded, crate::control::CommandError> {
+        self.board.reload().await
     }
 
     /// Where Prometheus scrapes, if `metrics.listen` is set.

@@ -48,7 +48,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
             room: call.room,
             to: call.to.clone(),
             ring_timeout: call.ring_timeout,
-            dtmf: ctx.settings.dtmf_mode,
+            dtmf: ctx.settings().dtmf_mode,
         },
         call.session,
         started,

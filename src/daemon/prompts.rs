@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::conference::Announcements;
 use crate::config::Settings;
 use crate::tts::prompts::{self, PromptError, PromptSpec};
 
@@ -49,6 +50,17 @@ impl PromptBook {
 
     pub fn early_media(&self) -> Arc<[i16]> {
         self.early_media.clone()
+    }
+
+    /// The clips the rooms play, as `settings` asks for them.
+    pub fn announcements(&self, settings: &Settings) -> Announcements {
+        let clip = |name: &str| self.get(name).unwrap_or_else(|| Vec::new().into());
+        Announcements {
+            joined: clip("joined"),
+            only_participant: clip("only_participant"),
+            join_tone: settings.announce_tones.then(|| clip("join_tone")),
+            leave_tone: settings.announce_tones.then(|| clip("leave_tone")),
+        }
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
-use tracing::{info, Instrument};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
 
-use crate::conference::{Audience, Control, RoomStatus};
-use crate::control::{CommandError, DialRequest, Status, Switchboard, Target};
+use crate::conference::{Audience, Control, Limits, RoomStatus};
+use crate::config::Config;
+use crate::control::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};
 use crate::events::Event;
 use crate::ivr::dial_policy::{destination, DestinationError, DialPolicy};
 use crate::media::resample::resample;
@@ -21,6 +23,7 @@ use crate::tts::prompts::RATE;
 
 use super::context::CallContext;
 use super::outbound::{self, OutboundCall};
+use super::prompts::PromptBook;
 use super::registry::CallCommand;
 use crate::call::CallId;
 
@@ -38,6 +41,63 @@ pub struct Board {
     pub policy: Arc<Mutex<DialPolicy>>,
     pub started: Instant,
     pub registration: RegistrationState,
+    /// Cancelled when a drain is over: the last call ended, or time ran out.
+    pub drained: CancellationToken,
+    /// One reload at a time.
+    pub reloading: tokio::sync::Mutex<()>,
+}
+
+/// How often a drain looks for the last call to end.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+impl Board {
+    /// Load the configuration again, render its prompts, and put it in force.
+    pub async fn reload(&self) -> Result<Reloaded, CommandError> {
+        let _one = self.reloading.lock().await;
+        let ctx = &self.ctx;
+        let old = ctx.settings();
+        let current = old.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let origin = &current.origin;
+            let new = Config::load(origin.path.as_deref(), &origin.overrides)
+                .map_err(|e| e.to_string())?;
+            let (new, restart) = current.reloaded(new);
+            let prompts = PromptBook::prepare(&new).map_err(|e| format!("prompts: {e}"))?;
+            Ok::<_, String>((new, restart, prompts))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let (new, restart_needed, prompts) = match loaded {
+            Ok(l) => l,
+            Err(error) => {
+                warn!(%error, "configuration not reloaded");
+                ctx.events.publish(Event::ConfigReloadFailed {
+                    error: error.clone(),
+                });
+                return Err(CommandError::BadConfig(error));
+            }
+        };
+        ctx.admission.set_rules(new.admission.clone());
+        let t = &new.trunk;
+        lock(&self.policy).set_rules(t.allow.clone(), t.max_outbound, t.dials_per_minute);
+        let th = new.throttle;
+        lock(&ctx.pin_guard).set_rules(th.caller_failures, th.number_failures, th.window);
+        ctx.conference
+            .update(
+                prompts.announcements(&new),
+                Limits {
+                    max_members: new.max_members,
+                },
+            )
+            .await;
+        ctx.replace(new, prompts);
+        info!(restart_needed = ?restart_needed, "configuration reloaded");
+        ctx.events.publish(Event::ConfigReloaded {
+            restart_needed: restart_needed.clone(),
+        });
+        Ok(Reloaded { restart_needed })
+    }
 }
 
 /// Room ids and From users: letters, digits, `_`, `-`, `.`, `+`.
@@ -86,9 +146,13 @@ fn sip_call_id() -> String {
 impl Switchboard for Board {
     async fn dial(&self, req: DialRequest) -> Result<String, CommandError> {
         let ctx = &self.ctx;
-        let trunk = &ctx.settings.trunk;
+        let settings = ctx.settings();
+        let trunk = &settings.trunk;
         if ctx.shutdown.is_cancelled() {
             return Err(CommandError::ShuttingDown);
+        }
+        if ctx.admission.draining() {
+            return Err(CommandError::Draining);
         }
         if !plain(&req.room) {
             return Err(CommandError::BadArgument {
@@ -133,7 +197,7 @@ impl Switchboard for Board {
             }
         })?;
 
-        let sockets = match ctx.ports.bind(ctx.settings.sip_listen.ip()) {
+        let sockets = match ctx.ports.bind(ctx.settings().sip_listen.ip()) {
             Ok(s) => s,
             Err(e) => {
                 release();
@@ -246,8 +310,8 @@ impl Switchboard for Board {
             return Err(missing());
         }
         let (voice, wpm) = (
-            self.ctx.settings.voice.clone(),
-            self.ctx.settings.words_per_minute,
+            self.ctx.settings().voice.clone(),
+            self.ctx.settings().words_per_minute,
         );
         let speech = tokio::task::spawn_blocking(move || espeak::synthesize(&text, &voice, wpm))
             .await
@@ -265,6 +329,48 @@ impl Switchboard for Board {
         }
     }
 
+    async fn drain(&self) -> Result<Draining, CommandError> {
+        let ctx = &self.ctx;
+        let limit = ctx.settings().drain;
+        let calls = ctx.admission.calls();
+        if ctx.admission.start_draining() {
+            info!(
+                calls,
+                drain_secs = limit.as_secs(),
+                "draining: no new calls; exiting after the last one"
+            );
+            ctx.events.publish(Event::Draining { calls });
+            let (ctx, drained) = (ctx.clone(), self.drained.clone());
+            let by = Instant::now() + limit;
+            tokio::spawn(async move {
+                loop {
+                    let left = ctx.admission.calls();
+                    if left == 0 {
+                        info!("drained: the last call has ended");
+                        break;
+                    }
+                    if Instant::now() >= by {
+                        warn!(calls = left, "drain time is up: hanging up the rest");
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(DRAIN_POLL) => {}
+                        _ = ctx.shutdown.cancelled() => return,
+                    }
+                }
+                drained.cancel();
+            });
+        }
+        Ok(Draining {
+            calls,
+            drain_secs: limit.as_secs(),
+        })
+    }
+
+    async fn reload(&self) -> Result<Reloaded, CommandError> {
+        Board::reload(self).await
+    }
+
     async fn status(&self) -> Status {
         Status {
             version: env!("CARGO_PKG_VERSION"),
@@ -272,6 +378,7 @@ impl Switchboard for Board {
             calls: self.ctx.calls.len(),
             rooms: self.ctx.conference.rooms().await.len(),
             registration: (*lock(&self.registration)).to_owned(),
+            draining: self.ctx.admission.draining(),
         }
     }
 

@@ -140,6 +140,13 @@ impl DialPolicy {
         Ok(())
     }
 
+    /// New rules (a reload); the calls and dials counted so far stay counted.
+    pub fn set_rules(&mut self, allow: Vec<String>, max_outbound: usize, per_minute: usize) {
+        self.allow = allow;
+        self.max_outbound = max_outbound;
+        self.per_minute = per_minute;
+    }
+
     /// An admitted call ended.
     pub fn finished(&mut self) {
         self.in_progress = self.in_progress.saturating_sub(1);

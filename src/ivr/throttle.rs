@@ -23,6 +23,12 @@ impl Throttle {
         }
     }
 
+    /// A new limit and window (a reload); the failures counted so far stay.
+    pub fn set_rules(&mut self, limit: usize, window: Duration) {
+        self.limit = limit.max(1);
+        self.window = window;
+    }
+
     /// Forget failures that have left the window; keys with none left go.
     pub fn expire(&mut self, now: Instant) {
         let window = self.window;
@@ -85,6 +91,12 @@ impl PinGuard {
         let caller = self.callers.locked(&[caller], now);
         let number = self.numbers.locked(&[number], now);
         caller.or(number).map(str::to_owned)
+    }
+
+    /// New limits (a reload); the failures counted so far stay.
+    pub fn set_rules(&mut self, caller_limit: usize, number_limit: usize, window: Duration) {
+        self.callers.set_rules(caller_limit, window);
+        self.numbers.set_rules(number_limit, window);
     }
 
     /// Forget what has left the window (run now and then, so keys of

@@ -416,9 +416,9 @@ impl Collector for Sources {
         counters_by(
             &mut e,
             "admission_refusals",
-            "INVITEs refused before a call began (403 not_allowed, 503 full or source_full).",
+            "INVITEs refused before a call began (403 not_allowed; 503 full, source_full or draining).",
             "reason",
-            [Refusal::NotAllowed, Refusal::Full, Refusal::SourceFull]
+            [Refusal::NotAllowed, Refusal::Full, Refusal::SourceFull, Refusal::Draining]
                 .map(|r| (r.name(), refusals.get(r))),
         )?;
         if let Some(c) = &self.control {

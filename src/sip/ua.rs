@@ -330,6 +330,10 @@ async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
             }
         }
         match method {
+            // A dispatcher's probe: draining, this node takes no new calls.
+            Method::Options if !in_dialog && router.admission.draining() => {
+                tokio::spawn(async move { refuse(&mut tx, Refusal::Draining).await });
+            }
             Method::Options if !in_dialog => {
                 tokio::spawn(
                     async move { tx.reply_with(StatusCode::OK, capabilities(), None).await },
@@ -373,6 +377,8 @@ async fn refuse(tx: &mut Transaction, refusal: Refusal) {
         Refusal::Full | Refusal::SourceFull => {
             vec![Header::RetryAfter(RETRY_AFTER_FULL.into())]
         }
+        // Another node should take it: a dispatcher in front moves on.
+        Refusal::Draining => vec![Header::RetryAfter(RETRY_AFTER_DRAINING.into())],
     };
     tx.reply_with(StatusCode::from(refusal.sip_status()), headers, None)
         .await
@@ -381,6 +387,8 @@ async fn refuse(tx: &mut Transaction, refusal: Refusal) {
 
 /// Seconds a caller refused for lack of room is asked to wait.
 const RETRY_AFTER_FULL: &str = "5";
+/// Seconds a caller refused while draining is asked to wait.
+const RETRY_AFTER_DRAINING: &str = "60";
 
 fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
     let Router {

@@ -35,7 +35,7 @@ pub fn control_socket() -> PathBuf {
 }
 
 /// A disjoint RTP port range for each daemon a test process starts.
-fn rtp_range() -> String {
+pub fn rtp_range() -> String {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
     let base = 30000 + (std::process::id() % 200) as u16 * 100 + slot * 20;
