@@ -81,6 +81,7 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     pub tcp: String,
     pub token: String,
+    pub token_file: PathBuf,
     pub max_clients: usize,
 }
 
@@ -110,6 +111,7 @@ pub struct SipConfig {
     pub allow: Vec<String>,
     pub timer_t1_ms: u64,
     pub timer_t4_ms: u64,
+    pub user_agent: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +206,8 @@ pub struct SipTimers {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub sip_listen: SocketAddr,
+    /// `User-Agent` and `Server` in what confgate sends.
+    pub user_agent: String,
     pub sip_timers: SipTimers,
     pub public_address: Option<IpAddr>,
     pub early_media: Option<Duration>,
@@ -489,7 +493,19 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let user_agent = self
+            .sip
+            .user_agent
+            .trim()
+            .replace("{version}", env!("CARGO_PKG_VERSION"));
+        if user_agent.is_empty() || user_agent.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::invalid(
+                "sip.user_agent",
+                "must be one line of text (`confgate` hides the version)",
+            ));
+        }
         Ok(Settings {
+            user_agent,
             control,
             metrics_listen,
             drain: Duration::from_secs(self.shutdown.drain_secs),
@@ -539,6 +555,7 @@ impl Settings {
             };
         }
         keep!(sip_listen => "sip.listen");
+        keep!(user_agent => "sip.user_agent");
         keep!(public_address => "sip.public_address");
         keep!(sip_timers => "sip.timer_t1_ms / sip.timer_t4_ms");
         keep!(rtp_ports => "rtp.port_range");
@@ -563,13 +580,25 @@ fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
             let addr: SocketAddr = addr.parse().map_err(|_| {
                 ConfigError::invalid("control.tcp", format!("`{addr}` is not IP:PORT"))
             })?;
-            if c.token.len() < 16 {
+            let (key, token) = if c.token_file.as_os_str().is_empty() {
+                ("control.token", c.token.clone())
+            } else {
+                let text = std::fs::read_to_string(&c.token_file).map_err(|e| {
+                    ConfigError::invalid(
+                        "control.token_file",
+                        format!("{}: {e}", c.token_file.display()),
+                    )
+                })?;
+                let first = text.lines().next().unwrap_or("").trim().to_owned();
+                ("control.token_file", first)
+            };
+            if token.len() < 16 {
                 return Err(ConfigError::invalid(
-                    "control.token",
+                    key,
                     "control.tcp needs a token of at least 16 characters",
                 ));
             }
-            Some((addr, c.token.clone()))
+            Some((addr, token))
         }
     };
     if c.max_clients == 0 {

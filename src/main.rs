@@ -155,12 +155,23 @@ struct Connect {
     /// The control socket (default: control.socket of the configuration).
     #[arg(long, value_name = "PATH", conflicts_with = "tcp")]
     socket: Option<PathBuf>,
-    /// Connect over TCP to ADDR (HOST:PORT) instead; needs --token.
-    #[arg(long, value_name = "ADDR", requires = "token")]
+    /// Connect over TCP to ADDR (HOST:PORT) instead; needs the token
+    /// (CONFGATE_TOKEN, --token-file or --token).
+    #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
-    /// The daemon's control.token, for --tcp.
-    #[arg(long, value_name = "TOKEN", requires = "tcp")]
+    /// The daemon's control.token, for --tcp (seen by `ps`: prefer
+    /// CONFGATE_TOKEN or --token-file).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "tcp",
+        env = "CONFGATE_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
+    /// Read the token from this file (its first line), for --tcp.
+    #[arg(long, value_name = "PATH", requires = "tcp", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -270,11 +281,27 @@ fn main() -> ExitCode {
 }
 
 /// Where `connect` points: --tcp, --socket, else control.socket.
-fn endpoint(settings: &Settings, connect: Connect) -> Option<Endpoint> {
-    match (connect.tcp, connect.token, connect.socket) {
-        (Some(addr), Some(token), _) => Some(Endpoint::Tcp { addr, token }),
-        (_, _, Some(path)) => Some(Endpoint::Unix(path)),
-        _ => settings.control.socket.clone().map(Endpoint::Unix),
+fn endpoint(settings: &Settings, connect: Connect) -> Result<Endpoint, String> {
+    if let Some(addr) = connect.tcp {
+        let token = match (connect.token_file, connect.token) {
+            (Some(path), _) => std::fs::read_to_string(&path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            (None, Some(token)) => token,
+            (None, None) => {
+                return Err("--tcp needs the token: CONFGATE_TOKEN, --token-file or --token".into())
+            }
+        };
+        return Ok(Endpoint::Tcp { addr, token });
+    }
+    match connect.socket.or_else(|| settings.control.socket.clone()) {
+        Some(path) => Ok(Endpoint::Unix(path)),
+        None => Err(
+            "no control socket configured (control.socket is empty): give --socket or --tcp".into(),
+        ),
     }
 }
 
@@ -286,10 +313,8 @@ fn control(
     show: Show,
 ) -> ExitCode {
     match endpoint(settings, connect) {
-        Some(endpoint) => control_cli::request(&endpoint, request, show),
-        None => {
-            usage("no control socket configured (control.socket is empty): give --socket or --tcp")
-        }
+        Ok(endpoint) => control_cli::request(&endpoint, request, show),
+        Err(why) => usage(&why),
     }
 }
 
@@ -300,10 +325,8 @@ fn member(settings: &Settings, cmd: &str, m: Member) -> ExitCode {
 
 fn events(settings: &Settings, connect: Connect, names: Vec<String>) -> ExitCode {
     match endpoint(settings, connect) {
-        Some(endpoint) => control_cli::follow(&endpoint, names),
-        None => {
-            usage("no control socket configured (control.socket is empty): give --socket or --tcp")
-        }
+        Ok(endpoint) => control_cli::follow(&endpoint, names),
+        Err(why) => usage(&why),
     }
 }
 

@@ -605,3 +605,43 @@ async fn events_are_followed(run: &Running, socket: &str) {
         (&json!("member_joined"), &json!("in-7"))
     );
 }
+
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // waits in real time for the server to give up
+async fn a_client_that_stops_reading_is_cut_off_and_its_slot_freed() {
+    let run = Running::start("stuck", 1, false, 16).await;
+    let mut stuck = UnixStream::connect(&run.path).await.unwrap();
+    // Requests whose answers are never read, until neither side's buffer
+    // takes more: the server's writes then wait on this client.
+    let burst = br#"{"cmd":"status"}
+"#
+    .repeat(512);
+    let started = std::time::Instant::now();
+    while tokio::time::timeout(Duration::from_secs(1), stuck.write_all(&burst))
+        .await
+        .is_ok_and(|w| w.is_ok())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the buffers never filled"
+        );
+    }
+    // Until the server gives up on it, the one slot is taken.
+    let mut other = run.unix().await;
+    assert_eq!(code(&other.line().await.expect("told")), "too_many_clients");
+    let by = std::time::Instant::now() + Duration::from_secs(20);
+    let freed = loop {
+        let mut peer = run.unix().await;
+        peer.send(r#"{"cmd":"status"}"#).await;
+        if peer.line().await.is_some_and(|r| r["ok"] == true) {
+            break true;
+        }
+        if std::time::Instant::now() > by {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(freed, "the stuck client was cut off and its slot reused");
+    drop(stuck);
+    run.stop().await;
+}

@@ -281,3 +281,64 @@ async fn reload_adds_a_room_without_touching_a_call_and_keeps_the_old_on_a_bad_f
         phone.quit().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_stays_off_command_lines() {
+    let dir = temp_dir("token");
+    let file = dir.join("token");
+    let token = "a-token-of-twenty-chars";
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let d = common::daemon(&[
+        &format!("control.tcp={tcp}"),
+        &format!("control.token_file={}", file.display()),
+    ])
+    .await;
+    let addr = tcp.clone();
+    let status = move |env: Option<&str>, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confgate"));
+        cmd.args(["status", "--json", "--tcp", &addr]).args(extra);
+        cmd.env_remove("CONFGATE_TOKEN");
+        if let Some(t) = env {
+            cmd.env("CONFGATE_TOKEN", t);
+        }
+        let out = cmd.output().expect("confgate CLI");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let file_arg = file.display().to_string();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let from_env = status(Some(token), &[]);
+        let from_file = status(None, &["--token-file", &file_arg]);
+        let wrong = status(Some("not-the-right-token"), &[]);
+        let none = status(None, &[]);
+        (
+            [from_env.0, from_file.0, wrong.0, none.0],
+            [from_env.1, from_file.1, wrong.1, none.1],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code[0], 0, "CONFGATE_TOKEN: {}", out[0]);
+    assert!(out[0].contains("\"version\""), "{}", out[0]);
+    assert_eq!(code[1], 0, "--token-file: {}", out[1]);
+    assert_eq!(code[2], 1, "a wrong token: {}", out[2]);
+    assert!(out[2].contains("auth_failed"), "{}", out[2]);
+    assert_eq!(code[3], 64, "no token at all: {}", out[3]);
+    assert!(out[3].contains("CONFGATE_TOKEN"), "{}", out[3]);
+    d.shutdown().await;
+
+    // A token file the daemon cannot read is a config error naming the key.
+    let err = confgate::config::Config::load(
+        None,
+        &[
+            format!("control.tcp={tcp}"),
+            "control.token_file=/nonexistent/token".to_owned(),
+        ],
+    )
+    .expect_err("unreadable");
+    assert!(err.to_string().starts_with("control.token_file:"), "{err}");
+}

@@ -416,3 +416,26 @@ async fn requests_during_early_media_are_answered() {
     phone.cancel(&branch).await;
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn sip_user_agent_can_hide_the_version() {
+    let d = daemon(&["sip.user_agent=confgate"]).await;
+    let rtp = rtp_socket().await;
+    let mut phone = RawPhone::new(d.sip_addr(), "wire-ua").await;
+    phone
+        .invite(&offer(rtp.local_addr().unwrap(), "0", ""))
+        .await;
+    let seen = phone.until_final("INVITE", WAIT).await;
+    let ok = seen.last().expect("answered");
+    assert_eq!(ok.header("User-Agent"), Some("confgate"), "{}", ok.text);
+    phone.ack(None).await;
+    // The screen's own refusals say the same.
+    phone
+        .send_raw(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKua\r\nCall-ID: ua-bad\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let r = phone.recv(WAIT).await.expect("a 400");
+    assert_eq!(r.code, 400, "{}", r.text);
+    assert_eq!(r.header("Server"), Some("confgate"), "{}", r.text);
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}

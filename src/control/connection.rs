@@ -19,6 +19,8 @@ use crate::ivr::throttle::secrets_equal;
 
 /// How long a TCP client has to send its `auth` line.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may wait for a client that does not read.
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -258,9 +260,17 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
         Ok(())
     }
 
+    /// A client that does not read within [`WRITE_TIMEOUT`] is cut off, so
+    /// it cannot hold a slot (or this task) for ever.
     async fn write_line(&mut self, mut line: String) -> io::Result<()> {
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).await
+        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(line.as_bytes())).await {
+            Ok(written) => written,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::connection::Handler;
 use super::protocol::{protocol_error_line, ProtocolError};
@@ -291,8 +291,12 @@ where
         tokio::select! {
             _ = shutdown.cancelled() => {}
             outcome = handler.run() => {
-                if let Err(e) = outcome {
-                    debug!("control connection ended: {e}");
+                match outcome {
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        info!("control client cut off: {e}");
+                    }
+                    Err(e) => debug!("control connection ended: {e}"),
+                    Ok(()) => {}
                 }
             }
         }

@@ -130,6 +130,7 @@ impl Daemon {
             settings.sip_listen,
             settings.public_address,
             settings.sip_timers,
+            &settings.user_agent,
             admission.clone(),
             CancellationToken::new(),
         )

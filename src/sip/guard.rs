@@ -27,21 +27,26 @@ pub const MAX_DATAGRAM: usize = 65_535;
 
 /// Check one datagram.
 pub fn screen(datagram: &[u8]) -> Verdict {
+    screen_as(datagram, crate::sip::ua::USER_AGENT)
+}
+
+/// [`screen`], with `server` as the replies' `Server` header.
+pub fn screen_as(datagram: &[u8], server: &str) -> Verdict {
     if datagram.iter().all(u8::is_ascii_whitespace) {
         return Verdict::Pass; // keep-alive (RFC 5626): the stack answers it
     }
     if let Some(version) = request_version(datagram) {
         if version != "SIP/2.0" && version.starts_with("SIP/") {
-            return reply_from_raw(datagram, Fault::VersionNotSupported);
+            return reply_from_raw(datagram, Fault::VersionNotSupported, server);
         }
     }
     match SipMessage::try_from(datagram) {
         Ok(SipMessage::Request(req)) => match check_request(&req, datagram) {
             Ok(()) => Verdict::Pass,
-            Err(fault) => reply_from_raw(datagram, fault),
+            Err(fault) => reply_from_raw(datagram, fault, server),
         },
         Ok(SipMessage::Response(_)) => Verdict::Pass,
-        Err(_) => reply_from_raw(datagram, Fault::BadRequest("Malformed Message")),
+        Err(_) => reply_from_raw(datagram, Fault::BadRequest("Malformed Message"), server),
     }
 }
 
@@ -118,7 +123,7 @@ fn request_method(raw: &[u8]) -> Option<&str> {
 
 /// Build a response by copying Via, From, To, Call-ID and CSeq from the raw
 /// text; without Via, Call-ID and CSeq no usable response exists.
-fn reply_from_raw(raw: &[u8], fault: Fault) -> Verdict {
+fn reply_from_raw(raw: &[u8], fault: Fault, server: &str) -> Verdict {
     let text = String::from_utf8_lossy(head(raw));
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let Some(first) = lines.next() else {
@@ -166,9 +171,8 @@ fn reply_from_raw(raw: &[u8], fault: Fault) -> Verdict {
         Fault::TooManyHops => "483 Too Many Hops".to_owned(),
         Fault::VersionNotSupported => "505 Version Not Supported".to_owned(),
     };
-    let user_agent = concat!("confgate/", env!("CARGO_PKG_VERSION"));
     Verdict::Reply(
-        format!("SIP/2.0 {status}\r\n{copied}Server: {user_agent}\r\nContent-Length: 0\r\n\r\n")
+        format!("SIP/2.0 {status}\r\n{copied}Server: {server}\r\nContent-Length: 0\r\n\r\n")
             .into_bytes(),
     )
 }
@@ -215,11 +219,16 @@ fn declared_content_length(raw: &[u8]) -> Option<Result<usize, ()>> {
 /// A UDP socket that screens what it receives (see [`screen`]).
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
+    /// The `Server` header of the screen's replies.
+    server: String,
 }
 
 impl GuardedUdp {
-    pub fn new(socket: tokio::net::UdpSocket) -> Self {
-        Self { socket }
+    pub fn new(socket: tokio::net::UdpSocket, server: &str) -> Self {
+        Self {
+            socket,
+            server: server.to_owned(),
+        }
     }
 }
 
@@ -228,7 +237,7 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, from) = self.socket.recv_from(buf).await?;
-            match screen(&buf[..len]) {
+            match screen_as(&buf[..len], &self.server) {
                 Verdict::Pass => {
                     // The renamed challenge is never longer than the original.
                     if let Some(renamed) = digest_names::received(&buf[..len]) {

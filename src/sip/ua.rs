@@ -30,7 +30,7 @@ use super::register::RegistrationOutcome;
 use crate::call::admission::{Admission, CallPermit, Refusal};
 use crate::config::SipTimers;
 
-/// `User-Agent` / `Server` value.
+/// `User-Agent` / `Server` value unless `sip.user_agent` says otherwise.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
 
 /// The SIP side could not start.
@@ -85,6 +85,7 @@ impl UserAgent {
         listen: SocketAddr,
         public: Option<IpAddr>,
         timers: SipTimers,
+        user_agent: &str,
         admission: Admission,
         cancel: CancellationToken,
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
@@ -104,7 +105,7 @@ impl UserAgent {
 
         let transport = TransportLayer::new(cancel.child_token());
         let udp = UdpConnection::from_socket(
-            Arc::new(GuardedUdp::new(socket)),
+            Arc::new(GuardedUdp::new(socket, user_agent)),
             external,
             Some(cancel.child_token()),
         )
@@ -117,7 +118,7 @@ impl UserAgent {
         transport.add_transport(tcp.into());
 
         let endpoint = EndpointBuilder::new()
-            .with_user_agent(USER_AGENT)
+            .with_user_agent(user_agent)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.child_token())
             .with_option(EndpointOption {
