@@ -1,6 +1,9 @@
 //! Log setup: `tracing` with a level from `--log-level` or `RUST_LOG`, as
-//! text or JSON lines.
+//! text or JSON lines on stderr, or, when stderr is systemd's journal
+//! (`JOURNAL_STREAM` names it), as journal entries with structured fields.
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -12,12 +15,24 @@ pub enum LogFormat {
 
 /// Install the global subscriber. `RUST_LOG`, when set, wins over `level`.
 /// The SIP stack logs every datagram at info; it is kept at warn unless asked.
+/// Text logs go to the journal itself when stderr is the journal, so each
+/// field (`call`, `room`, `sip_call_id`, ...) is a field of the entry.
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v),
         _ => EnvFilter::try_new(format!("{level},rsipstack=warn")),
     }
     .map_err(|e| format!("bad log level: {e}"))?;
+    if format == LogFormat::Text && stderr_is_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            let journal = journal.with_syslog_identifier("confgate".to_owned());
+            return tracing_subscriber::registry()
+                .with(filter)
+                .with(journal)
+                .try_init()
+                .map_err(|e| e.to_string());
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -27,4 +42,41 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
         LogFormat::Json => builder.json().try_init(),
     }
     .map_err(|e| e.to_string())
+}
+
+/// Whether stderr is the stream systemd set up to the journal: its device
+/// and inode are the ones `JOURNAL_STREAM` names (a child that inherited the
+/// variable but not the stream does not match).
+fn stderr_is_journal() -> bool {
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    // SAFETY: fstat writes only into the zeroed struct we own; fd 2 may be
+    // closed, which fstat reports as an error.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    names_stream(&var.to_string_lossy(), st.st_dev, st.st_ino)
+}
+
+/// `JOURNAL_STREAM` is `DEVICE:INODE`, in decimal.
+fn names_stream(var: &str, dev: u64, ino: u64) -> bool {
+    var.split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_stream;
+
+    #[test]
+    fn journal_stream_must_name_this_stderr() {
+        assert!(names_stream("8:123456", 8, 123456));
+        assert!(!names_stream("8:123457", 8, 123456));
+        assert!(!names_stream("9:123456", 8, 123456));
+        assert!(!names_stream("8-123456", 8, 123456));
+        assert!(!names_stream("", 8, 123456));
+    }
 }

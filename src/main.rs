@@ -402,10 +402,20 @@ fn run(settings: Settings) -> ExitCode {
             }
         };
         tracing::info!(sip = %daemon.sip_addr(), "confgate {} running", env!("CARGO_PKG_VERSION"));
+        // SIP and the control socket are up: systemd (Type=notify) may go on.
+        notify(&[sd_notify::NotifyState::Ready]);
         serve_until_stopped(&daemon).await;
+        notify(&[sd_notify::NotifyState::Stopping]);
         daemon.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Tell systemd, when it started us with a notify socket; otherwise nothing.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "systemd notification not sent");
+    }
 }
 
 /// Until SIGINT or SIGTERM, or a drain that is over; SIGHUP reloads the
@@ -433,8 +443,12 @@ async fn serve_until_stopped(daemon: &Daemon) {
             _ = daemon.drained() => return,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
+                if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                    notify(&[sd_notify::NotifyState::Reloading, now]);
+                }
                 // The outcome is logged and published by the reload itself.
                 daemon.reload().await.ok();
+                notify(&[sd_notify::NotifyState::Ready]);
             }
         }
     }

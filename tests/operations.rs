@@ -27,11 +27,18 @@ struct Running {
 
 impl Running {
     async fn start(config: Option<&Path>) -> Running {
+        Running::start_with(config, &[]).await
+    }
+
+    async fn start_with(config: Option<&Path>, env: &[(&str, &Path)]) -> Running {
         let sip: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let socket = common::control_socket();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confgate"));
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .args(["--set", &format!("sip.listen={sip}")])
@@ -341,4 +348,52 @@ async fn the_token_stays_off_command_lines() {
     )
     .expect_err("unreadable");
     assert!(err.to_string().starts_with("control.token_file:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_once_sip_and_control_are_up() {
+    let dir = temp_dir("notify");
+    let path = dir.join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&path).expect("notify socket");
+    let mut d = Running::start_with(None, &[("NOTIFY_SOCKET", &path)]).await;
+    let next = |wait: Duration| {
+        let notify = &notify;
+        async move {
+            let mut buf = vec![0; 512];
+            let n = tokio::time::timeout(wait, notify.recv(&mut buf))
+                .await
+                .expect("a notification")
+                .expect("recv");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    assert_eq!(next(WAIT).await.trim(), "READY=1");
+    // Ready means ready: SIP answers and the control socket serves.
+    let probe = RawPhone::new(d.sip, "notify-probe").await;
+    let options = probe.request("OPTIONS", 1, "OPTIONS", "notifyopt", "", "");
+    probe.send_raw(options.as_bytes()).await;
+    assert_eq!(probe.recv(WAIT).await.map(|r| r.code), Some(200));
+    let status = d.client().await.request(json!({"cmd": "status"})).await;
+    assert!(status.is_ok(), "{status:?}");
+
+    let pid = d.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let reloading = next(WAIT).await;
+    assert!(
+        reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(WAIT).await.trim(), "READY=1");
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(next(WAIT).await.trim(), "STOPPING=1");
+    assert_eq!(d.exited(WAIT).await, Some(0));
 }
