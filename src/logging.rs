@@ -25,7 +25,11 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     .map_err(|e| format!("bad log level: {e}"))?;
     if format == LogFormat::Text && stderr_is_journal() {
         if let Ok(journal) = tracing_journald::layer() {
-            let journal = journal.with_syslog_identifier("confgate".to_owned());
+            // Fields by their own names (`CALL`, `ROOM`, ...), not `F_CALL`:
+            // none of ours is one journald keeps for itself.
+            let journal = journal
+                .with_syslog_identifier("confgate".to_owned())
+                .with_field_prefix(None);
             return tracing_subscriber::registry()
                 .with(filter)
                 .with(journal)
