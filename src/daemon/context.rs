@@ -27,26 +27,29 @@ use super::ports::PortPool;
 use super::prompts::PromptBook;
 use super::registry::CallRegistry;
 
-/// What a [`CallContext`] is made of.
-pub(super) struct Parts {
-    pub settings: Settings,
-    pub prompts: PromptBook,
-    pub ports: PortPool,
-    pub advertised: IpAddr,
-    pub shutdown: CancellationToken,
-    pub events: Events,
-    pub pin_guard: Mutex<PinGuard>,
-    pub conference: Conference,
-    pub calls: CallRegistry,
-    pub admission: Admission,
-    pub tasks: TaskTracker,
+/// A value a reload replaces whole; readers keep the one they took.
+pub struct Live<T>(RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Live<T> {
+        Live(RwLock::new(Arc::new(value)))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        // A poisoned lock only means a task panicked mid-swap; the value stands.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+    }
 }
 
 /// What every call shares.
 pub struct CallContext {
     /// Swapped whole by a reload; a call reads what it needs when it needs it.
-    settings: RwLock<Arc<Settings>>,
-    prompts: RwLock<Arc<PromptBook>>,
+    pub settings: Live<Settings>,
+    pub prompts: Live<PromptBook>,
     pub ports: PortPool,
     pub advertised: IpAddr,
     pub shutdown: CancellationToken,
@@ -60,43 +63,20 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub(super) fn new(parts: Parts) -> CallContext {
-        CallContext {
-            settings: RwLock::new(Arc::new(parts.settings)),
-            prompts: RwLock::new(Arc::new(parts.prompts)),
-            ports: parts.ports,
-            advertised: parts.advertised,
-            shutdown: parts.shutdown,
-            events: parts.events,
-            pin_guard: parts.pin_guard,
-            conference: parts.conference,
-            calls: parts.calls,
-            admission: parts.admission,
-            tasks: parts.tasks,
-        }
-    }
-
     /// The settings in force.
     pub fn settings(&self) -> Arc<Settings> {
-        // A poisoned lock only means a task panicked mid-swap; the value stands.
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings.get()
     }
 
     /// The prompts in force.
     pub fn prompts(&self) -> Arc<PromptBook> {
-        self.prompts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.prompts.get()
     }
 
     /// Put reloaded settings and prompts in force.
     pub(super) fn replace(&self, settings: Settings, prompts: PromptBook) {
-        *self.prompts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(prompts);
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+        self.prompts.set(prompts);
+        self.settings.set(settings);
     }
 
     /// A trusted source may name the room; everyone else is asked for the PIN.

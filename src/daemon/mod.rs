@@ -34,7 +34,7 @@ use crate::tts::prompts::PromptError;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
-use context::{CallContext, Parts};
+use context::{CallContext, Live};
 use ports::PortPool;
 use prompts::PromptBook;
 use registry::CallRegistry;
@@ -147,7 +147,7 @@ impl Daemon {
             settings.media_threads,
         );
         let t = settings.throttle;
-        let ctx = Arc::new(CallContext::new(Parts {
+        let ctx = Arc::new(CallContext {
             ports: PortPool::new(settings.rtp_ports.clone()),
             advertised: ua.advertised_ip(),
             pin_guard: Mutex::new(PinGuard::new(
@@ -155,15 +155,15 @@ impl Daemon {
                 t.number_failures,
                 t.window,
             )),
-            settings,
-            prompts,
+            settings: Live::new(settings),
+            prompts: Live::new(prompts),
             shutdown: shutdown.clone(),
             events: events.clone(),
             conference: conference.clone(),
             calls: CallRegistry::default(),
             admission,
             tasks: TaskTracker::new(),
-        }));
+        });
         let ua = Arc::new(ua);
         let settings = ctx.settings();
         let trunk = &settings.trunk;
