@@ -257,8 +257,11 @@ pub struct Origin {
 pub struct ControlSettings {
     /// The Unix socket (created with mode 0600); `None`: no Unix socket.
     pub socket: Option<PathBuf>,
-    /// TCP address, with the token every client must send first.
+    /// TCP address, with the token every client must send first (empty
+    /// when it is in `token_file`).
     pub tcp: Option<(SocketAddr, String)>,
+    /// Where the token is, if not in the configuration.
+    pub token_file: Option<PathBuf>,
     pub max_clients: usize,
 }
 
@@ -282,6 +285,9 @@ pub struct TrunkSettings {
     pub max_outbound: usize,
     pub dials_per_minute: usize,
 }
+
+/// The longest `shutdown.drain_secs`.
+const MAX_DRAIN_SECS: u64 = 30 * 24 * 3600;
 
 /// Prompts the call flow plays; each must have a text.
 pub const REQUIRED_PROMPTS: &[&str] = &[
@@ -487,10 +493,10 @@ impl Config {
             max_per_source: self.calls.max_per_source,
             allow: cidrs("sip.allow", &self.sip.allow)?,
         };
-        if self.shutdown.drain_secs == 0 {
+        if !(1..=MAX_DRAIN_SECS).contains(&self.shutdown.drain_secs) {
             return Err(ConfigError::invalid(
                 "shutdown.drain_secs",
-                "must be at least 1",
+                format!("must be 1 to {MAX_DRAIN_SECS} (30 days)"),
             ));
         }
         let user_agent = self
@@ -580,25 +586,12 @@ fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
             let addr: SocketAddr = addr.parse().map_err(|_| {
                 ConfigError::invalid("control.tcp", format!("`{addr}` is not IP:PORT"))
             })?;
-            let (key, token) = if c.token_file.as_os_str().is_empty() {
-                ("control.token", c.token.clone())
-            } else {
-                let text = std::fs::read_to_string(&c.token_file).map_err(|e| {
-                    ConfigError::invalid(
-                        "control.token_file",
-                        format!("{}: {e}", c.token_file.display()),
-                    )
-                })?;
-                let first = text.lines().next().unwrap_or("").trim().to_owned();
-                ("control.token_file", first)
-            };
-            if token.len() < 16 {
-                return Err(ConfigError::invalid(
-                    key,
-                    "control.tcp needs a token of at least 16 characters",
-                ));
+            // A token file is read when the server starts (by the daemon,
+            // which may be the only one allowed to read it).
+            if c.token_file.as_os_str().is_empty() {
+                check_token("control.token", &c.token)?;
             }
-            Some((addr, token))
+            Some((addr, c.token.clone()))
         }
     };
     if c.max_clients == 0 {
@@ -610,8 +603,35 @@ fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
     Ok(ControlSettings {
         socket,
         tcp,
+        token_file: (!c.token_file.as_os_str().is_empty()).then(|| c.token_file.clone()),
         max_clients: c.max_clients,
     })
+}
+
+fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
+    if token.len() < 16 {
+        return Err(ConfigError::invalid(
+            key,
+            "control.tcp needs a token of at least 16 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl ControlSettings {
+    /// The TCP address and the token its clients must send, read from
+    /// `control.token_file` (its first line) when one is named.
+    pub fn tcp_with_token(&self) -> Result<Option<(SocketAddr, String)>, ConfigError> {
+        let (Some((addr, _)), Some(path)) = (&self.tcp, &self.token_file) else {
+            return Ok(self.tcp.clone());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid("control.token_file", format!("{}: {e}", path.display()))
+        })?;
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        check_token("control.token_file", &token)?;
+        Ok(Some((*addr, token)))
+    }
 }
 
 fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {

@@ -52,16 +52,18 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
 /// and inode are the ones `JOURNAL_STREAM` names (a child that inherited the
 /// variable but not the stream does not match).
 fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
     let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
-    // SAFETY: fstat writes only into the zeroed struct we own; fd 2 may be
-    // closed, which fstat reports as an error.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(2, &mut st) } != 0 {
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
         return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(m) => names_stream(&var.to_string_lossy(), m.dev(), m.ino()),
+        Err(_) => false,
     }
-    names_stream(&var.to_string_lossy(), st.st_dev, st.st_ino)
 }
 
 /// `JOURNAL_STREAM` is `DEVICE:INODE`, in decimal.

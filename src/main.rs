@@ -164,13 +164,13 @@ struct Connect {
     #[arg(
         long,
         value_name = "TOKEN",
-        requires = "tcp",
         env = "CONFGATE_TOKEN",
         hide_env_values = true
     )]
     token: Option<String>,
-    /// Read the token from this file (its first line), for --tcp.
-    #[arg(long, value_name = "PATH", requires = "tcp", conflicts_with = "token")]
+    /// Read the token from this file (its first line), for --tcp; it wins
+    /// over CONFGATE_TOKEN.
+    #[arg(long, value_name = "PATH", requires = "tcp")]
     token_file: Option<PathBuf>,
 }
 
@@ -204,6 +204,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig { .. } => {
+            if let Err(e) = settings.control.tcp_with_token() {
+                eprintln!("confgate: configuration error: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
             let origin = config_path.map_or("the built-in configuration".to_owned(), |p| {
                 p.display().to_string()
             });
@@ -289,8 +293,9 @@ fn endpoint(settings: &Settings, connect: Connect) -> Result<Endpoint, String> {
                 .lines()
                 .next()
                 .unwrap_or("")
+                .trim()
                 .to_owned(),
-            (None, Some(token)) => token,
+            (None, Some(token)) => token.trim().to_owned(),
             (None, None) => {
                 return Err("--tcp needs the token: CONFGATE_TOKEN, --token-file or --token".into())
             }
@@ -394,6 +399,15 @@ fn run(settings: Settings) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Before anything else: a SIGHUP (systemctl reload) or SIGTERM that
+        // comes early must find its handler, not the default (exit).
+        let mut signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("confgate: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let daemon = match Daemon::start(settings).await {
             Ok(d) => d,
             Err(e) => {
@@ -404,7 +418,7 @@ fn run(settings: Settings) -> ExitCode {
         tracing::info!(sip = %daemon.sip_addr(), "confgate {} running", env!("CARGO_PKG_VERSION"));
         // SIP and the control socket are up: systemd (Type=notify) may go on.
         notify(&[sd_notify::NotifyState::Ready]);
-        serve_until_stopped(&daemon).await;
+        signals.serve_until_stopped(&daemon).await;
         notify(&[sd_notify::NotifyState::Stopping]);
         daemon.shutdown().await;
         ExitCode::SUCCESS
@@ -418,37 +432,41 @@ fn notify(state: &[sd_notify::NotifyState]) {
     }
 }
 
-/// Until SIGINT or SIGTERM, or a drain that is over; SIGHUP reloads the
-/// configuration (a failure is logged and changes nothing).
-async fn serve_until_stopped(daemon: &Daemon) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(h)) => (t, h),
-        _ => {
-            tracing::warn!("signal handlers not installed: only Ctrl-C stops the daemon");
+/// The signals the daemon acts on, each a stream that keeps what arrives
+/// while the daemon is busy (a reload).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Until SIGINT or SIGTERM, or a drain that is over; SIGHUP reloads
+    /// the configuration (a failure is logged and changes nothing).
+    async fn serve_until_stopped(&mut self, daemon: &Daemon) {
+        loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = daemon.drained() => {}
-            }
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            _ = daemon.drained() => return,
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the configuration");
-                if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-                    notify(&[sd_notify::NotifyState::Reloading, now]);
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = daemon.drained() => return,
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                        notify(&[sd_notify::NotifyState::Reloading, now]);
+                    }
+                    // The outcome is logged and published by the reload itself.
+                    daemon.reload().await.ok();
+                    notify(&[sd_notify::NotifyState::Ready]);
                 }
-                // The outcome is logged and published by the reload itself.
-                daemon.reload().await.ok();
-                notify(&[sd_notify::NotifyState::Ready]);
             }
         }
     }

@@ -137,6 +137,7 @@ impl Running {
         let settings = ControlSettings {
             socket: Some(path.clone()),
             tcp: tcp.then(|| ("127.0.0.1:0".parse().unwrap(), TOKEN.to_owned())),
+            token_file: None,
             max_clients,
         };
         let shutdown = CancellationToken::new();
@@ -371,6 +372,7 @@ async fn the_socket_is_private_and_a_stale_one_is_replaced() {
     let settings = ControlSettings {
         socket: Some(run.path.clone()),
         tcp: None,
+        token_file: None,
         max_clients: 1,
     };
     let err = ControlServer::start(&settings, Board::new(4), CancellationToken::new())
@@ -390,6 +392,7 @@ async fn the_socket_is_private_and_a_stale_one_is_replaced() {
     let settings = ControlSettings {
         socket: Some(path.clone()),
         tcp: None,
+        token_file: None,
         max_clients: 1,
     };
     let shutdown = CancellationToken::new();

@@ -240,8 +240,14 @@ async fn prometheus_scrapes_a_call_joining_a_room() {
         q("confgate_calls_started_total{direction=\"inbound\"}").await,
         Some(1.0)
     );
+    // Seated in the room (members) a moment before the call hears so.
     assert_eq!(
-        q("confgate_calls{direction=\"inbound\",state=\"in_room\"}").await,
+        prometheus
+            .wait_for(
+                "confgate_calls{direction=\"inbound\",state=\"in_room\"}",
+                |v| v == 1.0
+            )
+            .await,
         Some(1.0)
     );
     assert_eq!(q("confgate_rooms").await, Some(1.0));
@@ -292,7 +298,9 @@ async fn prometheus_scrapes_a_call_joining_a_room() {
         Some(1.0)
     );
     assert_eq!(
-        q("sum(confgate_calls{direction=\"inbound\"})").await,
+        prometheus
+            .wait_for("sum(confgate_calls{direction=\"inbound\"})", |v| v == 0.0)
+            .await,
         Some(0.0)
     );
     drop(prometheus);

@@ -264,7 +264,7 @@ impl Shard {
                 continue;
             }
             self.tick(due.frames, due.skipped);
-            self.share();
+            self.share_if_free();
         }
         if let Ok(mut s) = self.shared.lock() {
             *s = ConferenceStats {
@@ -311,8 +311,16 @@ impl Shard {
         self.share();
     }
 
+    /// After a change (a call came, joined, left): the figures as they are now.
     fn share(&self) {
-        if let Ok(mut s) = self.shared.lock() {
+        // A poisoned lock only means a reader panicked; the figures stand.
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.stats;
+    }
+
+    /// After a tick: the figures, unless a reader holds them this moment
+    /// (a scrape); the next tick shares them then. The tick never waits.
+    fn share_if_free(&self) {
+        if let Ok(mut s) = self.shared.try_lock() {
             *s = self.stats;
         }
     }

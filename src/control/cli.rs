@@ -194,7 +194,6 @@ pub fn rooms_table(rooms: &[Value]) -> String {
     out
 }
 
-/// `status` as aligned `name value` lines.
 /// What a reload applied, and what it could not.
 pub fn reload_text(result: &Value) -> String {
     let keys: Vec<&str> = result["restart_needed"]
@@ -211,9 +210,17 @@ pub fn reload_text(result: &Value) -> String {
     }
 }
 
+/// `status` as aligned `name value` lines.
 pub fn status_text(status: &Value) -> String {
     let mut out = String::new();
-    for name in ["version", "uptime_secs", "calls", "rooms", "registration"] {
+    for name in [
+        "version",
+        "uptime_secs",
+        "calls",
+        "rooms",
+        "registration",
+        "draining",
+    ] {
         let label = name.trim_end_matches("_secs");
         let mut value = text(&status[name]);
         if name == "uptime_secs" {

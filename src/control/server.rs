@@ -47,6 +47,8 @@ pub enum ControlError {
     Unix { path: PathBuf, source: io::Error },
     #[error("control TCP {addr}: {source}")]
     Tcp { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A running control server.
@@ -121,7 +123,7 @@ impl ControlServer {
             counters: Arc::default(),
         });
         // TCP first: if the Unix socket then fails, no file is left behind.
-        let tcp = match &settings.tcp {
+        let tcp = match &settings.tcp_with_token()? {
             Some((addr, token)) => {
                 let listener =
                     TcpListener::bind(addr)
@@ -166,12 +168,12 @@ impl ControlServer {
         self.unix_path.as_deref()
     }
 
-    /// The bound TCP address (the real port when the configured one was 0).
     /// Connections and errors so far.
     pub fn counters(&self) -> Arc<ControlCounters> {
         self.counters.clone()
     }
 
+    /// The bound TCP address (the real port when the configured one was 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
     }

@@ -120,7 +120,11 @@ impl SipLeg for Inbound {
     async fn next(&mut self) -> Option<FromSip> {
         Some(match self.offered.events.recv().await? {
             CallEvent::Confirmed => FromSip::Acked(self.offered.handle.ack_body()),
-            CallEvent::Cancelled => FromSip::Input(Input::Cancelled),
+            CallEvent::Cancelled => {
+                // The stack has answered the INVITE 487 already.
+                self.ctx.events.metrics().setup_answered(487);
+                FromSip::Input(Input::Cancelled)
+            }
             CallEvent::Bye => FromSip::Input(Input::Bye),
             CallEvent::Ended(why) => {
                 warn!(%why, "dialog ended");

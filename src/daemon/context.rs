@@ -118,15 +118,23 @@ impl CallContext {
                         return Verdict::Wrong;
                     }
                     locked => {
+                        // A wrong PIN, and the one that locks the caller out.
+                        metrics.pin_checked(PinResult::Wrong);
                         metrics.pin_locked_out();
-                        locked
+                        drop(guard);
+                        return self.locked_out(call, locked);
                     }
                 },
             },
         };
         drop(guard);
         metrics.pin_checked(PinResult::LockedOut);
-        if let Some(key) = locked {
+        self.locked_out(call, locked)
+    }
+
+    /// Refuse a caller or number locked out (now, or already) by `key`.
+    fn locked_out(&self, call: &str, key: Option<String>) -> Verdict {
+        if let Some(key) = key {
             warn!(%key, "PIN lockout");
             self.events.publish(Event::PinLockout {
                 call: call.to_owned(),

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use crate::call::admission::Refusal;
 use crate::conference::{Audience, Control, Limits, RoomStatus};
 use crate::config::Config;
 use crate::control::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};
@@ -191,9 +192,12 @@ impl Switchboard for Board {
         let release = || lock(&self.policy).finished();
         let permit = ctx.admission.admit_outbound().map_err(|r| {
             release();
-            CommandError::Refused {
-                rule: "calls.max_calls",
-                detail: r.to_string(),
+            match r {
+                Refusal::Draining => CommandError::Draining,
+                _ => CommandError::Refused {
+                    rule: "calls.max_calls",
+                    detail: r.to_string(),
+                },
             }
         })?;
 
