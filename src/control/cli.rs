@@ -271,10 +271,10 @@ mod tests {
 
     #[test]
     fn status_lines_are_aligned() {
-        let status = json!({"version":"0.1.0","uptime_secs":42,"calls":3,"rooms":1,"registration":"disabled"});
+        let status = json!({"version":"0.1.0","uptime_secs":42,"calls":3,"rooms":1,"registration":"disabled","draining":false});
         assert_eq!(
             status_text(&status),
-            "version      0.1.0\nuptime       42 s\ncalls        3\nrooms        1\nregistration disabled\n"
+            "version      0.1.0\nuptime       42 s\ncalls        3\nrooms        1\nregistration disabled\ndraining     false\n"
         );
     }
 }

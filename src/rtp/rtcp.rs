@@ -5,19 +5,14 @@
 //!
 //! The owner feeds accepted RTP packets ([`RtcpSession::on_rtp`]), RTCP
 //! datagrams ([`RtcpSession::on_rtcp`]) and the time, and sends what
-//! [`RtcpSession::handle_timeout`] writes. Packets are built and parsed with
-//! the `rtcp` crate; a compound packet is taken only when the crate parses
-//! all of it and it starts with SR or RR (RFC 3550 §6.1). Each leg is an
+//! [`RtcpSession::handle_timeout`] writes. Packets are written and read by
+//! hand (see [`Parts`] and `report`); a compound packet is taken only when
+//! all of it is well formed and it starts with SR or RR (RFC 3550 §6.1,
+//! A.2). The tests check both directions against the `rtcp` crate. Each leg is an
 //! RTP session of its own between confgate and the phone (the conference is
 //! a mixer, RFC 7667 §3.6), so its reports name only those two sources.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
-use rtcp::goodbye::Goodbye;
-use rtcp::receiver_report::ReceiverReport;
-use rtcp::reception_report::ReceptionReport;
-use rtcp::sender_report::SenderReport;
 
 use super::packet::SeqTracker;
 use crate::media::quality::Conditions;
@@ -127,7 +122,7 @@ struct Reception {
 #[derive(Debug)]
 pub struct RtcpSession {
     ssrc: u32,
-    cname: Bytes,
+    cname: Box<[u8]>,
     rate: f64,
     /// An instant and its NTP time: the wall clock read once.
     anchor: (Instant, u64),
@@ -155,7 +150,7 @@ impl RtcpSession {
         let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut s = RtcpSession {
             ssrc,
-            cname: Bytes::copy_from_slice(cname.as_bytes()),
+            cname: cname.as_bytes().into(),
             rate: f64::from(rate.max(1)),
             anchor: (now, ntp_from_unix(since_unix)),
             reception: None,
@@ -235,43 +230,43 @@ impl RtcpSession {
     }
 
     fn take_rtcp(&mut self, datagram: &[u8], now: Instant) -> Result<(), RtcpError> {
-        let mut buf = Bytes::copy_from_slice(datagram);
-        let packets = rtcp::packet::unmarshal(&mut buf).map_err(|_| RtcpError::Malformed)?;
-        let first = packets.first().ok_or(RtcpError::Malformed)?;
-        let any = first.as_any();
-        let sender = if let Some(sr) = any.downcast_ref::<SenderReport>() {
-            sr.ssrc
-        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-            rr.ssrc
-        } else {
-            return Err(RtcpError::NotCompound);
+        // All of it well formed first: nothing is taken from a bad packet.
+        if Parts(datagram).any(|p| p.is_err()) || datagram.is_empty() {
+            return Err(RtcpError::Malformed);
+        }
+        let sender = match Parts(datagram).next() {
+            Some(Ok(Part::Sr { ssrc, .. } | Part::Rr { ssrc, .. })) => ssrc,
+            _ => return Err(RtcpError::NotCompound),
         };
         if let Some(r) = &self.reception {
             if r.ssrc != sender {
                 return Err(RtcpError::Foreign(sender));
             }
         }
-        for p in &packets {
-            let any = p.as_any();
-            if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                if let Some(r) = self.reception.as_mut().filter(|r| r.ssrc == sr.ssrc) {
-                    r.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
+        for part in Parts(datagram).flatten() {
+            match part {
+                Part::Sr { ssrc, ntp, blocks } => {
+                    if let Some(r) = self.reception.as_mut().filter(|r| r.ssrc == ssrc) {
+                        r.last_sr = Some(((ntp >> 16) as u32, now));
+                    }
+                    self.take_blocks(blocks, now);
                 }
-                self.take_blocks(&sr.reports, now);
-            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                self.take_blocks(&rr.reports, now);
-            } else if let Some(bye) = any.downcast_ref::<Goodbye>() {
-                if bye.sources.contains(&sender) {
-                    self.bye_heard = true;
+                Part::Rr { blocks, .. } => self.take_blocks(blocks, now),
+                Part::Bye { sources } => {
+                    if sources.chunks_exact(4).any(|s| be32(s, 0) == sender) {
+                        self.bye_heard = true;
+                    }
                 }
+                Part::Other => {}
             }
         }
         Ok(())
     }
 
-    /// Report blocks about our stream.
-    fn take_blocks(&mut self, blocks: &[ReceptionReport], now: Instant) {
-        for b in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
+    /// Report blocks about our stream, 24 octets each.
+    fn take_blocks(&mut self, blocks: &[u8], now: Instant) {
+        let blocks = blocks.chunks_exact(BLOCK).map(ReportBlock::read);
+        for b in blocks.filter(|b| b.ssrc == self.ssrc) {
             // total_lost is a 24-bit signed number.
             let lost = ((b.total_lost << 8) as i32) >> 8;
             self.remote = Some(RemoteView {
@@ -368,7 +363,7 @@ impl RtcpSession {
     }
 
     /// The report block about the stream we receive, for this interval.
-    fn block(&mut self, now: Instant) -> Option<ReceptionReport> {
+    fn block(&mut self, now: Instant) -> Option<ReportBlock> {
         let r = self.reception.as_mut()?;
         let max = r.seq.max_extended()?;
         let expected = max + 1 - r.base;
@@ -403,7 +398,7 @@ impl RtcpSession {
             }
             None => (0, 0),
         };
-        Some(ReceptionReport {
+        Some(ReportBlock {
             ssrc: r.ssrc,
             fraction_lost: fraction,
             // 24 bits, signed (RFC 3550 §6.4.1), clamped.
@@ -487,6 +482,125 @@ fn ntp_from_duration(d: Duration) -> u64 {
 
 fn ntp_fraction(d: Duration) -> u64 {
     (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000
+}
+
+/// Octets in a report block.
+const BLOCK: usize = 24;
+
+/// A report block (RFC 3550 §6.4.1), as we write and read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReportBlock {
+    ssrc: u32,
+    fraction_lost: u8,
+    /// 24 bits, signed.
+    total_lost: u32,
+    last_sequence_number: u32,
+    jitter: u32,
+    last_sender_report: u32,
+    delay: u32,
+}
+
+impl ReportBlock {
+    /// From [`BLOCK`] octets.
+    fn read(b: &[u8]) -> ReportBlock {
+        ReportBlock {
+            ssrc: be32(b, 0),
+            fraction_lost: b.get(4).copied().unwrap_or(0),
+            total_lost: be32(b, 4) & 0x00ff_ffff,
+            last_sequence_number: be32(b, 8),
+            jitter: be32(b, 12),
+            last_sender_report: be32(b, 16),
+            delay: be32(b, 20),
+        }
+    }
+}
+
+/// The big-endian word at `at`, or 0 past the end (callers check lengths).
+fn be32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// One packet of a compound, as much of it as confgate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part<'a> {
+    Sr {
+        ssrc: u32,
+        ntp: u64,
+        blocks: &'a [u8],
+    },
+    Rr {
+        ssrc: u32,
+        blocks: &'a [u8],
+    },
+    Bye {
+        sources: &'a [u8],
+    },
+    /// SDES, APP, feedback, XR, ...: well framed, not read.
+    Other,
+}
+
+/// The packets of a compound RTCP datagram, each checked as it is split
+/// off (RFC 3550 A.2): version 2; a length that stays inside the datagram;
+/// padding only on the last packet, and no more than its body; report and
+/// source counts that fit their packet. Read by hand: the `rtcp` crate
+/// panics on some malformed feedback packets (fuzzing found one), and only
+/// SR, RR and BYE are read here anyway. After an error it yields nothing.
+struct Parts<'a>(&'a [u8]);
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = Result<Part<'a>, RtcpError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let split = split_part(self.0);
+        self.0 = match split {
+            Ok((_, rest)) => rest,
+            Err(_) => &[],
+        };
+        Some(split.map(|(part, _)| part))
+    }
+}
+
+fn split_part(bytes: &[u8]) -> Result<(Part<'_>, &[u8]), RtcpError> {
+    let bad = RtcpError::Malformed;
+    let [first, pt, l0, l1] = *bytes.get(..4).ok_or(bad.clone())? else {
+        return Err(bad);
+    };
+    if first >> 6 != 2 {
+        return Err(bad);
+    }
+    let count = usize::from(first & 0x1f);
+    let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
+    let packet = bytes.get(..len).ok_or(bad.clone())?;
+    let rest = bytes.get(len..).unwrap_or(&[]);
+    let mut body = packet.get(4..).unwrap_or(&[]);
+    if first & 0x20 != 0 {
+        let pad = usize::from(packet.last().copied().unwrap_or(0));
+        if !rest.is_empty() || pad == 0 || pad > body.len() {
+            return Err(bad);
+        }
+        body = &body[..body.len() - pad];
+    }
+    let part = match pt {
+        PT_SR => Part::Sr {
+            ssrc: be32(body, 0),
+            ntp: u64::from(be32(body, 4)) << 32 | u64::from(be32(body, 8)),
+            blocks: body.get(24..24 + BLOCK * count).ok_or(bad)?,
+        },
+        PT_RR => Part::Rr {
+            ssrc: be32(body, 0),
+            blocks: body.get(4..4 + BLOCK * count).ok_or(bad)?,
+        },
+        PT_BYE => Part::Bye {
+            sources: body.get(..4 * count).ok_or(bad)?,
+        },
+        _ => Part::Other,
+    };
+    Ok((part, rest))
 }
 
 /// Whether a datagram on an RTP port is RTCP (RFC 5761 §4).

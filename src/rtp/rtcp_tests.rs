@@ -1,7 +1,11 @@
 #![allow(clippy::disallowed_methods)] // tests pick the start of their virtual clock
 
 use super::*;
+use bytes::Bytes;
+use rtcp::goodbye::Goodbye;
 use rtcp::packet::Packet;
+use rtcp::receiver_report::ReceiverReport;
+use rtcp::sender_report::SenderReport;
 use rtcp::source_description::SourceDescription;
 use std::time::SystemTime;
 
@@ -403,4 +407,67 @@ fn reports_parse_whatever_the_cname_length_and_say_bye_last() {
         assert_eq!(sdes.chunks[0].items[0].text, cname.as_bytes());
         assert!(packets[2].as_any().downcast_ref::<Goodbye>().is_some());
     }
+}
+
+/// Found by fuzzing (`fuzz/` target `rtp_media`): a feedback packet (FIR)
+/// too short for its kind made the `rtcp` crate panic mid-parse, which on
+/// a media thread would have ended every call on it.
+#[test]
+fn a_short_feedback_packet_is_refused_not_a_panic() {
+    let t0 = Instant::now();
+    let mut s = session(0x1111, t0);
+    let fir = [0x84, 206, 0, 1, 0, 31, 16, 0];
+    assert_eq!(s.on_rtcp(&fir, t0), Err(RtcpError::NotCompound));
+    let mut found = fir.to_vec();
+    found.extend_from_slice(&[136, 101, 31]);
+    found.resize(130, 0);
+    found.extend_from_slice(&[16, 0, 128, 14, 0, 0, 0, 0, 0, 0, 84]);
+    assert_eq!(s.on_rtcp(&found, t0), Err(RtcpError::Malformed));
+    // The same feedback packet after a receiver report is framed well, so
+    // the compound is taken and the feedback skipped.
+    let mut rr = vec![0x80, PT_RR, 0, 1];
+    rr.extend_from_slice(&0x2222u32.to_be_bytes());
+    rr.extend_from_slice(&fir);
+    assert_eq!(s.on_rtcp(&rr, t0), Ok(()));
+    assert_eq!(s.counters().malformed, 2);
+}
+
+#[test]
+fn compound_framing_is_checked_before_anything_is_read() {
+    let t0 = Instant::now();
+    let mut s = session(0x1111, t0);
+    let rr = |count: u8, words: u16| {
+        let mut p = vec![0x80 | count, PT_RR];
+        p.extend_from_slice(&words.to_be_bytes());
+        p.extend_from_slice(&0x2222u32.to_be_bytes());
+        p.resize(4 + usize::from(words) * 4, 0);
+        p
+    };
+    assert_eq!(s.on_rtcp(&rr(0, 1), t0), Ok(()));
+    // A report count its packet cannot hold.
+    assert_eq!(s.on_rtcp(&rr(1, 1), t0), Err(RtcpError::Malformed));
+    // A length past the datagram's end, and one short of it.
+    let mut long = rr(0, 1);
+    long[3] = 2;
+    assert_eq!(s.on_rtcp(&long, t0), Err(RtcpError::Malformed));
+    let mut trailing = rr(0, 1);
+    trailing.extend_from_slice(&[0x80, PT_SDES]);
+    assert_eq!(s.on_rtcp(&trailing, t0), Err(RtcpError::Malformed));
+    // Version 1.
+    let mut v1 = rr(0, 1);
+    v1[0] = 0x40;
+    assert_eq!(s.on_rtcp(&v1, t0), Err(RtcpError::Malformed));
+    // Padding: allowed on the last packet only, and within its body.
+    let mut padded = rr(0, 2);
+    padded[0] |= 0x20;
+    *padded.last_mut().unwrap() = 4;
+    assert_eq!(s.on_rtcp(&padded, t0), Ok(()));
+    *padded.last_mut().unwrap() = 9;
+    assert_eq!(s.on_rtcp(&padded, t0), Err(RtcpError::Malformed));
+    let mut early = rr(0, 2);
+    early[0] |= 0x20;
+    early[11] = 4;
+    early.extend_from_slice(&rr(0, 1));
+    assert_eq!(s.on_rtcp(&early, t0), Err(RtcpError::Malformed));
+    assert_eq!(s.on_rtcp(&[], t0), Err(RtcpError::Malformed));
 }
