@@ -297,6 +297,7 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
     "joined",
     "only_participant",
     "conference_full",
+    "conference_locked",
     "try_later",
 ];
 

@@ -76,6 +76,10 @@ pub enum Event {
     RoomOpened { room: String },
     /// The last member left.
     RoomClosed { room: String },
+    /// `lock`: the room takes no newcomers.
+    RoomLocked { room: String },
+    /// `unlock`: it takes them again.
+    RoomUnlocked { room: String },
     /// A call left its room: `hangup`, `kicked`, `rtp_timeout`, `shutdown`, ...
     MemberLeft {
         call: String,

@@ -120,6 +120,18 @@ enum Command {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Close ROOM to newcomers (they hear "this conference is locked").
+    Lock {
+        room: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Open a locked ROOM again.
+    Unlock {
+        room: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
     /// Take no new calls (INVITEs get 503), and exit once the last call has ended.
     Drain {
         #[command(flatten)]
@@ -269,6 +281,18 @@ fn main() -> ExitCode {
             control(&settings, connect, request, Show::Nothing)
         }
         Command::Events { names, connect } => events(&settings, connect, names),
+        Command::Lock { room, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "lock", "room": room}),
+            Show::Nothing,
+        ),
+        Command::Unlock { room, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "unlock", "room": room}),
+            Show::Nothing,
+        ),
         Command::Drain { connect } => {
             control(&settings, connect, json!({"cmd": "drain"}), Show::Drain)
         }

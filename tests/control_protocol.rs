@@ -38,6 +38,7 @@ impl Board {
             events: broadcast::channel(event_capacity).0,
             rooms: vec![RoomStatus {
                 room: "sales".into(),
+                locked: false,
                 members: vec![MemberStatus {
                     call: "in-1".into(),
                     sip_call_id: "in-1@pbx".into(),
@@ -500,7 +501,7 @@ async fn the_cli_speaks_through_the_socket() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         printed,
-        json!([{"room":"sales","members":[{"call":"in-1","sip_call_id":"in-1@pbx","direction":"inbound","from":"alice",
+        json!([{"room":"sales","locked":false,"members":[{"call":"in-1","sip_call_id":"in-1@pbx","direction":"inbound","from":"alice",
             "to":"100","muted":false,"deaf":false,"talking":true,"held":false,"codec":"PCMU",
             "lost":2,"late":1,"jitter_ms":1.5,"rtt_ms":null,"remote_lost":null,"remote_jitter_ms":null,"mos":null}]}])
     );

@@ -137,9 +137,9 @@ impl Call {
                     flow.joined(Ok(()));
                 }
             }
-            Input::RoomFull => match &mut self.flow {
-                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::RoomFull, now),
-                Flow::Outbound { flow, .. } => flow.joined(Err("room_full")),
+            Input::RoomRefused(why) => match &mut self.flow {
+                Flow::Inbound { flow, .. } => flow.handle(inbound::Input::RoomRefused(why), now),
+                Flow::Outbound { flow, .. } => flow.joined(Err(why.reason())),
             },
             Input::JoinStopped => match &mut self.flow {
                 Flow::Inbound { flow, .. } => flow.handle(inbound::Input::Shutdown, now),

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use super::*;
 use crate::call::session::LocalMedia;
 use crate::dtmf::DtmfMode;
+use crate::ivr::inbound::RoomRefusal;
 use crate::ivr::inbound::{Entry, Prompt};
 use crate::ivr::pin::PinRules;
 use crate::media::g711::Codec;
@@ -468,23 +469,28 @@ fn no_answer_is_cancelled_at_the_ring_timeout_and_failed_once() {
 }
 
 #[test]
-fn a_full_room_refuses_an_answered_outbound_call_with_bye() {
+fn a_full_or_locked_room_refuses_an_answered_outbound_call_with_bye() {
     let t0 = Instant::now();
-    let (mut call, _) = outbound(t0);
-    call.handle_input(
-        Input::Answered {
-            sdp: &sdp("0", "sendrecv"),
-        },
-        t0,
-    );
-    drain(&mut call);
-    call.handle_input(Input::RoomFull, t0);
-    let out = drain(&mut call);
-    assert_eq!(out[0], Output::Sip(SipAction::Bye));
-    assert!(matches!(
-        &out[1],
-        Output::Event(Event::DialFailed { reason, .. }) if reason == "room_full"
-    ));
+    for (why, want) in [
+        (RoomRefusal::Full, "room_full"),
+        (RoomRefusal::Locked, "room_locked"),
+    ] {
+        let (mut call, _) = outbound(t0);
+        call.handle_input(
+            Input::Answered {
+                sdp: &sdp("0", "sendrecv"),
+            },
+            t0,
+        );
+        drain(&mut call);
+        call.handle_input(Input::RoomRefused(why), t0);
+        let out = drain(&mut call);
+        assert_eq!(out[0], Output::Sip(SipAction::Bye));
+        assert!(matches!(
+            &out[1],
+            Output::Event(Event::DialFailed { reason, .. }) if reason == want
+        ));
+    }
 }
 
 #[test]

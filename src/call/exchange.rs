@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::dtmf::{DtmfMode, Source};
 use crate::events::Event;
-use crate::ivr::inbound::{Entry, Prompt, Timers, Verdict};
+use crate::ivr::inbound::{Entry, Prompt, RoomRefusal, Timers, Verdict};
 use crate::sip::sdp::SdpError;
 
 use super::session::MediaParams;
@@ -53,7 +53,7 @@ pub enum MediaAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomAction {
     /// Join `room` with `media`; answer with [`Input::Joined`],
-    /// [`Input::RoomFull`] or [`Input::JoinStopped`].
+    /// [`Input::RoomRefused`] or [`Input::JoinStopped`].
     Join { room: String, media: MediaParams },
 }
 
@@ -102,8 +102,8 @@ pub enum Input<'a> {
     PinVerdict(Verdict),
     /// The room took the call.
     Joined,
-    /// The room refused the call: it is full.
-    RoomFull,
+    /// The room refused the call: full or locked.
+    RoomRefused(RoomRefusal),
     /// The room refused the call: the conference is stopping.
     JoinStopped,
     /// The room removed the call.

@@ -50,6 +50,9 @@ pub enum Notice {
 pub enum JoinError {
     #[error("the room is full")]
     Full,
+    /// `lock` closed the room to newcomers.
+    #[error("the room is locked")]
+    Locked,
     #[error("the conference is stopping")]
     Stopped,
 }
@@ -93,6 +96,8 @@ pub struct MemberStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomStatus {
     pub room: String,
+    /// Closed to newcomers by `lock`.
+    pub locked: bool,
     pub members: Vec<MemberStatus>,
 }
 
@@ -299,6 +304,8 @@ enum ShardCommand {
     Control(String, Control, oneshot::Sender<bool>),
     Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
     List(oneshot::Sender<Vec<RoomStatus>>),
+    /// Lock (true) or unlock a room; answers whether the room is here.
+    Lock(String, bool, oneshot::Sender<bool>),
     /// New clips and limits (a reload); members already seated stay.
     Update(Box<Announcements>, Limits, oneshot::Sender<()>),
 }
@@ -468,6 +475,21 @@ impl Conference {
                 .await
                 .contains(&true),
         }
+    }
+
+    /// Close `room` to newcomers (`on`), or open it again; false if no
+    /// such room is open. A room's lock ends with the room.
+    pub async fn lock(&self, room: &str, on: bool) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let shard = &self.shards[shard_of(room, self.shards.len())];
+        if shard
+            .commands
+            .send(ShardCommand::Lock(room.to_owned(), on, tx))
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Clips and limits for what happens from now on (a reload).

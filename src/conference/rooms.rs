@@ -19,6 +19,9 @@ impl Shard {
         };
         let room = match self.rooms.get(&req.room) {
             Some(&room) => {
+                if self.locked.contains(&req.room) {
+                    return Err(JoinError::Locked);
+                }
                 if self.mixer.members(room).len() >= self.limits.max_members {
                     return Err(JoinError::Full);
                 }
@@ -97,6 +100,7 @@ impl Shard {
         if left == 0 {
             self.mixer.close_room(room);
             self.rooms.remove(&seat.room);
+            self.locked.remove(&seat.room);
             if self.members.is_empty() {
                 self.members.shrink_to_fit();
                 self.rooms.shrink_to_fit();
@@ -118,6 +122,31 @@ impl Shard {
             .flatten()
             .filter_map(|s| s.seat.as_ref())
             .find(|s| s.call == call)
+    }
+
+    /// Lock or unlock an open room; false if it is not open here.
+    pub(super) fn lock(&mut self, room: &str, on: bool) -> bool {
+        if !self.rooms.contains_key(room) {
+            return false;
+        }
+        let changed = if on {
+            self.locked.insert(room.to_owned())
+        } else {
+            self.locked.remove(room)
+        };
+        if changed {
+            info!(room, locked = on, "room lock");
+            self.events.publish(if on {
+                Event::RoomLocked {
+                    room: room.to_owned(),
+                }
+            } else {
+                Event::RoomUnlocked {
+                    room: room.to_owned(),
+                }
+            });
+        }
+        true
     }
 
     pub(super) fn control(&mut self, call: &str, control: Control) -> bool {
@@ -155,6 +184,7 @@ impl Shard {
             .iter()
             .map(|(name, &room)| RoomStatus {
                 room: name.clone(),
+                locked: self.locked.contains(name),
                 members: self
                     .mixer
                     .members(room)

@@ -1,7 +1,7 @@
 //! One media thread: its calls' sockets and sessions, its rooms' mixer, and
 //! the 20 ms loop that moves everything between them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -174,6 +174,8 @@ pub(super) struct Shard {
     free: Vec<usize>,
     pub(super) mixer: Mixer,
     pub(super) rooms: HashMap<String, RoomId>,
+    /// Rooms closed to newcomers.
+    pub(super) locked: HashSet<String>,
     /// The leg slot of each seated member.
     pub(super) members: HashMap<MemberId, usize>,
     pub(super) events: Events,
@@ -208,6 +210,7 @@ impl Shard {
             free: Vec::new(),
             mixer: Mixer::new(),
             rooms: HashMap::new(),
+            locked: HashSet::new(),
             members: HashMap::new(),
             events,
             clips,
@@ -293,6 +296,9 @@ impl Shard {
             }
             ShardCommand::List(reply) => {
                 reply.send(self.list()).ok();
+            }
+            ShardCommand::Lock(room, on, reply) => {
+                reply.send(self.lock(&room, on)).ok();
             }
             ShardCommand::Update(clips, limits, reply) => {
                 self.clips = *clips;

@@ -222,6 +222,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
                 board.control(&call, control).await?;
                 json!({})
             }
+            Request::Lock { room, on } => {
+                board.lock(&room, on).await?;
+                json!({})
+            }
             Request::Say { target, text } => {
                 board.say(target, text).await?;
                 json!({})

@@ -27,6 +27,8 @@ pub const EVENT_NAMES: &[&str] = &[
     "pin_lockout",
     "room_opened",
     "room_closed",
+    "room_locked",
+    "room_unlocked",
     "member_joined",
     "member_left",
     "member_quality",
@@ -58,6 +60,11 @@ pub enum Request {
     Say {
         target: Target,
         text: String,
+    },
+    /// `lock` (true) or `unlock` a room.
+    Lock {
+        room: String,
+        on: bool,
     },
     /// Events from now on; `None`: all of them.
     Subscribe {
@@ -188,6 +195,10 @@ fn request(mut f: Fields) -> Result<Request, ProtocolError> {
         }
         "subscribe" => Request::Subscribe {
             events: f.optional_event_names("events")?,
+        },
+        "lock" | "unlock" => Request::Lock {
+            room: f.string("room")?,
+            on: cmd == "lock",
         },
         "status" => Request::Status,
         "drain" => Request::Drain,
@@ -363,6 +374,7 @@ pub fn status_result(status: &Status) -> Value {
 pub fn room_json(room: &RoomStatus) -> Value {
     json!({
         "room": room.room,
+        "locked": room.locked,
         "members": room.members.iter().map(member_json).collect::<Vec<_>>(),
     })
 }

@@ -91,6 +91,24 @@ fn every_command_parses() {
     );
     assert_eq!(req(r#"{"cmd":"status"}"#), Ok(Request::Status));
     assert_eq!(req(r#"{"cmd":"drain"}"#), Ok(Request::Drain));
+    assert_eq!(
+        req(r#"{"cmd":"lock","room":"r1"}"#),
+        Ok(Request::Lock {
+            room: "r1".into(),
+            on: true
+        })
+    );
+    assert_eq!(
+        req(r#"{"cmd":"unlock","room":"r1"}"#),
+        Ok(Request::Lock {
+            room: "r1".into(),
+            on: false
+        })
+    );
+    assert_eq!(
+        req(r#"{"cmd":"lock"}"#),
+        Err(ProtocolError::MissingField("room"))
+    );
     assert_eq!(req(r#"{"cmd":"reload"}"#), Ok(Request::Reload));
     assert!(matches!(
         req(r#"{"cmd":"drain","now":true}"#),
@@ -300,6 +318,8 @@ fn the_filter_names_are_the_event_names() {
         },
         Event::RoomOpened { room: room.clone() },
         Event::RoomClosed { room: room.clone() },
+        Event::RoomLocked { room: room.clone() },
+        Event::RoomUnlocked { room: room.clone() },
         Event::MemberJoined {
             call: call.clone(),
             sip_call_id: String::new(),
@@ -341,6 +361,7 @@ fn the_filter_names_are_the_event_names() {
 fn rooms_list_every_member_field() {
     let rooms = [RoomStatus {
         room: "r1".into(),
+        locked: false,
         members: vec![MemberStatus {
             call: "c1".into(),
             sip_call_id: "a84b4c76e66710@pc33".into(),
@@ -365,7 +386,7 @@ fn rooms_list_every_member_field() {
     }];
     assert_eq!(
         rooms_result(&rooms),
-        json!({"rooms":[{"room":"r1","members":[{
+        json!({"rooms":[{"room":"r1","locked":false,"members":[{
             "call":"c1","sip_call_id":"a84b4c76e66710@pc33","direction":"outbound","from":"desk","to":"+1555","muted":false,
             "deaf":true,"talking":true,"held":false,"codec":"PCMA","lost":3,"late":1,"jitter_ms":2.5,
             "rtt_ms":41.3,"remote_lost":0.039,"remote_jitter_ms":3.0,"mos":4.12

@@ -83,6 +83,9 @@ pub enum CommandError {
     Unavailable(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// `dial` into a room that `lock` closed.
+    #[error("room {0:?} is locked")]
+    RoomLocked(String),
     /// Draining for an upgrade: no new calls.
     #[error("draining: no new calls")]
     Draining,
@@ -108,6 +111,7 @@ impl CommandError {
             CommandError::Unavailable(_) => "unavailable",
             CommandError::ShuttingDown => "shutting_down",
             CommandError::Draining => "draining",
+            CommandError::RoomLocked(_) => "room_locked",
             CommandError::BadConfig(_) => "bad_config",
             CommandError::Unsupported(_) => "unsupported",
         }
@@ -128,6 +132,11 @@ pub trait Switchboard: Send + Sync + 'static {
     /// Speak `text` to a room or one call (rendered off the media path).
     async fn say(&self, target: Target, text: String) -> Result<(), CommandError>;
     async fn status(&self) -> Status;
+    /// Close an open room to newcomers (`on`), or open it again.
+    async fn lock(&self, room: &str, on: bool) -> Result<(), CommandError> {
+        let _ = (room, on);
+        Err(CommandError::Unsupported("lock"))
+    }
     /// Take no new calls; exit once the last call has ended.
     async fn drain(&self) -> Result<Draining, CommandError> {
         Err(CommandError::Unsupported("drain"))

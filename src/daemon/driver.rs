@@ -20,7 +20,7 @@ use crate::call::media::{MediaCommand, MediaEvent, MediaParams, MediaSetup, Medi
 use crate::conference::{JoinError, JoinRequest, Leg, Notice};
 use crate::dtmf::DigitCounters;
 use crate::events::Direction;
-use crate::ivr::inbound::Verdict;
+use crate::ivr::inbound::{RoomRefusal, Verdict};
 use crate::rtp::learning::SourceLearning;
 use crate::sip::call::Responder;
 
@@ -291,7 +291,11 @@ impl Media {
             Ok(()) => Input::Joined,
             Err(JoinError::Full) => {
                 warn!(%room, "room full");
-                Input::RoomFull
+                Input::RoomRefused(RoomRefusal::Full)
+            }
+            Err(JoinError::Locked) => {
+                info!(%room, "room locked: caller refused");
+                Input::RoomRefused(RoomRefusal::Locked)
             }
             Err(JoinError::Stopped) => Input::JoinStopped,
         }

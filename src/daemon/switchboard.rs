@@ -161,6 +161,12 @@ impl Switchboard for Board {
                 detail: "use 1-64 letters, digits, '_', '-', '.', '+'".into(),
             });
         }
+        // Refused now rather than after the far end has answered; a lock
+        // that comes while it rings ends it with `room_locked`.
+        let rooms = ctx.conference.rooms().await;
+        if rooms.iter().any(|r| r.room == req.room && r.locked) {
+            return Err(CommandError::RoomLocked(req.room));
+        }
         let ring_timeout = match req.timeout {
             None => trunk.ring_timeout,
             Some(t) if !t.is_zero() && t <= MAX_RING => t,
@@ -330,6 +336,14 @@ impl Switchboard for Board {
             Ok(())
         } else {
             Err(missing())
+        }
+    }
+
+    async fn lock(&self, room: &str, on: bool) -> Result<(), CommandError> {
+        if self.ctx.conference.lock(room, on).await {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchRoom(room.to_owned()))
         }
     }
 

@@ -20,6 +20,7 @@ pub enum Prompt {
     Goodbye,
     TryLater,
     ConferenceFull,
+    ConferenceLocked,
 }
 
 impl Prompt {
@@ -30,6 +31,26 @@ impl Prompt {
             Prompt::Goodbye => "goodbye",
             Prompt::TryLater => "try_later",
             Prompt::ConferenceFull => "conference_full",
+            Prompt::ConferenceLocked => "conference_locked",
+        }
+    }
+}
+
+/// Why a room did not take a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRefusal {
+    /// `rooms.max_members` are in it.
+    Full,
+    /// A controller locked it.
+    Locked,
+}
+
+impl RoomRefusal {
+    /// As a dialled call's `dial_failed` reason names it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RoomRefusal::Full => "room_full",
+            RoomRefusal::Locked => "room_locked",
         }
     }
 }
@@ -91,6 +112,8 @@ pub enum EndReason {
     LockedOut,
     /// The room was full; conference-full was played.
     RoomFull,
+    /// The room was locked; conference-locked was played.
+    RoomLocked,
     /// Removed from the room by a controller.
     Kicked,
     /// Hung up from the control socket.
@@ -115,6 +138,7 @@ impl EndReason {
             EndReason::PinAttempts => "pin_attempts",
             EndReason::LockedOut => "locked_out",
             EndReason::RoomFull => "room_full",
+            EndReason::RoomLocked => "room_locked",
             EndReason::Kicked => "kicked",
             EndReason::ControlHangup => "control_hangup",
             EndReason::RtpTimeout => "rtp_timeout",
@@ -142,8 +166,8 @@ pub enum Input {
     Cancel,
     /// The daemon is stopping.
     Shutdown,
-    /// The room refused the join: full.
-    RoomFull,
+    /// The room refused the join.
+    RoomRefused(RoomRefusal),
     /// A controller removed the caller from its room.
     Kicked,
     /// A controller hung the call up.
@@ -283,9 +307,13 @@ impl InboundFlow {
             (_, Input::Hangup) => self.end(EndReason::ControlHangup),
             (_, Input::RtpTimeout) => self.end(EndReason::RtpTimeout),
             (_, Input::MediaFailed) => self.end(EndReason::MediaFailed),
-            (State::Joined, Input::RoomFull) => {
-                self.actions.push_back(Action::Play(Prompt::ConferenceFull));
-                self.state = State::Refusing(EndReason::RoomFull);
+            (State::Joined, Input::RoomRefused(why)) => {
+                let (prompt, reason) = match why {
+                    RoomRefusal::Full => (Prompt::ConferenceFull, EndReason::RoomFull),
+                    RoomRefusal::Locked => (Prompt::ConferenceLocked, EndReason::RoomLocked),
+                };
+                self.actions.push_back(Action::Play(prompt));
+                self.state = State::Refusing(reason);
             }
             (State::EarlyMedia { .. } | State::ExpectAck { .. }, Input::Cancel) => {
                 self.end(EndReason::CallerCancelled)
@@ -496,13 +524,29 @@ mod tests {
     }
 
     #[test]
-    fn a_full_room_plays_its_prompt_then_hangs_up() {
+    fn a_full_or_locked_room_plays_its_prompt_then_hangs_up() {
         let t0 = Instant::now();
-        let mut f = acked(t0, Entry::Direct("42".into()));
-        f.handle(Input::RoomFull, t0 + Duration::from_secs(2));
-        assert_eq!(drain(&mut f), [Action::Play(Prompt::ConferenceFull)]);
-        f.handle(Input::PlaybackDone, t0 + Duration::from_secs(5));
-        assert_eq!(drain(&mut f), [Action::Hangup(EndReason::RoomFull)]);
+        for (why, prompt, reason) in [
+            (
+                RoomRefusal::Full,
+                Prompt::ConferenceFull,
+                EndReason::RoomFull,
+            ),
+            (
+                RoomRefusal::Locked,
+                Prompt::ConferenceLocked,
+                EndReason::RoomLocked,
+            ),
+        ] {
+            let mut f = acked(t0, Entry::Direct("42".into()));
+            f.handle(Input::RoomRefused(why), t0 + Duration::from_secs(2));
+            assert_eq!(drain(&mut f), [Action::Play(prompt)]);
+            // Keys pressed meanwhile change nothing.
+            f.handle(Input::Digit('1'), t0 + Duration::from_secs(3));
+            f.handle(Input::PlaybackDone, t0 + Duration::from_secs(5));
+            assert_eq!(drain(&mut f), [Action::Hangup(reason)]);
+            assert_eq!(reason.as_str(), why.reason());
+        }
     }
 
     #[test]

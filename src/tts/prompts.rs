@@ -44,6 +44,7 @@ pub fn default_specs() -> Vec<PromptSpec> {
         ("joined", "you have joined the conference."),
         ("only_participant", "you are the only participant in this conference."),
         ("conference_full", "sorry, this conference is full. goodbye."),
+        ("conference_locked", "sorry, this conference is locked. goodbye."),
         ("try_later", "too many attempts. please try again later. goodbye."),
     ]
     .into_iter()
