@@ -455,21 +455,25 @@ impl Conference {
             .contains(&true)
     }
 
+    /// Ask the media thread `room` lives on; `None` if it has stopped.
+    async fn ask_room<T>(
+        &self,
+        room: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardCommand,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let shard = &self.shards[shard_of(room, self.shards.len())];
+        shard.commands.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
     /// Play `clip` to a room or one member; false if there is no such room or member.
     pub async fn say(&self, audience: Audience, clip: Arc<[i16]>) -> bool {
         match &audience {
-            Audience::Room(room) => {
-                let (tx, rx) = oneshot::channel();
-                let shard = &self.shards[shard_of(room, self.shards.len())];
-                if shard
-                    .commands
-                    .send(ShardCommand::Say(audience.clone(), clip, tx))
-                    .is_err()
-                {
-                    return false;
-                }
-                rx.await.unwrap_or(false)
-            }
+            Audience::Room(room) => self
+                .ask_room(room, |tx| ShardCommand::Say(audience.clone(), clip, tx))
+                .await
+                .unwrap_or(false),
             Audience::Call(_) => self
                 .ask_all(|tx| ShardCommand::Say(audience.clone(), clip.clone(), tx))
                 .await
@@ -480,16 +484,9 @@ impl Conference {
     /// Close `room` to newcomers (`on`), or open it again; false if no
     /// such room is open. A room's lock ends with the room.
     pub async fn lock(&self, room: &str, on: bool) -> bool {
-        let (tx, rx) = oneshot::channel();
-        let shard = &self.shards[shard_of(room, self.shards.len())];
-        if shard
-            .commands
-            .send(ShardCommand::Lock(room.to_owned(), on, tx))
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        self.ask_room(room, |tx| ShardCommand::Lock(room.to_owned(), on, tx))
+            .await
+            .unwrap_or(false)
     }
 
     /// Clips and limits for what happens from now on (a reload).
