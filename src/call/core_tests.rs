@@ -358,14 +358,7 @@ fn media_that_cannot_start_ends_the_call_at_once() {
     assert_eq!(call.ended().map(|e| e.reason), Some("media_failed"));
 
     // Outbound: the media starts at the answer; BYE.
-    let (mut call, _) = outbound(t0);
-    call.handle_input(
-        Input::Answered {
-            sdp: &sdp("0", "sendrecv"),
-        },
-        t0,
-    );
-    drain(&mut call);
+    let mut call = answered_outbound(t0);
     call.handle_input(Input::MediaFailed, t0);
     assert_eq!(drain(&mut call)[0], Output::Sip(SipAction::Bye));
     assert_eq!(call.ended().map(|e| e.reason), Some("media_failed"));
@@ -386,6 +379,19 @@ fn outbound(t0: Instant) -> (Call, Vec<u8>) {
         t0,
     );
     (call, offer)
+}
+
+/// An outbound call answered with PCMU, its outputs so far drained.
+fn answered_outbound(t0: Instant) -> Call {
+    let (mut call, _) = outbound(t0);
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0", "sendrecv"),
+        },
+        t0,
+    );
+    drain(&mut call);
+    call
 }
 
 #[test]
@@ -475,14 +481,7 @@ fn a_full_or_locked_room_refuses_an_answered_outbound_call_with_bye() {
         (RoomRefusal::Full, "room_full"),
         (RoomRefusal::Locked, "room_locked"),
     ] {
-        let (mut call, _) = outbound(t0);
-        call.handle_input(
-            Input::Answered {
-                sdp: &sdp("0", "sendrecv"),
-            },
-            t0,
-        );
-        drain(&mut call);
+        let mut call = answered_outbound(t0);
         call.handle_input(Input::RoomRefused(why), t0);
         let out = drain(&mut call);
         assert_eq!(out[0], Output::Sip(SipAction::Bye));
