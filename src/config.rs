@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::call::admission::AdmissionRules;
 use crate::dtmf::DtmfMode;
-use crate::ivr::directory::{Cidr, Directory, RoomEntry};
+use crate::ivr::directory::{Cidr, Directory, RoomEntry, RoomRules};
+use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
 use crate::media::g711::Codec;
 
@@ -61,6 +63,13 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub shutdown: ShutdownConfig,
     pub trunk: TrunkConfig,
+    pub recordings: RecordingsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +152,7 @@ pub struct PromptsConfig {
 #[serde(deny_unknown_fields)]
 pub struct CallsConfig {
     pub idle_timeout_secs: u64,
+    pub max_duration_secs: u64,
     pub max_calls: usize,
     pub max_per_source: usize,
 }
@@ -174,6 +184,8 @@ pub struct RoomsConfig {
     pub direct_uri: String,
     pub max_members: usize,
     pub announce: String,
+    pub max_duration_secs: u64,
+    pub keys: BTreeMap<String, String>,
     pub room: Vec<RoomConfig>,
 }
 
@@ -183,6 +195,12 @@ pub struct RoomConfig {
     pub id: String,
     pub pin: String,
     pub moderator_pin: Option<String>,
+    #[serde(default)]
+    pub wait_for_moderator: bool,
+    #[serde(default)]
+    pub end_with_moderator: bool,
+    #[serde(default)]
+    pub record: bool,
 }
 
 /// Limits of the PIN guessing defence.
@@ -220,6 +238,8 @@ pub struct Settings {
     pub words_per_minute: u32,
     pub prompt_texts: BTreeMap<String, String>,
     pub idle_timeout: Duration,
+    /// A call is ended this long after it was answered (a warning a minute before).
+    pub max_call: Option<Duration>,
     pub dtmf_mode: DtmfMode,
     pub pin: PinRules,
     pub throttle: ThrottleRules,
@@ -234,6 +254,10 @@ pub struct Settings {
     pub max_members: usize,
     /// Join/leave tones for the others.
     pub announce_tones: bool,
+    /// Keypad controls in rooms.
+    pub keys: Arc<KeyBindings>,
+    /// Where recordings are written.
+    pub recordings_dir: PathBuf,
     pub control: ControlSettings,
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
@@ -298,7 +322,20 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
     "only_participant",
     "conference_full",
     "conference_locked",
+    "conference_ended",
     "try_later",
+    "participants",
+    "one_participant",
+    "waiting_for_moderator",
+    "muted",
+    "unmuted",
+    "now_locked",
+    "now_unlocked",
+    "all_muted",
+    "all_unmuted",
+    "member_removed",
+    "moderator_only",
+    "time_warning",
 ];
 
 impl Config {
@@ -481,6 +518,20 @@ impl Config {
                 ))
             }
         };
+        let keys = key_bindings(&self.rooms.keys)?;
+        let max_call = match self.calls.max_duration_secs {
+            0 => None,
+            n if n < 120 => {
+                return Err(ConfigError::invalid(
+                    "calls.max_duration_secs",
+                    "must be 0 (no limit) or at least 120 (a warning comes a minute before)",
+                ))
+            }
+            n => Some(Duration::from_secs(n)),
+        };
+        if self.recordings.dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("recordings.dir", "must not be empty"));
+        }
         let control = control_settings(&self.control)?;
         let metrics_listen = match self.metrics.listen.trim() {
             "" => None,
@@ -543,6 +594,9 @@ impl Config {
             admission,
             max_members: self.rooms.max_members,
             announce_tones,
+            keys: Arc::new(keys),
+            max_call,
+            recordings_dir: self.recordings.dir,
         })
     }
 }
@@ -568,6 +622,7 @@ impl Settings {
         keep!(rtp_ports => "rtp.port_range");
         keep!(media_threads => "media.threads");
         keep!(prompts_dir => "prompts.dir");
+        keep!(recordings_dir => "recordings.dir");
         keep!(control => "control");
         keep!(metrics_listen => "metrics.listen");
         keep!(trunk.proxy => "trunk.proxy");
@@ -822,17 +877,61 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
             }
             pins.push(value);
         }
+        if (r.wait_for_moderator || r.end_with_moderator) && r.moderator_pin.is_none() {
+            let field = match r.wait_for_moderator {
+                true => "wait_for_moderator",
+                false => "end_with_moderator",
+            };
+            return Err(ConfigError::invalid(&key(field), "needs a moderator_pin"));
+        }
         rooms.push(RoomEntry {
             id: r.id.clone(),
             pin: r.pin.clone(),
             moderator_pin: r.moderator_pin.clone(),
+            rules: RoomRules {
+                wait_for_moderator: r.wait_for_moderator,
+                end_with_moderator: r.end_with_moderator,
+                record: r.record,
+                max_duration: None,
+            },
         });
+    }
+    let max_duration = match c.max_duration_secs {
+        0 => None,
+        n => Some(Duration::from_secs(n)),
+    };
+    for r in &mut rooms {
+        r.rules.max_duration = max_duration;
     }
     Ok(Directory {
         open: c.open,
         rooms,
         trusted,
         direct_uri,
+        max_duration,
+    })
+}
+
+fn key_bindings(keys: &BTreeMap<String, String>) -> Result<KeyBindings, ConfigError> {
+    let mut pairs = Vec::new();
+    for (name, seq) in keys {
+        let action = KeyAction::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KeyAction::ALL.iter().map(|a| a.name()).collect();
+                ConfigError::invalid(
+                    &format!("rooms.keys.{name}"),
+                    format!("no such action (one of {})", names.join(", ")),
+                )
+            })?;
+        pairs.push((action, seq.as_str()));
+    }
+    KeyBindings::new(pairs).map_err(|e| {
+        let action = match &e {
+            KeyError::Malformed { action, .. } | KeyError::Clash { action, .. } => *action,
+        };
+        ConfigError::invalid(&format!("rooms.keys.{action}"), e.to_string())
     })
 }
 

@@ -112,7 +112,20 @@ pub enum Event {
         direction: Direction,
         /// True when a trusted source named the room (no PIN asked).
         direct: bool,
+        /// Admitted with the room's moderator PIN.
+        moderator: bool,
     },
+    /// A member keyed a room control (`mute`, `count`, `lock`, ...);
+    /// `allowed` is false for a moderator's key keyed by someone else.
+    MemberKey {
+        call: String,
+        room: String,
+        action: &'static str,
+        allowed: bool,
+    },
+    /// The room ended with members in it, who were let go:
+    /// `moderator_left` or `max_duration`.
+    RoomEnded { room: String, reason: &'static str },
 }
 
 /// The daemon's event fan-out. Slow observers lose the oldest events

@@ -45,11 +45,14 @@ impl Board {
                     direction: Direction::Inbound,
                     from: "alice".into(),
                     to: "100".into(),
+                    moderator: false,
                     codec: Codec::Pcmu,
                     talking: true,
                     muted: false,
                     deaf: false,
                     held: false,
+                    listen_db: 0,
+                    talk_db: 0,
                     lost: 2,
                     late: 1,
                     jitter_ms: 1.5,
@@ -423,6 +426,7 @@ fn joined(call: &str) -> Event {
         to: "100".into(),
         direction: Direction::Inbound,
         direct: false,
+        moderator: false,
     }
 }
 

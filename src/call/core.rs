@@ -11,12 +11,14 @@
 //! driver of a call only moves these.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::dtmf::info::digit_from_info;
 use crate::dtmf::{DigitCounters, DigitStream, Source};
 use crate::events::Event;
 use crate::ivr::inbound::{self, EndReason, InboundFlow, Timers, Verdict};
+use crate::ivr::keypad::{KeyBindings, Keypad};
 use crate::ivr::outbound::{self, OutboundFlow};
 
 use super::session::{MediaParams, SdpSession};
@@ -52,6 +54,9 @@ pub struct Call {
     /// Ids of clips asked for; the flow waits only for the end of `waiting_for`.
     plays: u64,
     waiting_for: Option<u64>,
+    keys: Arc<KeyBindings>,
+    /// In a room: key presses are controls.
+    keypad: Option<Keypad>,
     outputs: VecDeque<Output>,
 }
 
@@ -85,6 +90,8 @@ impl Call {
             digits: DigitStream::new(offered.dtmf),
             plays: 0,
             waiting_for: None,
+            keys: offered.keys,
+            keypad: None,
             outputs: VecDeque::new(),
         };
         call.drain_flow();
@@ -105,6 +112,8 @@ impl Call {
             digits: DigitStream::new(dialled.dtmf),
             plays: 0,
             waiting_for: None,
+            keys: dialled.keys,
+            keypad: None,
             outputs: VecDeque::new(),
         }
     }
@@ -133,6 +142,7 @@ impl Call {
             Input::Joined => {
                 self.session.lock_codec();
                 self.waiting_for = None;
+                self.keypad = Some(Keypad::new());
                 if let Flow::Outbound { flow, .. } = &mut self.flow {
                     flow.joined(Ok(()));
                 }
@@ -177,6 +187,11 @@ impl Call {
                         Some(outbound::Input::MediaFailed),
                     ),
                     Input::Kicked => (Some(inbound::Input::Kicked), Some(outbound::Input::Kicked)),
+                    Input::Left => (Some(inbound::Input::Left), Some(outbound::Input::Left)),
+                    Input::RoomEnded => (
+                        Some(inbound::Input::RoomEnded),
+                        Some(outbound::Input::RoomEnded),
+                    ),
                     Input::Hangup => (Some(inbound::Input::Hangup), Some(outbound::Input::Hangup)),
                     _ => (None, None),
                 };
@@ -304,6 +319,13 @@ impl Call {
             digit: press.digit,
             source: press.source,
         }));
+        if let Some(pad) = &mut self.keypad {
+            if let Some(action) = pad.press(&self.keys, press.digit, at) {
+                self.outputs
+                    .push_back(Output::Room(RoomAction::Key(action)));
+            }
+            return;
+        }
         self.inbound_input(inbound::Input::Digit(press.digit), now);
     }
 
@@ -413,10 +435,13 @@ impl Call {
                 self.outputs.push_back(Output::Media(MediaAction::Stop));
             }
             Action::CheckPin(pin) => self.outputs.push_back(Output::CheckPin(pin)),
-            Action::Join(room) => {
+            Action::Join(admission) => {
                 let media = self.media();
-                self.outputs
-                    .push_back(Output::Room(RoomAction::Join { room, media }));
+                self.outputs.push_back(Output::Room(RoomAction::Join {
+                    room: admission.room,
+                    moderator: admission.moderator,
+                    media,
+                }));
             }
             // The caller's own BYE or CANCEL was already answered by the stack.
             Action::Hangup(
@@ -440,7 +465,11 @@ impl Call {
             Action::Ringing => Output::Event(Event::CallRinging { call, room, to }),
             Action::Answered => Output::Event(Event::CallAnswered { call, room, to }),
             Action::Join => match self.session.media() {
-                Some(media) => Output::Room(RoomAction::Join { room, media }),
+                Some(media) => Output::Room(RoomAction::Join {
+                    room,
+                    moderator: false,
+                    media,
+                }),
                 None => {
                     if let Flow::Outbound { flow, .. } = &mut self.flow {
                         flow.joined(Err("no_common_codec"));

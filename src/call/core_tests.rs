@@ -6,10 +6,13 @@ use std::net::IpAddr;
 use super::*;
 use crate::call::session::LocalMedia;
 use crate::dtmf::DtmfMode;
+use crate::ivr::directory::Admission;
 use crate::ivr::inbound::RoomRefusal;
 use crate::ivr::inbound::{Entry, Prompt};
+use crate::ivr::keypad::{KeyAction, KeyBindings};
 use crate::ivr::pin::PinRules;
 use crate::media::g711::Codec;
+use std::sync::Arc;
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
@@ -62,6 +65,7 @@ fn inbound(offer: &[u8], early: Option<Duration>, t0: Instant) -> Result<Call, R
             },
             entry: Entry::Pin(rules()),
             dtmf: DtmfMode::Auto,
+            keys: Arc::new(KeyBindings::default()),
         },
         session(),
         t0,
@@ -159,9 +163,20 @@ fn a_pin_is_checked_then_the_room_joined_and_its_codec_kept() {
         .collect();
     assert_eq!(digits, "1357#");
     assert!(out.contains(&Output::CheckPin("1357".into())), "{out:?}");
-    call.handle_input(Input::PinVerdict(Verdict::Room("1357".into())), t0 + S);
+    call.handle_input(
+        Input::PinVerdict(Verdict::Room(Admission {
+            room: "1357".into(),
+            moderator: false,
+        })),
+        t0 + S,
+    );
     let out = drain(&mut call);
-    let Some(Output::Room(RoomAction::Join { room, media })) = out.first() else {
+    let Some(Output::Room(RoomAction::Join {
+        room,
+        media,
+        moderator: false,
+    })) = out.first()
+    else {
         panic!("{out:?}")
     };
     assert_eq!((room.as_str(), media.codec), ("1357", Codec::Pcmu));
@@ -374,6 +389,7 @@ fn outbound(t0: Instant) -> (Call, Vec<u8>) {
             to: "sip:bob@198.51.100.2".into(),
             ring_timeout: 30 * S,
             dtmf: DtmfMode::Auto,
+            keys: Arc::new(KeyBindings::default()),
         },
         session,
         t0,
@@ -517,4 +533,91 @@ fn a_dialog_gone_without_a_word_ends_the_call_in_any_state() {
     let (mut inbound_call, _) = at_pin_prompt(t0);
     inbound_call.handle_input(Input::DialogEnded, t0);
     assert!(inbound_call.ended().is_some());
+}
+
+/// Joined room "sales" with the moderator PIN at `t0 + 1 s`, outputs drained.
+fn in_room_as_moderator(t0: Instant) -> Call {
+    let (mut call, _) = at_pin_prompt(t0);
+    key(&mut call, "98765#", t0 + S);
+    drain(&mut call);
+    call.handle_input(
+        Input::PinVerdict(Verdict::Room(Admission {
+            room: "sales".into(),
+            moderator: true,
+        })),
+        t0 + S,
+    );
+    let out = drain(&mut call);
+    assert!(
+        matches!(&out[..], [Output::Room(RoomAction::Join { room, moderator: true, .. })] if room == "sales"),
+        "{out:?}"
+    );
+    call.handle_input(Input::Joined, t0 + S);
+    drain(&mut call);
+    call
+}
+
+fn room_keys(out: &[Output]) -> Vec<KeyAction> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Room(RoomAction::Key(a)) => Some(*a),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn in_a_room_star_sequences_are_controls_and_stray_digits_nothing() {
+    let t0 = Instant::now();
+    let mut call = in_room_as_moderator(t0);
+    key(&mut call, "*", t0 + 2 * S);
+    key(&mut call, "6", t0 + 3 * S);
+    let out = drain(&mut call);
+    assert_eq!(room_keys(&out), [KeyAction::Mute]);
+    // Each press is still reported as a digit.
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::Event(Event::Digit { .. })))
+            .count(),
+        2
+    );
+    // A lone 6, and a 6 too long after its star, do nothing.
+    key(&mut call, "6", t0 + 10 * S);
+    key(&mut call, "*", t0 + 11 * S);
+    key(&mut call, "6", t0 + 15 * S);
+    assert!(room_keys(&drain(&mut call)).is_empty());
+    // Moderator keys reach the room, which decides who may use them.
+    key(&mut call, "*", t0 + 20 * S);
+    key(&mut call, "2", t0 + 21 * S);
+    assert_eq!(room_keys(&drain(&mut call)), [KeyAction::Lock]);
+    assert_eq!(call.ended(), None);
+}
+
+#[test]
+fn leaving_from_the_keypad_says_goodbye_then_hangs_up() {
+    let t0 = Instant::now();
+    let mut call = in_room_as_moderator(t0);
+    key(&mut call, "*", t0 + 2 * S);
+    key(&mut call, "8", t0 + 2 * S + S / 2);
+    assert_eq!(room_keys(&drain(&mut call)), [KeyAction::Leave]);
+    // The room let the member go.
+    call.handle_input(Input::Left, t0 + 3 * S);
+    let (prompt, id) = prompt_played(&drain(&mut call)).expect("goodbye");
+    assert_eq!(prompt, Prompt::Goodbye);
+    assert_eq!(call.ended(), None);
+    call.handle_input(Input::PlaybackDone(id), t0 + 4 * S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
+    assert_eq!(call.ended().map(|e| e.reason), Some("left"));
+}
+
+#[test]
+fn a_room_that_ends_plays_its_prompt_then_hangs_up() {
+    let t0 = Instant::now();
+    let mut call = in_room_as_moderator(t0);
+    call.handle_input(Input::RoomEnded, t0 + 3 * S);
+    let (prompt, id) = prompt_played(&drain(&mut call)).expect("conference ended");
+    assert_eq!(prompt, Prompt::ConferenceEnded);
+    call.handle_input(Input::PlaybackDone(id), t0 + 4 * S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
+    assert_eq!(call.ended().map(|e| e.reason), Some("room_ended"));
 }

@@ -1,11 +1,13 @@
 //! What goes into a call core and what comes out of it: the inputs the
 //! driver feeds, the outputs it carries out, and how a call starts and ends.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dtmf::{DtmfMode, Source};
 use crate::events::Event;
 use crate::ivr::inbound::{Entry, Prompt, RoomRefusal, Timers, Verdict};
+use crate::ivr::keypad::{KeyAction, KeyBindings};
 use crate::sip::sdp::SdpError;
 
 use super::session::MediaParams;
@@ -54,7 +56,14 @@ pub enum MediaAction {
 pub enum RoomAction {
     /// Join `room` with `media`; answer with [`Input::Joined`],
     /// [`Input::RoomRefused`] or [`Input::JoinStopped`].
-    Join { room: String, media: MediaParams },
+    Join {
+        room: String,
+        moderator: bool,
+        media: MediaParams,
+    },
+    /// A keypad action for the room to carry out for this member; the
+    /// room answers [`KeyAction::Leave`] with [`Input::Left`].
+    Key(KeyAction),
 }
 
 /// One thing for the driver to carry out.
@@ -108,6 +117,10 @@ pub enum Input<'a> {
     JoinStopped,
     /// The room removed the call.
     Kicked,
+    /// The room let the member go after its leave key.
+    Left,
+    /// The room ended with the member in it (its moderator left, its time ran out).
+    RoomEnded,
     /// Hang up, asked from the control socket.
     Hangup,
     /// The daemon is stopping.
@@ -153,6 +166,8 @@ pub struct InboundCall<'a> {
     pub timers: Timers,
     pub entry: Entry,
     pub dtmf: DtmfMode,
+    /// Keypad controls once in the room.
+    pub keys: Arc<KeyBindings>,
 }
 
 /// An outbound call, dialled with the offer `session` made.
@@ -163,4 +178,5 @@ pub struct OutboundCall {
     pub to: String,
     pub ring_timeout: Duration,
     pub dtmf: DtmfMode,
+    pub keys: Arc<KeyBindings>,
 }

@@ -35,6 +35,8 @@ pub use crate::call::media::Quality;
 use crate::call::media::{MediaCommand, MediaEvent, MediaSession, MediaSetup, MediaStats};
 use crate::daemon::RtpSockets;
 use crate::events::{Direction, Events};
+pub use crate::ivr::directory::RoomRules;
+use crate::ivr::keypad::KeyAction;
 use crate::media::g711::Codec;
 use crate::metrics::{Histogram, JITTER_SECONDS, TICK_SECONDS};
 use crate::rtp::learning::ForeignCounters;
@@ -43,6 +45,25 @@ use crate::rtp::learning::ForeignCounters;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     Kicked,
+    /// The room ended around the member, who is no longer seated
+    /// (`end_with_moderator`, `rooms.max_duration_secs`).
+    RoomEnded,
+}
+
+/// What the room did with a keypad action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyReply {
+    /// Carried out (the member heard its prompt or tone).
+    Done,
+    /// [`KeyAction::Count`](crate::ivr::keypad::KeyAction::Count): how many
+    /// others are in the room, for the call to speak.
+    Others(usize),
+    /// The member is no longer seated (the leave key): its call says goodbye.
+    Left,
+    /// A moderator's action keyed by a member who is not one.
+    NotAllowed,
+    /// The call is not seated in a room.
+    NotSeated,
 }
 
 /// Why a join was refused.
@@ -69,6 +90,10 @@ pub struct JoinRequest {
     pub direction: Direction,
     /// A trusted source named the room (no PIN).
     pub direct: bool,
+    /// Admitted with the moderator PIN.
+    pub moderator: bool,
+    /// How the room behaves if this call opens it.
+    pub rules: RoomRules,
     pub notices: mpsc::UnboundedSender<Notice>,
 }
 
@@ -80,11 +105,15 @@ pub struct MemberStatus {
     pub direction: Direction,
     pub from: String,
     pub to: String,
+    pub moderator: bool,
     pub codec: Codec,
     pub talking: bool,
     pub muted: bool,
     pub deaf: bool,
     pub held: bool,
+    /// Keypad volumes, in dB.
+    pub listen_db: i8,
+    pub talk_db: i8,
     pub lost: u64,
     pub late: u64,
     pub jitter_ms: f32,
@@ -126,6 +155,21 @@ pub struct Announcements {
     /// Played to the others on a join and a leave; `None`: announce nothing.
     pub join_tone: Option<Arc<[i16]>>,
     pub leave_tone: Option<Arc<[i16]>>,
+    /// Looped to a room waiting for its moderator.
+    pub hold_music: Arc<[i16]>,
+    pub waiting_for_moderator: Arc<[i16]>,
+    /// Keypad answers, to the presser alone.
+    pub muted: Arc<[i16]>,
+    pub unmuted: Arc<[i16]>,
+    pub room_locked: Arc<[i16]>,
+    pub room_unlocked: Arc<[i16]>,
+    pub all_muted: Arc<[i16]>,
+    pub all_unmuted: Arc<[i16]>,
+    pub member_removed: Arc<[i16]>,
+    pub moderator_only: Arc<[i16]>,
+    /// Volume up and down.
+    pub louder: Arc<[i16]>,
+    pub quieter: Arc<[i16]>,
 }
 
 /// Conference limits.
@@ -287,7 +331,8 @@ impl ConferenceStats {
 /// What a call's [`Leg`] asks of the thread that holds its media.
 enum LegCommand {
     Media(MediaCommand),
-    Join(Box<JoinRequest>, oneshot::Sender<Result<(), JoinError>>),
+    Join(Box<JoinRequest>, oneshot::Sender<Result<usize, JoinError>>),
+    Key(KeyAction, oneshot::Sender<KeyReply>),
     Close(&'static str, oneshot::Sender<MediaStats>),
 }
 
@@ -299,7 +344,7 @@ enum ShardCommand {
     Adopt(
         Box<shard::LegSlot>,
         Box<JoinRequest>,
-        oneshot::Sender<Result<(), JoinError>>,
+        oneshot::Sender<Result<usize, JoinError>>,
     ),
     Control(String, Control, oneshot::Sender<bool>),
     Say(Audience, Arc<[i16]>, oneshot::Sender<bool>),
@@ -334,13 +379,22 @@ impl Leg {
     }
 
     /// Seat the call in a room: from now on the room sends, and received
-    /// audio goes to it.
-    pub async fn join(&self, req: JoinRequest) -> Result<(), JoinError> {
+    /// audio goes to it. Returns how many others were in the room.
+    pub async fn join(&self, req: JoinRequest) -> Result<usize, JoinError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(LegCommand::Join(Box::new(req), tx))
             .map_err(|_| JoinError::Stopped)?;
         rx.await.unwrap_or(Err(JoinError::Stopped))
+    }
+
+    /// A keypad action for the room this call is seated in.
+    pub async fn key(&self, action: KeyAction) -> KeyReply {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(LegCommand::Key(action, tx)).is_err() {
+            return KeyReply::NotSeated;
+        }
+        rx.await.unwrap_or(KeyReply::NotSeated)
     }
 
     /// End the call's media (leaving its room for `reason`) and collect its counters.

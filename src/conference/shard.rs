@@ -1,7 +1,7 @@
 //! One media thread: its calls' sockets and sessions, its rooms' mixer, and
 //! the 20 ms loop that moves everything between them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -19,9 +19,10 @@ use super::{
 use crate::call::media::{MediaEvent, MediaSession, Transmit, Via};
 use crate::daemon::{RtpSocket, RtpSockets};
 use crate::events::{Direction, Events};
-use crate::media::mixer::{MemberId, Mixer, RoomId};
+use crate::media::mixer::{MemberId, Mixer};
 use crate::rtp::pacer::Pacer;
 
+use super::rooms::RoomState;
 use super::{Notice, Quality};
 
 const TICK: Duration = Duration::from_millis(20);
@@ -163,6 +164,9 @@ pub(super) struct Seat {
     pub(super) from: String,
     pub(super) to: String,
     pub(super) direction: Direction,
+    pub(super) moderator: bool,
+    /// When it joined, among this thread's joins: the keypad removes the last.
+    pub(super) order: u64,
     pub(super) notices: mpsc::UnboundedSender<Notice>,
     pub(super) quality: Quality,
 }
@@ -173,9 +177,9 @@ pub(super) struct Shard {
     pub(super) legs: Vec<Option<Box<LegSlot>>>,
     free: Vec<usize>,
     pub(super) mixer: Mixer,
-    pub(super) rooms: HashMap<String, RoomId>,
-    /// Rooms closed to newcomers.
-    pub(super) locked: HashSet<String>,
+    pub(super) rooms: HashMap<String, RoomState>,
+    /// Members seated here so far.
+    pub(super) joins: u64,
     /// The leg slot of each seated member.
     pub(super) members: HashMap<MemberId, usize>,
     pub(super) events: Events,
@@ -210,7 +214,7 @@ impl Shard {
             free: Vec::new(),
             mixer: Mixer::new(),
             rooms: HashMap::new(),
-            locked: HashSet::new(),
+            joins: 0,
             members: HashMap::new(),
             events,
             clips,
@@ -384,6 +388,7 @@ impl Shard {
         }
         if self.stats.ticks / CENSUS_TICKS != census {
             self.census();
+            self.expire_rooms(Instant::now());
         }
         self.stats.tick_time.observe_duration(started.elapsed());
     }
@@ -498,6 +503,9 @@ impl Shard {
                         }
                     }
                     LegCommand::Join(req, reply) => self.join(index, req, reply),
+                    LegCommand::Key(action, reply) => {
+                        reply.send(self.key(index, action)).ok();
+                    }
                     LegCommand::Close(reason, reply) => {
                         self.close(index, reason, Some(reply));
                         break;
@@ -513,7 +521,7 @@ impl Shard {
         &mut self,
         index: usize,
         req: Box<JoinRequest>,
-        reply: oneshot::Sender<Result<(), JoinError>>,
+        reply: oneshot::Sender<Result<usize, JoinError>>,
     ) {
         let home = shard_of(&req.room, self.peers.len());
         if home == self.index {

@@ -328,6 +328,7 @@ fn the_filter_names_are_the_event_names() {
             to,
             direction: Direction::Inbound,
             direct: false,
+            moderator: false,
         },
         Event::MemberLeft {
             call: call.clone(),
@@ -335,10 +336,20 @@ fn the_filter_names_are_the_event_names() {
             reason: "hangup",
         },
         Event::MemberQuality {
-            call,
-            room,
+            call: call.clone(),
+            room: room.clone(),
             mos: 3.21,
             state: crate::events::QualityState::Degraded,
+        },
+        Event::MemberKey {
+            call,
+            room: room.clone(),
+            action: "mute",
+            allowed: true,
+        },
+        Event::RoomEnded {
+            room,
+            reason: "moderator_left",
         },
         Event::Draining { calls: 2 },
         Event::ConfigReloaded {
@@ -368,11 +379,14 @@ fn rooms_list_every_member_field() {
             direction: Direction::Outbound,
             from: "desk".into(),
             to: "+1555".into(),
+            moderator: true,
             codec: Codec::Pcma,
             talking: true,
             muted: false,
             deaf: true,
             held: false,
+            listen_db: -3,
+            talk_db: 6,
             lost: 3,
             late: 1,
             jitter_ms: 2.5,
@@ -387,7 +401,7 @@ fn rooms_list_every_member_field() {
     assert_eq!(
         rooms_result(&rooms),
         json!({"rooms":[{"room":"r1","locked":false,"members":[{
-            "call":"c1","sip_call_id":"a84b4c76e66710@pc33","direction":"outbound","from":"desk","to":"+1555","muted":false,
+            "call":"c1","sip_call_id":"a84b4c76e66710@pc33","direction":"outbound","from":"desk","to":"+1555","moderator":true,"listen_db":-3,"talk_db":6,"muted":false,
             "deaf":true,"talking":true,"held":false,"codec":"PCMA","lost":3,"late":1,"jitter_ms":2.5,
             "rtt_ms":41.3,"remote_lost":0.039,"remote_jitter_ms":3.0,"mos":4.12
         }]}]})

@@ -60,6 +60,7 @@ pub async fn run(
         },
         entry,
         dtmf: ctx.settings().dtmf_mode,
+        keys: ctx.settings().keys.clone(),
     };
     let call = match Call::inbound(setup, ctx.sdp_session(port), Instant::now()) {
         Ok(call) => call,

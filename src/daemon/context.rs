@@ -24,7 +24,7 @@ use crate::metrics::PinResult;
 use crate::sip::call::OfferedCall;
 
 use super::ports::PortPool;
-use super::prompts::PromptBook;
+use super::prompts::{PromptBook, Speaker};
 use super::registry::CallRegistry;
 
 /// A value a reload replaces whole; readers keep the one they took.
@@ -60,6 +60,7 @@ pub struct CallContext {
     pub admission: Admission,
     /// Every call task, inbound and outbound; shutdown waits for them.
     pub tasks: TaskTracker,
+    pub speaker: Speaker,
 }
 
 impl CallContext {
@@ -109,7 +110,7 @@ impl CallContext {
                 Some(admission) => {
                     info!(room = %admission.room, "PIN accepted");
                     metrics.pin_checked(PinResult::Accepted);
-                    return Verdict::Room(admission.room);
+                    return Verdict::Room(admission);
                 }
                 None => match guard.failed(caller, number, now) {
                     None => {

@@ -17,7 +17,7 @@ use crate::call::core::{
     Call, Clip, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
 };
 use crate::call::media::{MediaCommand, MediaEvent, MediaParams, MediaSetup, MediaStats};
-use crate::conference::{JoinError, JoinRequest, Leg, Notice};
+use crate::conference::{Audience, JoinError, JoinRequest, KeyReply, Leg, Notice};
 use crate::dtmf::DigitCounters;
 use crate::events::Direction;
 use crate::ivr::inbound::{RoomRefusal, Verdict};
@@ -25,6 +25,7 @@ use crate::rtp::learning::SourceLearning;
 use crate::sip::call::Responder;
 
 use super::context::{listens, CallContext};
+use super::prompts::participants_text;
 use super::registry::CallCommand;
 
 /// What the SIP side reported, owned.
@@ -118,12 +119,25 @@ pub(super) async fn drive<S: SipLeg>(
                         call.handle_input(Input::PlaybackDone(done), now);
                     }
                 }
-                Output::Room(RoomAction::Join { room, .. }) => {
-                    let input = media.join(room, &party).await;
+                Output::Room(RoomAction::Join {
+                    room, moderator, ..
+                }) => {
+                    let (input, others) = media.join(room, moderator, &party, &ctx).await;
                     if matches!(input, Input::Joined) {
                         track.joined();
                     }
                     call.handle_input(input, Instant::now());
+                    if let Some(others) = others {
+                        media.tell_count(&party.call, others, &ctx).await;
+                    }
+                }
+                Output::Room(RoomAction::Key(action)) => {
+                    let Some(leg) = &media.leg else { continue };
+                    match leg.key(action).await {
+                        KeyReply::Others(n) => media.tell_count(&party.call, n, &ctx).await,
+                        KeyReply::Left => call.handle_input(Input::Left, Instant::now()),
+                        KeyReply::Done | KeyReply::NotAllowed | KeyReply::NotSeated => {}
+                    }
                 }
                 Output::CheckPin(pin) => {
                     let verdict = sip.check_pin(&pin);
@@ -177,7 +191,10 @@ pub(super) async fn drive<S: SipLeg>(
                 }
                 None => leg_gone = true,
             },
-            Some(Notice::Kicked) = media.notices.1.recv() => call.handle_input(Input::Kicked, Instant::now()),
+            Some(notice) = media.notices.1.recv() => call.handle_input(match notice {
+                Notice::Kicked => Input::Kicked,
+                Notice::RoomEnded => Input::RoomEnded,
+            }, Instant::now()),
             Some(CallCommand::Hangup) = commands.recv() => call.handle_input(Input::Hangup, Instant::now()),
             _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
             // Once: the call may take a while to end (a CANCEL waiting for its 487).
@@ -270,14 +287,23 @@ impl Media {
         None
     }
 
-    /// Join `room`: the core's next input.
-    async fn join(&mut self, room: String, party: &Party) -> Input<'static> {
+    /// Join `room`: the core's next input, and how many others are there.
+    async fn join(
+        &mut self,
+        room: String,
+        moderator: bool,
+        party: &Party,
+        ctx: &CallContext,
+    ) -> (Input<'static>, Option<usize>) {
         let Some(leg) = &self.leg else {
-            return Input::JoinStopped;
+            return (Input::JoinStopped, None);
         };
+        let rules = ctx.settings().directory.rules(&room);
         let joined = leg
             .join(JoinRequest {
                 room: room.clone(),
+                moderator,
+                rules,
                 call: party.call.clone(),
                 sip_call_id: party.sip_call_id.clone(),
                 from: party.from.clone(),
@@ -287,8 +313,8 @@ impl Media {
                 notices: self.notices.0.clone(),
             })
             .await;
-        match joined {
-            Ok(()) => Input::Joined,
+        let input = match joined {
+            Ok(others) => return (Input::Joined, Some(others)),
             Err(JoinError::Full) => {
                 warn!(%room, "room full");
                 Input::RoomRefused(RoomRefusal::Full)
@@ -298,6 +324,23 @@ impl Media {
                 Input::RoomRefused(RoomRefusal::Locked)
             }
             Err(JoinError::Stopped) => Input::JoinStopped,
+        };
+        (input, None)
+    }
+
+    /// Tell the member how many others are in its room.
+    async fn tell_count(&self, call: &str, others: usize, ctx: &CallContext) {
+        let settings = ctx.settings();
+        let Some(text) = participants_text(&settings, others) else {
+            return;
+        };
+        match ctx.speaker.kept(&settings, text).await {
+            Ok(clip) => {
+                ctx.conference
+                    .say(Audience::Call(call.to_owned()), clip)
+                    .await;
+            }
+            Err(e) => warn!(error = %e, "participant count not spoken"),
         }
     }
 }

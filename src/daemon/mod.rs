@@ -36,7 +36,7 @@ use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
 use context::{CallContext, Live};
 use ports::PortPool;
-use prompts::PromptBook;
+use prompts::{PromptBook, Speaker};
 use registry::CallRegistry;
 use switchboard::Board;
 
@@ -163,6 +163,7 @@ impl Daemon {
             calls: CallRegistry::default(),
             admission,
             tasks: TaskTracker::new(),
+            speaker: Speaker::default(),
         });
         let ua = Arc::new(ua);
         let settings = ctx.settings();

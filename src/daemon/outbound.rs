@@ -49,6 +49,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
             to: call.to.clone(),
             ring_timeout: call.ring_timeout,
             dtmf: ctx.settings().dtmf_mode,
+            keys: ctx.settings().keys.clone(),
         },
         call.session,
         started,

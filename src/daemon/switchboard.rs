@@ -16,15 +16,12 @@ use crate::config::Config;
 use crate::control::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};
 use crate::events::Event;
 use crate::ivr::dial_policy::{destination, DestinationError, DialPolicy};
-use crate::media::resample::resample;
 use crate::sip::dial::{DialError, DialSpec};
 use crate::sip::ua::UserAgent;
-use crate::tts::espeak;
-use crate::tts::prompts::RATE;
 
 use super::context::CallContext;
 use super::outbound::{self, OutboundCall};
-use super::prompts::PromptBook;
+use super::prompts::{PromptBook, Speaker};
 use super::registry::CallCommand;
 use crate::call::CallId;
 
@@ -319,15 +316,9 @@ impl Switchboard for Board {
         if !known {
             return Err(missing());
         }
-        let (voice, wpm) = (
-            self.ctx.settings().voice.clone(),
-            self.ctx.settings().words_per_minute,
-        );
-        let speech = tokio::task::spawn_blocking(move || espeak::synthesize(&text, &voice, wpm))
+        let clip = Speaker::speak(&self.ctx.settings(), text)
             .await
-            .map_err(|e| CommandError::Speech(e.to_string()))?
-            .map_err(|e| CommandError::Speech(e.to_string()))?;
-        let clip: Arc<[i16]> = resample(&speech.samples, speech.rate, RATE).into();
+            .map_err(CommandError::Speech)?;
         let audience = match &target {
             Target::Room(r) => Audience::Room(r.clone()),
             Target::Call(c) => Audience::Call(c.clone()),

@@ -2,8 +2,22 @@
 //! trusted source through the Request-URI or an `X-Conference-Id` header.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::throttle::secrets_equal;
+
+/// How a room behaves, from its configuration; fixed when it opens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomRules {
+    /// Members hear music on hold, not each other, until a moderator is in.
+    pub wait_for_moderator: bool,
+    /// The room ends when its last moderator leaves.
+    pub end_with_moderator: bool,
+    /// Start recording with the first member.
+    pub record: bool,
+    /// The room ends this long after it opened.
+    pub max_duration: Option<Duration>,
+}
 
 /// A room from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +25,7 @@ pub struct RoomEntry {
     pub id: String,
     pub pin: String,
     pub moderator_pin: Option<String>,
+    pub rules: RoomRules,
 }
 
 /// A network, `addr/prefix`; a bare address is a /32 or /128.
@@ -70,6 +85,8 @@ pub struct Directory {
     pub trusted: Vec<Cidr>,
     /// `room-{id}` split around `{id}`; `None`: the URI names no room.
     pub direct_uri: Option<(String, String)>,
+    /// `rooms.max_duration_secs`, for every room.
+    pub max_duration: Option<Duration>,
 }
 
 /// Longest room id accepted from a request.
@@ -105,6 +122,17 @@ impl Directory {
             });
         }
         found
+    }
+
+    /// How `room` behaves: its configuration, or an open room's defaults.
+    pub fn rules(&self, room: &str) -> RoomRules {
+        self.rooms.iter().find(|r| r.id == room).map_or(
+            RoomRules {
+                max_duration: self.max_duration,
+                ..RoomRules::default()
+            },
+            |r| r.rules,
+        )
     }
 
     /// Whether `ip` may name a room directly.
@@ -153,11 +181,16 @@ mod tests {
                     id: "sales".into(),
                     pin: "4321".into(),
                     moderator_pin: Some("98765".into()),
+                    rules: RoomRules {
+                        wait_for_moderator: true,
+                        ..RoomRules::default()
+                    },
                 },
                 RoomEntry {
                     id: "1234".into(),
                     pin: "5555".into(),
                     moderator_pin: None,
+                    rules: RoomRules::default(),
                 },
             ],
             trusted: vec![
@@ -165,7 +198,19 @@ mod tests {
                 Cidr::parse("192.0.2.7").unwrap(),
             ],
             direct_uri: Some(("room-".into(), String::new())),
+            max_duration: Some(Duration::from_secs(7200)),
         }
+    }
+
+    #[test]
+    fn rules_come_from_the_listed_room_or_the_defaults() {
+        let d = dir(true);
+        assert!(d.rules("sales").wait_for_moderator);
+        assert!(!d.rules("1234").wait_for_moderator);
+        // An open room has the defaults, and the limit every room has.
+        let open = d.rules("777777");
+        assert!(!open.wait_for_moderator && !open.record);
+        assert_eq!(open.max_duration, Some(Duration::from_secs(7200)));
     }
 
     fn ip(s: &str) -> IpAddr {

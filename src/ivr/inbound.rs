@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::directory::Admission;
 use super::pin::{PinAction, PinCollector, PinPrompt, PinRules};
 
 /// Prompts the flow asks to play, by name in the prompt store.
@@ -21,6 +22,8 @@ pub enum Prompt {
     TryLater,
     ConferenceFull,
     ConferenceLocked,
+    /// The room ended (its moderator left, or its time ran out).
+    ConferenceEnded,
 }
 
 impl Prompt {
@@ -32,6 +35,7 @@ impl Prompt {
             Prompt::TryLater => "try_later",
             Prompt::ConferenceFull => "conference_full",
             Prompt::ConferenceLocked => "conference_locked",
+            Prompt::ConferenceEnded => "conference_ended",
         }
     }
 }
@@ -80,7 +84,7 @@ pub enum Action {
     /// Look this PIN up (and check the lockout), then call [`InboundFlow::verdict`].
     CheckPin(String),
     /// The caller enters this room.
-    Join(String),
+    Join(Admission),
     /// End the call (BYE when answered); the reason goes to the log.
     Hangup(EndReason),
 }
@@ -88,7 +92,7 @@ pub enum Action {
 /// The answer to [`Action::CheckPin`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Room(String),
+    Room(Admission),
     Wrong,
     /// Too many failures from this caller or to this number.
     LockedOut,
@@ -118,6 +122,10 @@ pub enum EndReason {
     Kicked,
     /// Hung up from the control socket.
     ControlHangup,
+    /// Left the room from the keypad; goodbye was played.
+    Left,
+    /// The room ended around the caller; conference-ended was played.
+    RoomEnded,
     /// No RTP for the configured timeout.
     RtpTimeout,
     /// The call's media could not be set up (503 before the answer, BYE after).
@@ -141,6 +149,8 @@ impl EndReason {
             EndReason::RoomLocked => "room_locked",
             EndReason::Kicked => "kicked",
             EndReason::ControlHangup => "control_hangup",
+            EndReason::Left => "left",
+            EndReason::RoomEnded => "room_ended",
             EndReason::RtpTimeout => "rtp_timeout",
             EndReason::MediaFailed => "media_failed",
         }
@@ -172,6 +182,10 @@ pub enum Input {
     Kicked,
     /// A controller hung the call up.
     Hangup,
+    /// The caller left the room from the keypad (the room let it go).
+    Left,
+    /// The room ended with the caller in it (the room let it go).
+    RoomEnded,
     /// The caller's RTP stopped.
     RtpTimeout,
     /// The call's media could not be set up.
@@ -265,8 +279,8 @@ impl InboundFlow {
         }
     }
 
-    fn join(&mut self, room: String) {
-        self.actions.push_back(Action::Join(room));
+    fn join(&mut self, admission: Admission) {
+        self.actions.push_back(Action::Join(admission));
         self.state = State::Joined;
     }
 
@@ -315,6 +329,15 @@ impl InboundFlow {
                 self.actions.push_back(Action::Play(prompt));
                 self.state = State::Refusing(reason);
             }
+            (State::Joined, Input::Left) => {
+                self.actions.push_back(Action::Play(Prompt::Goodbye));
+                self.state = State::Refusing(EndReason::Left);
+            }
+            (State::Joined, Input::RoomEnded) => {
+                self.actions
+                    .push_back(Action::Play(Prompt::ConferenceEnded));
+                self.state = State::Refusing(EndReason::RoomEnded);
+            }
             (State::EarlyMedia { .. } | State::ExpectAck { .. }, Input::Cancel) => {
                 self.end(EndReason::CallerCancelled)
             }
@@ -326,7 +349,10 @@ impl InboundFlow {
             (State::ExpectAck { early, .. }, Input::Acked) => {
                 let early = std::mem::take(early);
                 match self.entry.clone() {
-                    Entry::Direct(room) => self.join(room),
+                    Entry::Direct(room) => self.join(Admission {
+                        room,
+                        moderator: false,
+                    }),
                     Entry::Pin(rules) => {
                         let mut collector = PinCollector::new(rules);
                         for d in early.chars() {
@@ -363,9 +389,9 @@ impl InboundFlow {
             return;
         };
         match verdict {
-            Verdict::Room(room) => {
+            Verdict::Room(admission) => {
                 collector.accept();
-                self.join(room);
+                self.join(admission);
             }
             Verdict::Wrong => {
                 collector.reject();
@@ -447,6 +473,13 @@ mod tests {
         inter_digit: Duration::from_secs(5),
     };
 
+    fn admit(room: &str) -> Admission {
+        Admission {
+            room: room.into(),
+            moderator: false,
+        }
+    }
+
     fn pin_entry() -> Entry {
         Entry::Pin(RULES)
     }
@@ -480,8 +513,8 @@ mod tests {
             drain(&mut f),
             [Action::StopPrompt, Action::CheckPin("1234".into())]
         );
-        f.verdict(Verdict::Room("1234".into()));
-        assert_eq!(drain(&mut f), [Action::Join("1234".into())]);
+        f.verdict(Verdict::Room(admit("1234")));
+        assert_eq!(drain(&mut f), [Action::Join(admit("1234"))]);
         assert_eq!(f.next_deadline(), None, "no idle timeout in a room");
         f.handle(Input::PlaybackDone, t);
         keys(&mut f, "9#", t);
@@ -518,7 +551,7 @@ mod tests {
             [
                 Action::EarlyMedia,
                 Action::Answer,
-                Action::Join("42".into())
+                Action::Join(admit("42"))
             ]
         );
     }

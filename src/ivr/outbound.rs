@@ -51,6 +51,10 @@ pub enum Input {
     RtpTimeout,
     /// The call's media could not be set up.
     MediaFailed,
+    /// The callee left the room from the keypad.
+    Left,
+    /// The room ended with the callee in it.
+    RoomEnded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +189,8 @@ impl OutboundFlow {
             (State::Joining | State::Joined, Input::Hangup) => self.hang_up("control_hangup", true),
             (State::Joining | State::Joined, Input::Shutdown) => self.hang_up("shutdown", true),
             (State::Joining | State::Joined, Input::Kicked) => self.hang_up("kicked", true),
+            (State::Joined, Input::Left) => self.hang_up("left", true),
+            (State::Joined, Input::RoomEnded) => self.hang_up("room_ended", true),
             (State::Joining | State::Joined, Input::RtpTimeout) => {
                 self.hang_up("rtp_timeout", true)
             }

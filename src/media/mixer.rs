@@ -36,6 +36,27 @@ const TALK_ENERGY: i64 = 180 * 180;
 /// word gaps do not switch it in and out of the mix.
 const HANGOVER: u16 = 15;
 
+/// Volume steps a member can take from the keypad, in dB.
+pub const GAIN_STEP_DB: i8 = 3;
+/// The furthest a member's volume goes either way, in dB.
+pub const GAIN_LIMIT_DB: i8 = 12;
+/// Unity gain in Q8.
+const UNITY: i32 = 256;
+
+/// A gain in dB as a Q8 factor.
+fn q8(db: i8) -> i32 {
+    (10f64.powf(f64::from(db) / 20.0) * f64::from(UNITY)).round() as i32
+}
+
+/// Which of a member's volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volume {
+    /// What the member hears.
+    Listen,
+    /// How loud the others hear it.
+    Talk,
+}
+
 /// What a member's line looks like, for listings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemberInfo {
@@ -45,6 +66,9 @@ pub struct MemberInfo {
     pub muted: bool,
     pub deaf: bool,
     pub held: bool,
+    /// Volumes set from the keypad, in dB.
+    pub listen_db: i8,
+    pub talk_db: i8,
     pub jitter_ms: f32,
     pub stats: JitterStats,
 }
@@ -73,6 +97,11 @@ struct Member {
     muted: bool,
     deaf: bool,
     held: bool,
+    /// Keypad volumes: dB, and their Q8 factors.
+    listen_db: i8,
+    talk_db: i8,
+    listen_gain: i32,
+    talk_gain: i32,
     prompt: Player,
     queued: VecDeque<Arc<[i16]>>,
     out: [u8; FRAME],
@@ -81,6 +110,8 @@ struct Member {
 
 struct Room {
     members: Vec<MemberId>,
+    /// Music on hold: while set, members hear it and not each other.
+    music: Option<Player>,
     mix: [i32; FRAME],
     /// The full mix encoded per codec (index [`codec_index`]), when used.
     shared: [[u8; FRAME]; 2],
@@ -113,6 +144,13 @@ fn saturate(v: i32) -> i16 {
     v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
+/// Apply a Q8 gain to a frame, saturating.
+fn scale(frame: &mut [i16; FRAME], gain: i32) {
+    for s in frame.iter_mut() {
+        *s = saturate((i32::from(*s) * gain) >> 8);
+    }
+}
+
 impl Mixer {
     pub fn new() -> Self {
         let mut silence = [[0u8; FRAME]; 2];
@@ -129,6 +167,7 @@ impl Mixer {
     pub fn open_room(&mut self) -> RoomId {
         let room = Room {
             members: Vec::with_capacity(8),
+            music: None,
             mix: [0; FRAME],
             shared: [[0; FRAME]; 2],
             shared_ready: [false; 2],
@@ -169,6 +208,10 @@ impl Mixer {
             muted: false,
             deaf: false,
             held: false,
+            listen_db: 0,
+            talk_db: 0,
+            listen_gain: UNITY,
+            talk_gain: UNITY,
             prompt: Player::new(),
             queued: VecDeque::with_capacity(4),
             out: [0; FRAME],
@@ -260,6 +303,43 @@ impl Mixer {
         }
     }
 
+    /// Move one of a member's volumes a step up (`up`) or down, within
+    /// ±[`GAIN_LIMIT_DB`]; returns the new level in dB.
+    pub fn step_volume(&mut self, id: MemberId, which: Volume, up: bool) -> Option<i8> {
+        let m = self.member(id)?;
+        let step = if up { GAIN_STEP_DB } else { -GAIN_STEP_DB };
+        let (db, gain) = match which {
+            Volume::Listen => (&mut m.listen_db, &mut m.listen_gain),
+            Volume::Talk => (&mut m.talk_db, &mut m.talk_gain),
+        };
+        *db = (*db + step).clamp(-GAIN_LIMIT_DB, GAIN_LIMIT_DB);
+        *gain = q8(*db);
+        Some(*db)
+    }
+
+    /// Loop `music` to the whole room instead of its members' voices
+    /// (waiting for a moderator); `None`: the members hear each other again.
+    pub fn set_music(&mut self, room: RoomId, music: Option<Arc<[i16]>>) {
+        if let Some(Some(r)) = self.rooms.get_mut(room.0) {
+            r.music = music.map(|clip| {
+                let mut p = Player::new();
+                p.play(clip, true);
+                p
+            });
+        }
+    }
+
+    /// This tick's full mix of a room, what a silent listener hears.
+    pub fn room_mix(&self, room: RoomId, out: &mut [i16; FRAME]) -> bool {
+        let Some(Some(r)) = self.rooms.get(room.0) else {
+            return false;
+        };
+        for (o, &v) in out.iter_mut().zip(r.mix.iter()) {
+            *o = saturate(v);
+        }
+        true
+    }
+
     pub fn members(&self, room: RoomId) -> &[MemberId] {
         match self.rooms.get(room.0) {
             Some(Some(r)) => &r.members,
@@ -276,6 +356,8 @@ impl Mixer {
             muted: m.muted,
             deaf: m.deaf,
             held: m.held,
+            listen_db: m.listen_db,
+            talk_db: m.talk_db,
             jitter_ms: m.jitter.jitter_ms(),
             stats: m.jitter.stats(),
         })
@@ -292,6 +374,9 @@ impl Mixer {
                     continue;
                 };
                 let kind = m.jitter.pop(&mut m.frame);
+                if m.talk_gain != UNITY {
+                    scale(&mut m.frame, m.talk_gain);
+                }
                 let energy = if kind == Popped::Silence {
                     0
                 } else {
@@ -306,11 +391,22 @@ impl Mixer {
                 } else {
                     m.hang.saturating_sub(1)
                 };
-                m.contributing = m.hang > 0 && !m.muted && !m.held && kind != Popped::Silence;
+                m.contributing = m.hang > 0
+                    && !m.muted
+                    && !m.held
+                    && kind != Popped::Silence
+                    && room.music.is_none();
                 if m.contributing {
                     for (acc, &s) in room.mix.iter_mut().zip(m.frame.iter()) {
                         *acc += i32::from(s);
                     }
+                }
+            }
+            if let Some(music) = &mut room.music {
+                let mut frame = [0i16; FRAME];
+                music.next_frame(&mut frame);
+                for (acc, &s) in room.mix.iter_mut().zip(frame.iter()) {
+                    *acc = i32::from(s);
                 }
             }
             for &id in &room.members {
@@ -323,7 +419,7 @@ impl Mixer {
                     continue;
                 }
                 let prompting = m.prompt.is_playing();
-                if !m.contributing && !prompting {
+                if !m.contributing && !prompting && m.listen_gain == UNITY {
                     if m.deaf {
                         m.out_kind = Out::Silence;
                         continue;
@@ -344,6 +440,9 @@ impl Mixer {
                     for ((p, &v), &own) in pcm.iter_mut().zip(room.mix.iter()).zip(m.frame.iter()) {
                         let own = if m.contributing { i32::from(own) } else { 0 };
                         *p = saturate(v - own);
+                    }
+                    if m.listen_gain != UNITY {
+                        scale(&mut pcm, m.listen_gain);
                     }
                 }
                 if prompting {

@@ -11,7 +11,7 @@ use crate::media::resample::resample;
 use crate::tts::espeak::{self, TtsError};
 
 mod tones;
-pub use tones::{early_media_loop, join_tone, leave_tone};
+pub use tones::{early_media_loop, join_tone, leave_tone, louder_tone, quieter_tone};
 
 /// Sample rate of every prompt and tone.
 pub const RATE: u32 = 8000;

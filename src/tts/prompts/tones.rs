@@ -46,6 +46,23 @@ pub fn leave_tone() -> Vec<i16> {
     two_beeps(900.0, 600.0)
 }
 
+/// One 120 ms beep at -12 dBFS with 5 ms ramps.
+fn one_beep(freq: f64) -> Vec<i16> {
+    beep(freq, ms(120), ms(5), dbfs(-12.0))
+        .map(quantize)
+        .collect()
+}
+
+/// A volume step up, heard by the presser: one high beep (1000 Hz).
+pub fn louder_tone() -> Vec<i16> {
+    one_beep(1000.0)
+}
+
+/// A volume step down: one low beep (500 Hz).
+pub fn quieter_tone() -> Vec<i16> {
+    one_beep(500.0)
+}
+
 /// Early-media ringback: a soft C-major arpeggio (C5 E5 G5 E5, one note per
 /// 500 ms, bell-like decay) as a 2 s loop peaking at -18 dBFS. Note tails wrap
 /// around, so the loop repeats without a seam.
