@@ -1,0 +1,179 @@
+//! Keypad controls and moderators, end to end with baresip phones, each
+//! with its own tone as microphone: `*6` mutes a member for the others
+//! (and `*6` again brings it back); in a `wait_for_moderator` room the
+//! members hear music and not each other until the moderator keys in.
+
+mod common;
+
+use std::time::Duration;
+
+use common::baresip::Baresip;
+use common::daemon;
+use common::signal::{goertzel, read_wav, sine, temp_dir, write_wav};
+use confgate::events::Event;
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(20);
+const RATE: usize = 8000;
+
+fn db(x: f64) -> f64 {
+    10.0 * x.max(1e-12).log10()
+}
+
+async fn phone(name: &str, hz: f64) -> Baresip {
+    let mic = temp_dir(name).join("tone.wav");
+    write_wav(&mic, &sine(8000, hz, 4000.0, RATE * 90));
+    Baresip::start(name, &mic, false).await
+}
+
+/// The next event `pick` accepts.
+async fn next<T>(events: &mut broadcast::Receiver<Event>, pick: impl Fn(&Event) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(e) = events.recv().await {
+                if let Some(t) = pick(&e) {
+                    return t;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the event within the wait")
+}
+
+async fn join(
+    phone: &mut Baresip,
+    uri: &str,
+    pin: &str,
+    events: &mut broadcast::Receiver<Event>,
+) -> String {
+    phone.dial_answered(uri).await;
+    phone.command("sndcode", &format!("{pin}#")).await;
+    next(events, |e| match e {
+        Event::MemberJoined { call, .. } => Some(call.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// A span of what `listener` heard: from `settle` after now, `len` long
+/// (sample offsets into its recording).
+async fn span(listener: &Baresip, settle: Duration, len: Duration) -> (usize, usize) {
+    let from = listener.recorded() + (settle.as_secs_f64() * RATE as f64) as usize;
+    let to = from + (len.as_secs_f64() * RATE as f64) as usize;
+    assert!(
+        listener.wait_recorded(to, WAIT).await,
+        "recorded {} of {to} samples",
+        listener.recorded()
+    );
+    (from, to)
+}
+
+/// Level of `hz` in `heard[from..to]`, dB.
+fn level(heard: &[i16], (from, to): (usize, usize), hz: f64) -> f64 {
+    db(goertzel(&heard[from.min(heard.len())..to.min(heard.len())], 8000, hz))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_six_mutes_a_member_for_the_others_and_star_six_again_unmutes() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    let (talker_hz, other_hz) = (500.0, 900.0);
+    let mut talker = phone("key-talker", talker_hz).await;
+    let talker_call = join(&mut talker, &uri, "2468", &mut events).await;
+    let mut listener = phone("key-listener", other_hz).await;
+    join(&mut listener, &uri, "2468", &mut events).await;
+
+    // The prompts the listener hears on joining play out first.
+    let settle = Duration::from_secs(4);
+    let before = span(&listener, settle, Duration::from_secs(2)).await;
+
+    let key = |e: &Event| match e {
+        Event::MemberKey {
+            call,
+            action,
+            allowed,
+            ..
+        } if *call == talker_call => Some((*action, *allowed)),
+        _ => None,
+    };
+    talker.command("sndcode", "*6").await;
+    assert_eq!(next(&mut events, key).await, ("mute", true));
+    let rooms = d.switchboard().rooms().await;
+    let member = rooms
+        .iter()
+        .flat_map(|r| &r.members)
+        .find(|m| m.call == talker_call)
+        .expect("the talker listed");
+    assert!(member.muted, "{member:?}");
+    let muted = span(&listener, Duration::from_secs(1), Duration::from_secs(2)).await;
+
+    talker.command("sndcode", "*6").await;
+    assert_eq!(next(&mut events, key).await, ("mute", true));
+    let after = span(&listener, Duration::from_secs(1), Duration::from_secs(2)).await;
+
+    let heard_dir = listener.quit().await;
+    talker.quit().await;
+    d.shutdown().await;
+    let heard = read_wav(&Baresip::heard(&heard_dir).expect("a recording"));
+    let (b, m, a) = (
+        level(&heard, before, talker_hz),
+        level(&heard, muted, talker_hz),
+        level(&heard, after, talker_hz),
+    );
+    eprintln!("talker's tone at the listener: before {b:.1} dB, muted {m:.1} dB, after {a:.1} dB");
+    assert!(b - m > 30.0, "muted: {m:.1} dB against {b:.1} dB before");
+    assert!((a - b).abs() < 3.0, "unmuted: {a:.1} dB against {b:.1} dB before");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_hear_music_not_each_other_until_the_moderator_joins() {
+    let d = daemon(&[
+        "rooms.room=[{id=\"board\", pin=\"1111\", moderator_pin=\"9999\", wait_for_moderator=true}]",
+    ])
+    .await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    // Away from the music's notes (523, 659, 784 Hz and their harmonics).
+    let (a_hz, b_hz, host_hz) = (400.0, 900.0, 1700.0);
+    let mut a = phone("wait-a", a_hz).await;
+    join(&mut a, &uri, "1111", &mut events).await;
+    let mut b = phone("wait-b", b_hz).await;
+    join(&mut b, &uri, "1111", &mut events).await;
+    let waiting = span(&b, Duration::from_secs(6), Duration::from_secs(2)).await;
+
+    let mut host = phone("wait-host", host_hz).await;
+    host.dial_answered(&uri).await;
+    host.command("sndcode", "9999#").await;
+    let moderator = next(&mut events, |e| match e {
+        Event::MemberJoined { moderator, .. } => Some(*moderator),
+        _ => None,
+    })
+    .await;
+    assert!(moderator, "joined as the moderator");
+    let rooms = d.switchboard().rooms().await;
+    let board = rooms.iter().find(|r| r.room == "board").expect("the room");
+    assert_eq!(
+        board.members.iter().filter(|m| m.moderator).count(),
+        1,
+        "{board:?}"
+    );
+    let together = span(&b, Duration::from_secs(5), Duration::from_secs(2)).await;
+
+    let heard_dir = b.quit().await;
+    a.quit().await;
+    host.quit().await;
+    d.shutdown().await;
+    let heard = read_wav(&Baresip::heard(&heard_dir).expect("a recording"));
+    let music = |s| level(&heard, s, 659.26).max(level(&heard, s, 783.99));
+    let (a_wait, a_then) = (level(&heard, waiting, a_hz), level(&heard, together, a_hz));
+    let (m_wait, m_then) = (music(waiting), music(together));
+    let host_then = level(&heard, together, host_hz);
+    eprintln!(
+        "at b: a {a_wait:.1} -> {a_then:.1} dB, music {m_wait:.1} -> {m_then:.1} dB, host then {host_then:.1} dB"
+    );
+    assert!(a_then - a_wait > 30.0, "waiting, b did not hear a");
+    assert!(m_wait - m_then > 20.0, "b heard the music while waiting, then not");
+    assert!(host_then > a_wait + 30.0, "b hears the moderator");
+}
