@@ -301,8 +301,8 @@ async fn commands_reach_the_switchboard_and_its_errors_come_back_coded() {
     assert_eq!(
         run.board.asked(),
         [
-            r#"dial DialRequest { room: "sales", to: "+15551234", from: Some("desk"), timeout: Some(20s) }"#,
-            r#"dial DialRequest { room: "closed", to: "1", from: None, timeout: None }"#,
+            r#"dial DialRequest { room: "sales", to: "+15551234", from: Some("desk"), timeout: Some(20s), dtmf: None }"#,
+            r#"dial DialRequest { room: "closed", to: "1", from: None, timeout: None, dtmf: None }"#,
             "hangup x9",
             "control in-1 Kick",
             "control in-1 Mute(false)",

@@ -71,7 +71,11 @@ async fn span(listener: &Baresip, settle: Duration, len: Duration) -> (usize, us
 
 /// Level of `hz` in `heard[from..to]`, dB.
 fn level(heard: &[i16], (from, to): (usize, usize), hz: f64) -> f64 {
-    db(goertzel(&heard[from.min(heard.len())..to.min(heard.len())], 8000, hz))
+    db(goertzel(
+        &heard[from.min(heard.len())..to.min(heard.len())],
+        8000,
+        hz,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +128,10 @@ async fn star_six_mutes_a_member_for_the_others_and_star_six_again_unmutes() {
     );
     eprintln!("talker's tone at the listener: before {b:.1} dB, muted {m:.1} dB, after {a:.1} dB");
     assert!(b - m > 30.0, "muted: {m:.1} dB against {b:.1} dB before");
-    assert!((a - b).abs() < 3.0, "unmuted: {a:.1} dB against {b:.1} dB before");
+    assert!(
+        (a - b).abs() < 3.0,
+        "unmuted: {a:.1} dB against {b:.1} dB before"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,6 +181,9 @@ async fn members_hear_music_not_each_other_until_the_moderator_joins() {
         "at b: a {a_wait:.1} -> {a_then:.1} dB, music {m_wait:.1} -> {m_then:.1} dB, host then {host_then:.1} dB"
     );
     assert!(a_then - a_wait > 30.0, "waiting, b did not hear a");
-    assert!(m_wait - m_then > 20.0, "b heard the music while waiting, then not");
+    assert!(
+        m_wait - m_then > 20.0,
+        "b heard the music while waiting, then not"
+    );
     assert!(host_then > a_wait + 30.0, "b hears the moderator");
 }

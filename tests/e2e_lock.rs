@@ -135,6 +135,7 @@ async fn a_locked_room_refuses_a_caller_with_the_locked_prompt_until_unlocked() 
             to: "sip:someone@127.0.0.1".into(),
             from: None,
             timeout: None,
+            dtmf: None,
         })
         .await;
     assert_eq!(dial.map_err(|e| e.code()), Err("room_locked"));

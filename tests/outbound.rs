@@ -23,6 +23,7 @@ fn dial(room: &str, to: String, timeout: Option<u64>) -> DialRequest {
         to,
         from: None,
         timeout: timeout.map(Duration::from_secs),
+        dtmf: None,
     }
 }
 

@@ -24,9 +24,12 @@ use crate::ivr::outbound::{self, OutboundFlow};
 use super::session::{MediaParams, SdpSession};
 
 pub use super::exchange::{
-    Clip, End, InboundCall, Input, MediaAction, OutboundCall, Output, Refused, Reply, RoomAction,
-    SipAction,
+    Clip, DigitPath, End, InboundCall, Input, MediaAction, OutboundCall, Output, Refused, Reply,
+    RoomAction, SipAction,
 };
+
+/// Audio before a dialled call's `dtmf` is keyed: 1 s.
+const KEY_IN_LEAD_FRAMES: u32 = 50;
 
 #[derive(Debug)]
 enum Flow {
@@ -41,6 +44,8 @@ enum Flow {
         room: String,
         to: String,
         stopping: bool,
+        /// Keys to send once in the room.
+        key_in: Option<String>,
     },
 }
 
@@ -107,6 +112,7 @@ impl Call {
                 room: dialled.room,
                 to: dialled.to,
                 stopping: false,
+                key_in: dialled.key_in,
             },
             session,
             digits: DigitStream::new(dialled.dtmf),
@@ -143,8 +149,12 @@ impl Call {
                 self.session.lock_codec();
                 self.waiting_for = None;
                 self.keypad = Some(Keypad::new());
-                if let Flow::Outbound { flow, .. } = &mut self.flow {
+                if let Flow::Outbound { flow, key_in, .. } = &mut self.flow {
                     flow.joined(Ok(()));
+                    if let Some(digits) = key_in.take() {
+                        // A second for the far end's own prompt to start listening.
+                        self.send_digits(&digits, KEY_IN_LEAD_FRAMES);
+                    }
                 }
             }
             Input::RoomRefused(why) => match &mut self.flow {
@@ -297,6 +307,32 @@ impl Call {
                 flow.ended().map(|(reason, joined)| End { reason, joined })
             }
         }
+    }
+
+    /// Key `digits` into the far end, after `lead_frames` of audio: as
+    /// telephone-events when the call has them, else as SIP INFO. False
+    /// when the call has no answered media to carry them.
+    pub fn send_digits(&mut self, digits: &str, lead_frames: u32) -> bool {
+        let answered = match &self.flow {
+            Flow::Inbound { answered, .. } => *answered,
+            Flow::Outbound { flow, .. } => flow.answered(),
+        };
+        let Some(media) = self
+            .session
+            .media()
+            .filter(|_| answered && self.ended().is_none())
+        else {
+            return false;
+        };
+        let path = match media.dtmf_pt {
+            Some(_) => DigitPath::Rtp { lead_frames },
+            None => DigitPath::Info,
+        };
+        self.outputs.push_back(Output::SendDigits {
+            digits: digits.to_owned(),
+            path,
+        });
+        true
     }
 
     /// How many key presses came from each source.

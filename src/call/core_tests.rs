@@ -390,6 +390,7 @@ fn outbound(t0: Instant) -> (Call, Vec<u8>) {
             ring_timeout: 30 * S,
             dtmf: DtmfMode::Auto,
             keys: Arc::new(KeyBindings::default()),
+            key_in: Some("4321#".into()),
         },
         session,
         t0,
@@ -620,4 +621,45 @@ fn a_room_that_ends_plays_its_prompt_then_hangs_up() {
     call.handle_input(Input::PlaybackDone(id), t0 + 4 * S);
     assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
     assert_eq!(call.ended().map(|e| e.reason), Some("room_ended"));
+}
+
+#[test]
+fn digits_go_as_events_where_negotiated_and_a_dialled_call_keys_its_own_in() {
+    let t0 = Instant::now();
+    // Before the answer there is nothing to carry them.
+    let (mut call, _) = outbound(t0);
+    assert!(!call.send_digits("1", 0));
+    // Answered without telephone-event: its digits go as INFO, once it is in the room.
+    let mut call = answered_outbound(t0);
+    call.handle_input(Input::Joined, t0 + S);
+    let out = drain(&mut call);
+    assert!(
+        out.contains(&Output::SendDigits {
+            digits: "4321#".into(),
+            path: DigitPath::Info
+        }),
+        "{out:?}"
+    );
+    // Answered with it: events, after a second for the far end to listen.
+    let (mut call, _) = outbound(t0);
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0 101", "sendrecv"),
+        },
+        t0,
+    );
+    drain(&mut call);
+    call.handle_input(Input::Joined, t0 + S);
+    assert!(drain(&mut call).contains(&Output::SendDigits {
+        digits: "4321#".into(),
+        path: DigitPath::Rtp { lead_frames: 50 }
+    }),);
+    assert!(call.send_digits("9", 0));
+    assert_eq!(
+        drain(&mut call),
+        [Output::SendDigits {
+            digits: "9".into(),
+            path: DigitPath::Rtp { lead_frames: 0 }
+        }]
+    );
 }

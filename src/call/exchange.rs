@@ -27,6 +27,8 @@ pub enum SipAction {
     Bye,
     /// CANCEL our INVITE.
     Cancel,
+    /// Key these digits as SIP INFO requests.
+    Info(String),
 }
 
 /// Something to play to the caller.
@@ -66,6 +68,16 @@ pub enum RoomAction {
     Key(KeyAction),
 }
 
+/// How key presses go to the far end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitPath {
+    /// As RFC 4733 events on the media, after `lead_frames` of audio.
+    Rtp { lead_frames: u32 },
+    /// As SIP INFO (`application/dtmf-relay`), one request per key: the
+    /// call negotiated no telephone-event.
+    Info,
+}
+
 /// One thing for the driver to carry out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -74,6 +86,11 @@ pub enum Output {
     Room(RoomAction),
     /// Look the PIN up; answer with [`Input::PinVerdict`].
     CheckPin(String),
+    /// Send key presses to the far end.
+    SendDigits {
+        digits: String,
+        path: DigitPath,
+    },
     /// Publish this event.
     Event(Event),
 }
@@ -179,4 +196,6 @@ pub struct OutboundCall {
     pub ring_timeout: Duration,
     pub dtmf: DtmfMode,
     pub keys: Arc<KeyBindings>,
+    /// Keys to send once the callee is in the room.
+    pub key_in: Option<String>,
 }

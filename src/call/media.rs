@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use super::session::MediaParams;
 use crate::dtmf::inband::{Detection, InbandDetector};
+use crate::dtmf::keyer::Keyer;
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
 use crate::events::QualityState;
@@ -33,6 +34,11 @@ pub enum MediaCommand {
     },
     Stop,
     Update(MediaParams),
+    /// Send key presses as RFC 4733 events, after `lead_frames` of audio.
+    Key {
+        digits: String,
+        lead_frames: u32,
+    },
 }
 
 /// What the media tells the call.
@@ -155,6 +161,8 @@ pub struct MediaSession {
     detections: Vec<Detection>,
     player: Player,
     playing: Option<u64>,
+    /// Key presses to send.
+    keyer: Keyer,
     events: Vec<MediaEvent>,
     rtp_timeout: Duration,
     last_rx: Instant,
@@ -188,6 +196,7 @@ impl MediaSession {
             detections: Vec::with_capacity(4),
             player: Player::new(),
             playing: None,
+            keyer: Keyer::new(),
             events: Vec::with_capacity(4),
             rtp_timeout: setup.rtp_timeout,
             last_rx: now,
@@ -213,6 +222,14 @@ impl MediaSession {
                 self.playing = Some(id);
             }
             MediaCommand::Stop => self.player.stop(),
+            MediaCommand::Key {
+                digits,
+                lead_frames,
+            } => {
+                if let Err(e) = self.keyer.key(&digits, lead_frames) {
+                    tracing::warn!(error = %e, "digits not sent");
+                }
+            }
             MediaCommand::Update(p) => {
                 if self.rfc4733.as_ref().map(EventReceiver::payload_type) != p.dtmf_pt {
                     self.rfc4733 = p.dtmf_pt.map(EventReceiver::new);
@@ -343,6 +360,25 @@ impl MediaSession {
             self.sender.skip(FRAME as u32);
             return None;
         };
+        if let Some(pt) = self.params.dtmf_pt {
+            if let Some(event) = self.keyer.next_frame(self.sender.timestamp()) {
+                // In the audio's place; its RTP time runs on underneath.
+                self.sender.packetize_at(
+                    pt,
+                    &event.payload,
+                    event.timestamp,
+                    event.marker,
+                    &mut self.out,
+                );
+                self.sender.skip(FRAME as u32);
+                self.stats.sent += 1;
+                return Some(Transmit {
+                    to,
+                    via: Via::Rtp,
+                    bytes: &self.out,
+                });
+            }
+        }
         self.sender.packetize(
             self.params.payload_type,
             payload,

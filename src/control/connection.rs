@@ -226,6 +226,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
                 board.lock(&room, on).await?;
                 json!({})
             }
+            Request::Dtmf { call, digits } => {
+                board.dtmf(&call, &digits).await?;
+                json!({})
+            }
+            Request::Record { room, on } => match board.record(&room, on).await? {
+                Some(path) => json!({ "path": path }),
+                None => json!({}),
+            },
             Request::Say { target, text } => {
                 board.say(target, text).await?;
                 json!({})

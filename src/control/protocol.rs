@@ -11,7 +11,11 @@ use serde_json::{json, Map, Value};
 
 use super::switchboard::{CommandError, DialRequest, Status, Target};
 use crate::conference::{Control, MemberStatus, RoomStatus};
+use crate::dtmf::keyer::event_code;
 use crate::events::Event;
+
+/// The most digits one `dtmf` (or `dial`'s `dtmf`) may key.
+pub const MAX_DIGITS: usize = 32;
 
 /// The longest ring time a `dial` may ask for.
 pub const MAX_DIAL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -65,6 +69,16 @@ pub enum Request {
     },
     /// `lock` (true) or `unlock` a room.
     Lock {
+        room: String,
+        on: bool,
+    },
+    /// Key digits into a call (RFC 4733 events, or SIP INFO).
+    Dtmf {
+        call: String,
+        digits: String,
+    },
+    /// `record` (true) or `stop_recording` a room.
+    Record {
         room: String,
         on: bool,
     },
@@ -163,6 +177,7 @@ fn request(mut f: Fields) -> Result<Request, ProtocolError> {
             to: f.string("to")?,
             from: f.optional_string("from")?,
             timeout: f.optional_timeout("timeout")?,
+            dtmf: f.optional_digits("dtmf")?,
         }),
         "hangup" => Request::Hangup {
             call: f.string("call")?,
@@ -202,6 +217,16 @@ fn request(mut f: Fields) -> Result<Request, ProtocolError> {
             room: f.string("room")?,
             on: cmd == "lock",
         },
+        "dtmf" => Request::Dtmf {
+            call: f.string("call")?,
+            digits: f
+                .optional_digits("digits")?
+                .ok_or(ProtocolError::MissingField("digits"))?,
+        },
+        "record" | "stop_recording" => Request::Record {
+            room: f.string("room")?,
+            on: cmd == "record",
+        },
         "status" => Request::Status,
         "drain" => Request::Drain,
         "reload" => Request::Reload,
@@ -230,6 +255,21 @@ impl Fields {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(ProtocolError::bad(name, "must be a string")),
         }
+    }
+
+    /// DTMF keys: 1-32 of 0-9, *, #, A-D.
+    fn optional_digits(&mut self, name: &'static str) -> Result<Option<String>, ProtocolError> {
+        let Some(digits) = self.optional_string(name)? else {
+            return Ok(None);
+        };
+        let digits = digits.to_ascii_uppercase();
+        if digits.len() > MAX_DIGITS || !digits.chars().all(|c| event_code(c).is_some()) {
+            return Err(ProtocolError::bad(
+                name,
+                format!("must be 1-{MAX_DIGITS} of 0-9, *, #, A-D"),
+            ));
+        }
+        Ok(Some(digits))
     }
 
     fn optional_timeout(&mut self, name: &'static str) -> Result<Option<Duration>, ProtocolError> {

@@ -24,12 +24,15 @@ fn every_command_parses() {
         })
     );
     assert_eq!(
-        req(r#"{"cmd":"dial","room":"r1","to":"+15551234","from":"desk","timeout":30}"#),
+        req(
+            r#"{"cmd":"dial","room":"r1","to":"+15551234","from":"desk","timeout":30,"dtmf":"12*#ab"}"#
+        ),
         Ok(Request::Dial(DialRequest {
             room: "r1".into(),
             to: "+15551234".into(),
             from: Some("desk".into()),
             timeout: Some(Duration::from_secs(30)),
+            dtmf: Some("12*#AB".into()),
         }))
     );
     assert_eq!(
@@ -39,7 +42,49 @@ fn every_command_parses() {
             to: "sip:a@b".into(),
             from: None,
             timeout: None,
+            dtmf: None,
         }))
+    );
+    assert_eq!(
+        req(r#"{"cmd":"dtmf","call":"c1","digits":"4321#"}"#),
+        Ok(Request::Dtmf {
+            call: "c1".into(),
+            digits: "4321#".into()
+        })
+    );
+    for bad in [
+        r#"{"cmd":"dtmf","call":"c1","digits":"12x"}"#,
+        r#"{"cmd":"dtmf","call":"c1","digits":5}"#,
+        r#"{"cmd":"dial","room":"r1","to":"+1555","dtmf":"1 2"}"#,
+    ] {
+        assert!(
+            matches!(req(bad), Err(ProtocolError::BadArgument { .. })),
+            "{bad}: {:?}",
+            req(bad)
+        );
+    }
+    let long = format!(
+        r#"{{"cmd":"dtmf","call":"c1","digits":"{}"}}"#,
+        "1".repeat(33)
+    );
+    assert!(matches!(req(&long), Err(ProtocolError::BadArgument { .. })));
+    assert_eq!(
+        req(r#"{"cmd":"dtmf","call":"c1"}"#),
+        Err(ProtocolError::MissingField("digits"))
+    );
+    assert_eq!(
+        req(r#"{"cmd":"record","room":"r1"}"#),
+        Ok(Request::Record {
+            room: "r1".into(),
+            on: true
+        })
+    );
+    assert_eq!(
+        req(r#"{"cmd":"stop_recording","room":"r1"}"#),
+        Ok(Request::Record {
+            room: "r1".into(),
+            on: false
+        })
     );
     assert_eq!(
         req(r#"{"cmd":"hangup","call":"c1"}"#),

@@ -17,6 +17,8 @@ pub struct DialRequest {
     pub from: Option<String>,
     /// How long to let it ring (default: `trunk.ring_timeout_secs`).
     pub timeout: Option<Duration>,
+    /// Keys to send once the callee has answered (to join another bridge).
+    pub dtmf: Option<String>,
 }
 
 /// Where `say` plays its text.
@@ -83,6 +85,15 @@ pub enum CommandError {
     Unavailable(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// `record` on a room already recorded, or `stop_recording` on one that is not.
+    #[error("room {room:?} is {}", if *.recording { "already being recorded" } else { "not being recorded" })]
+    Recording { room: String, recording: bool },
+    /// The recording could not start (its file could not be made).
+    #[error("recording failed: {0}")]
+    RecordingFailed(String),
+    /// The call cannot take digits now (not answered yet).
+    #[error("call {0:?} cannot take digits now")]
+    NotAnswered(String),
     /// `dial` into a room that `lock` closed.
     #[error("room {0:?} is locked")]
     RoomLocked(String),
@@ -112,6 +123,14 @@ impl CommandError {
             CommandError::ShuttingDown => "shutting_down",
             CommandError::Draining => "draining",
             CommandError::RoomLocked(_) => "room_locked",
+            CommandError::Recording {
+                recording: true, ..
+            } => "already_recording",
+            CommandError::Recording {
+                recording: false, ..
+            } => "not_recording",
+            CommandError::RecordingFailed(_) => "recording_failed",
+            CommandError::NotAnswered(_) => "not_answered",
             CommandError::BadConfig(_) => "bad_config",
             CommandError::Unsupported(_) => "unsupported",
         }
@@ -136,6 +155,16 @@ pub trait Switchboard: Send + Sync + 'static {
     async fn lock(&self, room: &str, on: bool) -> Result<(), CommandError> {
         let _ = (room, on);
         Err(CommandError::Unsupported("lock"))
+    }
+    /// Key `digits` into a call.
+    async fn dtmf(&self, call: &str, digits: &str) -> Result<(), CommandError> {
+        let _ = (call, digits);
+        Err(CommandError::Unsupported("dtmf"))
+    }
+    /// Start (`on`) or stop recording a room.
+    async fn record(&self, room: &str, on: bool) -> Result<Option<String>, CommandError> {
+        let _ = (room, on);
+        Err(CommandError::Unsupported("record"))
     }
     /// Take no new calls; exit once the last call has ended.
     async fn drain(&self) -> Result<Draining, CommandError> {

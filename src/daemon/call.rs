@@ -179,5 +179,6 @@ async fn act(handle: &CallHandle, action: SipAction) {
         SipAction::Bye => handle.hangup().await,
         // An inbound call has no INVITE of ours to cancel.
         SipAction::Cancel => {}
+        SipAction::Info(digits) => handle.send_digits(digits),
     }
 }

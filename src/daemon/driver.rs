@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::call::core::{
-    Call, Clip, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
+    Call, Clip, DigitPath, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
 };
 use crate::call::media::{MediaCommand, MediaEvent, MediaParams, MediaSetup, MediaStats};
 use crate::conference::{Audience, JoinError, JoinRequest, KeyReply, Leg, Notice};
@@ -144,6 +144,17 @@ pub(super) async fn drive<S: SipLeg>(
                     call.handle_input(Input::PinVerdict(verdict), now);
                 }
                 Output::Event(event) => ctx.events.publish(event),
+                Output::SendDigits { digits, path } => match path {
+                    DigitPath::Rtp { lead_frames } => {
+                        if let Some(leg) = &media.leg {
+                            leg.send(MediaCommand::Key {
+                                digits,
+                                lead_frames,
+                            });
+                        }
+                    }
+                    DigitPath::Info => sip.act(SipAction::Info(digits)).await,
+                },
             }
         }
         let counted = call.digit_counters().duplicates;
@@ -195,7 +206,12 @@ pub(super) async fn drive<S: SipLeg>(
                 Notice::Kicked => Input::Kicked,
                 Notice::RoomEnded => Input::RoomEnded,
             }, Instant::now()),
-            Some(CallCommand::Hangup) = commands.recv() => call.handle_input(Input::Hangup, Instant::now()),
+            Some(command) = commands.recv() => match command {
+                CallCommand::Hangup => call.handle_input(Input::Hangup, Instant::now()),
+                CallCommand::Dtmf(digits, reply) => {
+                    reply.send(call.send_digits(&digits, 0)).ok();
+                }
+            },
             _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
             // Once: the call may take a while to end (a CANCEL waiting for its 487).
             _ = ctx.shutdown.cancelled(), if !stopping => {

@@ -37,6 +37,8 @@ pub struct OutboundCall {
     /// The SDP session, with our offer made.
     pub session: SdpSession,
     pub dialing: DialingCall,
+    /// Keys to send once the callee is in the room.
+    pub key_in: Option<String>,
     pub commands: tokio::sync::mpsc::UnboundedReceiver<CallCommand>,
 }
 
@@ -50,6 +52,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
             ring_timeout: call.ring_timeout,
             dtmf: ctx.settings().dtmf_mode,
             keys: ctx.settings().keys.clone(),
+            key_in: call.key_in,
         },
         call.session,
         started,
@@ -134,6 +137,7 @@ impl SipLeg for Outbound {
         match action {
             SipAction::Cancel => self.handle.cancel().await,
             SipAction::Bye => self.handle.hangup().await,
+            SipAction::Info(digits) => self.handle.send_digits(digits),
             // The answer and refusals belong to inbound calls.
             SipAction::Progress(_)
             | SipAction::Ringing

@@ -8,10 +8,12 @@ use tokio::sync::mpsc;
 use crate::call::CallId;
 
 /// What the control socket asks of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CallCommand {
     /// CANCEL while ringing, BYE once answered.
     Hangup,
+    /// Key digits into the call; answers whether it could take them.
+    Dtmf(String, tokio::sync::oneshot::Sender<bool>),
 }
 
 type Calls = HashMap<CallId, mpsc::UnboundedSender<CallCommand>>;

@@ -258,6 +258,7 @@ impl Switchboard for Board {
             sockets,
             session,
             dialing,
+            key_in: req.dtmf,
             commands,
         };
         let ctx = ctx.clone();
@@ -287,6 +288,24 @@ impl Switchboard for Board {
 
     async fn rooms(&self) -> Vec<RoomStatus> {
         self.ctx.conference.rooms().await
+    }
+
+    async fn dtmf(&self, call: &str, digits: &str) -> Result<(), CommandError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = call.parse::<CallId>().is_ok_and(|id| {
+            self.ctx
+                .calls
+                .send(id, CallCommand::Dtmf(digits.to_owned(), tx))
+        });
+        if !sent {
+            return Err(CommandError::NoSuchCall(call.to_owned()));
+        }
+        match rx.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CommandError::NotAnswered(call.to_owned())),
+            // The call ended meanwhile.
+            Err(_) => Err(CommandError::NoSuchCall(call.to_owned())),
+        }
     }
 
     async fn control(&self, call: &str, control: Control) -> Result<(), CommandError> {

@@ -3,6 +3,7 @@
 
 pub mod inband;
 pub mod info;
+pub mod keyer;
 pub mod rfc4733;
 
 use std::time::{Duration, Instant};

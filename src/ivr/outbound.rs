@@ -228,6 +228,11 @@ impl OutboundFlow {
         }
     }
 
+    /// The callee answered and the call goes on.
+    pub fn answered(&self) -> bool {
+        matches!(self.state, State::Joining | State::Joined)
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }

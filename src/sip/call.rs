@@ -134,6 +134,35 @@ impl CallHandle {
             tracing::debug!(error = %e, "BYE not sent");
         }
     }
+
+    /// Key `digits` as SIP INFO, in the background.
+    pub fn send_digits(&self, digits: String) {
+        tokio::spawn(info_digits(self.dialog.clone(), digits));
+    }
+}
+
+/// How long each key sent as INFO lasts, and the pause after it.
+const INFO_DIGIT_MS: u64 = 100;
+
+/// Key `digits` as SIP INFO (`application/dtmf-relay`, the body phones
+/// and trunks read), one request per key, each once the last is answered.
+pub(super) async fn info_digits(dialog: InviteDialog, digits: String) {
+    for d in digits.chars() {
+        let body = format!("Signal={d}\r\nDuration={INFO_DIGIT_MS}\r\n").into_bytes();
+        let headers = vec![Header::ContentType("application/dtmf-relay".into())];
+        match dialog.info(Some(headers), Some(body)).await {
+            Ok(Some(r)) if r.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {}
+            Ok(r) => {
+                tracing::info!(status = ?r.map(|r| r.status_code), "INFO digit refused: the rest not sent");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "INFO digit not sent: the rest not sent");
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(INFO_DIGIT_MS)).await;
+    }
 }
 
 /// A mid-dialog request as a call event; OPTIONS is answered here and

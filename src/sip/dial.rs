@@ -80,6 +80,11 @@ impl DialHandle {
             debug!(error = %e, "BYE not sent");
         }
     }
+
+    /// Key `digits` as SIP INFO, in the background.
+    pub fn send_digits(&self, digits: String) {
+        tokio::spawn(super::call::info_digits(self.dialog.clone(), digits));
+    }
 }
 
 /// A call being dialled.
