@@ -86,6 +86,28 @@ enum Command {
         /// How long to let it ring (default: trunk.ring_timeout_secs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Keys to send once it has answered (e.g. another bridge's PIN: 1234#).
+        #[arg(long, value_name = "DIGITS")]
+        dtmf: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Key DIGITS into CALL (telephone-events, or SIP INFO without them).
+    DtmfSend {
+        call: String,
+        digits: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Record ROOM's mix to a WAV in recordings.dir; prints its path.
+    Record {
+        room: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Stop recording ROOM.
+    StopRecording {
+        room: String,
         #[command(flatten)]
         connect: Connect,
     },
@@ -250,9 +272,13 @@ fn main() -> ExitCode {
             to,
             from,
             timeout,
+            dtmf,
             connect,
         } => {
             let mut request = json!({"cmd": "dial", "room": room, "to": to});
+            if let Some(dtmf) = dtmf {
+                request["dtmf"] = json!(dtmf);
+            }
             if let Some(from) = from {
                 request["from"] = json!(from);
             }
@@ -281,6 +307,28 @@ fn main() -> ExitCode {
             control(&settings, connect, request, Show::Nothing)
         }
         Command::Events { names, connect } => events(&settings, connect, names),
+        Command::DtmfSend {
+            call,
+            digits,
+            connect,
+        } => control(
+            &settings,
+            connect,
+            json!({"cmd": "dtmf", "call": call, "digits": digits}),
+            Show::Nothing,
+        ),
+        Command::Record { room, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "record", "room": room}),
+            Show::Path,
+        ),
+        Command::StopRecording { room, connect } => control(
+            &settings,
+            connect,
+            json!({"cmd": "stop_recording", "room": room}),
+            Show::Path,
+        ),
         Command::Lock { room, connect } => control(
             &settings,
             connect,

@@ -19,6 +19,8 @@ pub enum Show {
     Nothing,
     /// The `call` of a `dial`.
     Call,
+    /// The `path` of a recording.
+    Path,
     Rooms {
         json: bool,
     },
@@ -48,6 +50,7 @@ pub fn request(endpoint: &Endpoint, request: Value, show: Show) -> ExitCode {
     let text = match show {
         Show::Nothing => String::new(),
         Show::Call => format!("{}\n", text(&result["call"])),
+        Show::Path => format!("{}\n", text(&result["path"])),
         Show::Rooms { json: true } => format!("{}\n", result["rooms"]),
         Show::Rooms { json: false } => {
             rooms_table(result["rooms"].as_array().map(Vec::as_slice).unwrap_or(&[]))
