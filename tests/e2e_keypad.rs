@@ -187,3 +187,77 @@ async fn members_hear_music_not_each_other_until_the_moderator_joins() {
     );
     assert!(host_then > a_wait + 30.0, "b hears the moderator");
 }
+
+/// Level of the loudest 40 ms of `hz` in `x` (10 ms steps), dB.
+fn loudest(x: &[i16], hz: f64) -> f64 {
+    (0..x.len().saturating_sub(320))
+        .step_by(80)
+        .map(|i| db(goertzel(&x[i..i + 320], 8000, hz)))
+        .fold(f64::MIN, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_tones_heard_in_band_are_kept_out_of_the_mix() {
+    let d = daemon(&[]).await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    // The presser keys its PIN as tones (a phone that sends events has its
+    // tones ignored once events flow), talks (a tone), is quiet, keys *0
+    // as tones in its audio, is quiet again, then talks on.
+    let press = common::keypad::tones("*0", 120, 120);
+    let mut mic = vec![0i16; RATE];
+    mic.extend(common::keypad::tones("2468#", 100, 100));
+    mic.extend(sine(8000, 500.0, 4000.0, RATE * 10));
+    mic.extend(std::iter::repeat_n(0, RATE));
+    mic.extend(&press);
+    mic.extend(std::iter::repeat_n(0, RATE * 2));
+    mic.extend(sine(8000, 500.0, 4000.0, RATE * 20));
+    let mic_path = temp_dir("key-inband").join("mic.wav");
+    write_wav(&mic_path, &mic);
+    let mut presser = Baresip::start("key-inband", &mic_path, false).await;
+    presser.dial_answered(&uri).await;
+    let presser_call = next(&mut events, |e| match e {
+        Event::MemberJoined { call, .. } => Some(call.clone()),
+        _ => None,
+    })
+    .await;
+    let mut listener = phone("key-inband-listener", 900.0).await;
+    join(&mut listener, &uri, "2468", &mut events).await;
+
+    let (action, source_ok) = tokio::time::timeout(WAIT, async {
+        let mut inband = false;
+        loop {
+            match events.recv().await {
+                Ok(Event::Digit { call, source, .. }) if call == presser_call => {
+                    inband |= source == confgate::dtmf::Source::Inband;
+                }
+                Ok(Event::MemberKey { call, action, .. }) if call == presser_call => {
+                    return (action, inband)
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the keyed tones were heard");
+    assert_eq!(action, "count");
+    assert!(source_ok, "the keys came in-band");
+    // What the listener heard around the press: from 1.5 s before the
+    // action to 1 s after.
+    let mark = listener.recorded();
+    let (from, to) = (mark.saturating_sub(RATE * 3 / 2), mark + RATE);
+    assert!(listener.wait_recorded(to, WAIT).await);
+    let heard_dir = listener.quit().await;
+    presser.quit().await;
+    d.shutdown().await;
+    let heard = read_wav(&Baresip::heard(&heard_dir).expect("a recording"));
+    let around = &heard[from.min(heard.len())..to.min(heard.len())];
+    for hz in [941.0, 1209.0, 1336.0] {
+        let (pressed, leaked) = (loudest(&press, hz), loudest(around, hz));
+        eprintln!("{hz} Hz: pressed {pressed:.1} dB, heard {leaked:.1} dB");
+        assert!(
+            pressed - leaked >= 30.0,
+            "{hz} Hz heard at {leaked:.1} dB, the press at {pressed:.1} dB"
+        );
+    }
+}

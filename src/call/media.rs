@@ -107,6 +107,9 @@ impl MediaStats {
     }
 }
 
+/// Frames kept out of the mix after the last with key tones in it.
+const KEYED_HANG: u8 = 1;
+
 /// What a session is started with.
 pub struct MediaSetup {
     pub params: MediaParams,
@@ -141,6 +144,8 @@ pub struct Transmit<'a> {
 pub struct Audio<'a> {
     pub ts: u32,
     pub payload: &'a [u8],
+    /// Key tones were heard in it (or just before): keep it out of the mix.
+    pub keyed: bool,
 }
 
 /// The session.
@@ -157,6 +162,8 @@ pub struct MediaSession {
     quality: Option<(Quality, Option<QualityState>)>,
     rfc4733: Option<EventReceiver>,
     tones: Option<Box<InbandDetector>>,
+    /// Frames still to keep out of the mix after the last one with key tones.
+    keyed_hang: u8,
     presses: Vec<Press>,
     detections: Vec<Detection>,
     player: Player,
@@ -192,6 +199,7 @@ impl MediaSession {
             quality: None,
             rfc4733: params.dtmf_pt.map(EventReceiver::new),
             tones: setup.inband.then(|| Box::new(InbandDetector::new())),
+            keyed_hang: 0,
             presses: Vec::with_capacity(4),
             detections: Vec::with_capacity(4),
             player: Player::new(),
@@ -294,17 +302,24 @@ impl MediaSession {
                 &mut self.presses,
             );
         } else if let Some(det) = self.tones.as_mut().filter(|_| audio) {
+            let hits = det.hit_blocks();
             let mut pcm = [0i16; FRAME];
             for chunk in rtp.payload.chunks(FRAME) {
                 let pcm = &mut pcm[..chunk.len()];
                 self.params.codec.decode(chunk, pcm);
                 det.feed(pcm, &mut self.detections);
             }
+            // A tone's tail after its last full block lies in the next frame.
+            self.keyed_hang = match det.hit_blocks() > hits {
+                true => KEYED_HANG + 1,
+                false => self.keyed_hang.saturating_sub(1),
+            };
         }
         self.report_digits(at);
         audio.then_some(Audio {
             ts: rtp.timestamp,
             payload: rtp.payload,
+            keyed: self.keyed_hang > 0,
         })
     }
 

@@ -133,7 +133,10 @@ fn take_input(
             } else if let (Some(audio), Some(seat)) =
                 (slot.media.on_rtp(d.bytes, d.from, at), &slot.seat)
             {
-                mixer.push(seat.id, audio.ts, audio.payload, at);
+                match audio.keyed {
+                    true => mixer.push_concealed(seat.id, audio.ts, audio.payload, at),
+                    false => mixer.push(seat.id, audio.ts, audio.payload, at),
+                }
             }
         }
         if n < BATCH {

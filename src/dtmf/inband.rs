@@ -141,6 +141,8 @@ pub struct InbandDetector {
     run_best: (f32, f32),
     pressed: Option<(usize, usize)>,
     misses: u32,
+    /// Blocks that held a key's tone pair, so far.
+    hits: u64,
 }
 
 impl Default for InbandDetector {
@@ -183,7 +185,14 @@ impl InbandDetector {
             run_best: (0.0, 0.0),
             pressed: None,
             misses: 0,
+            hits: 0,
         }
+    }
+
+    /// Blocks so far that held a key's two tones (confirmed or not): what
+    /// a call conceals from the room, so nobody hears the beeps.
+    pub fn hit_blocks(&self) -> u64 {
+        self.hits
     }
 
     /// Forget all state, including the sample counter.
@@ -316,6 +325,7 @@ impl InbandDetector {
             self.run_len = 0;
             return;
         };
+        self.hits += 1;
         if cont && self.run_pair == Some(pair) {
             self.run_len += 1;
             if lv.0 + lv.1 > self.run_best.0 + self.run_best.1 {

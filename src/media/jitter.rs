@@ -196,6 +196,14 @@ impl JitterBuffer {
         }
     }
 
+    /// Silence the frame of timestamp `ts`, if it is still waiting to play.
+    pub fn quiet(&mut self, ts: u32) {
+        let slot = &mut self.slots[Self::slot_of(ts)];
+        if slot.valid && slot.ts == ts {
+            slot.pcm = [0; FRAME];
+        }
+    }
+
     fn restart(&mut self) {
         for s in self.slots.iter_mut() {
             s.valid = false;

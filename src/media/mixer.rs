@@ -264,6 +264,18 @@ impl Mixer {
         }
     }
 
+    /// Like [`Mixer::push`], but what the payload held is kept out of the
+    /// mix (key tones): silence takes its place, and the frame before it,
+    /// if it has not played yet, is silenced too (a tone starts in it).
+    pub fn push_concealed(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant) {
+        let Some(m) = self.member(id) else { return };
+        m.jitter.quiet(ts.wrapping_sub(FRAME as u32));
+        for k in 0..payload.len().div_ceil(FRAME) {
+            let at = ts.wrapping_add((k * FRAME) as u32);
+            m.jitter.push(at, &[0; FRAME], now);
+        }
+    }
+
     /// Play a clip to this member alone (after what is already queued).
     pub fn play(&mut self, id: MemberId, clip: Arc<[i16]>) {
         let Some(m) = self.member(id) else { return };
