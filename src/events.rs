@@ -123,6 +123,23 @@ pub enum Event {
         action: &'static str,
         allowed: bool,
     },
+    /// A room's mix is being written to `path`.
+    RecordingStarted { room: String, path: String },
+    /// The recording ended (`stop_recording`, or the room closed); the WAV
+    /// at `path` holds `secs` of audio.
+    RecordingStopped {
+        room: String,
+        path: String,
+        secs: f64,
+    },
+    /// The recording stopped on its own: the disk failed or was too slow.
+    /// The WAV holds what was written up to then.
+    RecordingFailed {
+        room: String,
+        path: String,
+        secs: f64,
+        reason: String,
+    },
     /// The room ended with members in it, who were let go:
     /// `moderator_left` or `max_duration`.
     RoomEnded { room: String, reason: &'static str },

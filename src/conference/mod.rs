@@ -23,7 +23,8 @@ mod shard;
 
 use std::hash::{Hash, Hasher};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,10 +35,12 @@ use tracing::{info, warn};
 pub use crate::call::media::Quality;
 use crate::call::media::{MediaCommand, MediaEvent, MediaSession, MediaSetup, MediaStats};
 use crate::daemon::RtpSockets;
+use crate::events::Event;
 use crate::events::{Direction, Events};
 pub use crate::ivr::directory::RoomRules;
 use crate::ivr::keypad::KeyAction;
 use crate::media::g711::Codec;
+use crate::media::recorder::{self, Recorder, RecordingError};
 use crate::metrics::{Histogram, JITTER_SECONDS, TICK_SECONDS};
 use crate::rtp::learning::ForeignCounters;
 
@@ -351,6 +354,17 @@ enum ShardCommand {
     List(oneshot::Sender<Vec<RoomStatus>>),
     /// Lock (true) or unlock a room; answers whether the room is here.
     Lock(String, bool, oneshot::Sender<bool>),
+    /// Whether a room is open here, and recorded.
+    Recorded(String, oneshot::Sender<Option<bool>>),
+    /// Record a room with this recorder; it comes back when the room is
+    /// gone or already recorded.
+    Record(
+        String,
+        Box<Recorder>,
+        oneshot::Sender<Result<PathBuf, Box<Recorder>>>,
+    ),
+    /// Stop recording a room; answers the path, if it was recorded.
+    StopRecording(String, oneshot::Sender<Option<PathBuf>>),
     /// New clips and limits (a reload); members already seated stay.
     Update(Box<Announcements>, Limits, oneshot::Sender<()>),
 }
@@ -365,6 +379,7 @@ struct ShardHandle {
 pub struct Conference {
     shards: Arc<[ShardHandle]>,
     next: Arc<AtomicUsize>,
+    events: Events,
 }
 
 /// A call's media, as its call task sees it.
@@ -405,6 +420,52 @@ impl Leg {
         }
         rx.await.unwrap_or_default()
     }
+}
+
+/// Why a recording did not start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("no such room")]
+    NoSuchRoom,
+    #[error("the room is already being recorded")]
+    AlreadyRecording,
+    #[error("the room is not being recorded")]
+    NotRecording,
+    /// The file could not be made.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A recording's writer finished: say how.
+fn recording_ended(events: &Events, room: &str, taken: bool, outcome: recorder::Outcome) {
+    if !taken {
+        // Refused by the room before a frame was written: nothing to keep.
+        let path = match &outcome {
+            Ok(r) | Err((r, _)) => r.path.clone(),
+        };
+        std::fs::remove_file(path).ok();
+        return;
+    }
+    let event = match outcome {
+        Ok(r) => {
+            info!(room, path = %r.path.display(), secs = r.duration.as_secs_f64(), "recording stopped");
+            Event::RecordingStopped {
+                room: room.to_owned(),
+                path: r.path.display().to_string(),
+                secs: r.duration.as_secs_f64(),
+            }
+        }
+        Err((r, e)) => {
+            warn!(room, path = %r.path.display(), error = %e, "recording failed");
+            Event::RecordingFailed {
+                room: room.to_owned(),
+                path: r.path.display().to_string(),
+                secs: r.duration.as_secs_f64(),
+                reason: e.to_string(),
+            }
+        }
+    };
+    events.publish(event);
 }
 
 /// The media thread a room lives on.
@@ -461,6 +522,7 @@ impl Conference {
         Conference {
             shards: handles,
             next: Arc::default(),
+            events,
         }
     }
 
@@ -541,6 +603,91 @@ impl Conference {
         self.ask_room(room, |tx| ShardCommand::Lock(room.to_owned(), on, tx))
             .await
             .unwrap_or(false)
+    }
+
+    /// Start recording `room` into a new WAV in `dir`; returns its path.
+    pub async fn record(&self, room: &str, dir: &Path) -> Result<PathBuf, RecordError> {
+        match self
+            .ask_room(room, |tx| ShardCommand::Recorded(room.to_owned(), tx))
+            .await
+            .flatten()
+        {
+            None => return Err(RecordError::NoSuchRoom),
+            Some(true) => return Err(RecordError::AlreadyRecording),
+            Some(false) => {}
+        }
+        let name = recorder::file_name(room, SystemTime::now());
+        // The file is made here, off the media threads; its writer reports
+        // the end once the room has taken it.
+        let taken = Arc::new(AtomicBool::new(false));
+        let (events, room_name, was_taken) = (self.events.clone(), room.to_owned(), taken.clone());
+        let dir = dir.to_owned();
+        let recorder = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|source| RecordingError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+            // A second recording within the same second gets its own file.
+            let stem = name.trim_end_matches(".wav");
+            let path = (0..)
+                .map(|n| match n {
+                    0 => dir.join(&name),
+                    n => dir.join(format!("{stem}-{n}.wav")),
+                })
+                .find(|p| !p.exists())
+                .unwrap_or_else(|| dir.join(&name));
+            Recorder::start(path, crate::tts::prompts::RATE, move |outcome| {
+                recording_ended(
+                    &events,
+                    &room_name,
+                    was_taken.load(Ordering::Acquire),
+                    outcome,
+                )
+            })
+        })
+        .await
+        .map_err(|e| RecordError::Failed(e.to_string()))?
+        .map_err(|e| RecordError::Failed(e.to_string()))?;
+        // Set before the room has it; a recorder it hands back ends unreported.
+        taken.store(true, Ordering::Release);
+        let took = self
+            .ask_room(room, |tx| {
+                ShardCommand::Record(room.to_owned(), Box::new(recorder), tx)
+            })
+            .await;
+        let path = match took {
+            Some(Ok(path)) => path,
+            Some(Err(refused)) => {
+                taken.store(false, Ordering::Release);
+                drop(refused);
+                return Err(RecordError::NoSuchRoom);
+            }
+            // The thread stopped: it dropped the recorder, whose end is reported.
+            None => return Err(RecordError::NoSuchRoom),
+        };
+        info!(room, path = %path.display(), "recording started");
+        self.events.publish(Event::RecordingStarted {
+            room: room.to_owned(),
+            path: path.display().to_string(),
+        });
+        Ok(path)
+    }
+
+    /// Stop recording `room`; returns the path of its WAV.
+    pub async fn stop_recording(&self, room: &str) -> Result<PathBuf, RecordError> {
+        match self
+            .ask_room(room, |tx| ShardCommand::Recorded(room.to_owned(), tx))
+            .await
+            .flatten()
+        {
+            None => return Err(RecordError::NoSuchRoom),
+            Some(false) => return Err(RecordError::NotRecording),
+            Some(true) => {}
+        }
+        self.ask_room(room, |tx| ShardCommand::StopRecording(room.to_owned(), tx))
+            .await
+            .flatten()
+            .ok_or(RecordError::NotRecording)
     }
 
     /// Clips and limits for what happens from now on (a reload).

@@ -3,6 +3,7 @@
 //! an empty room, ending one whose moderator left), member controls and
 //! keypad actions, clips played to a room or a member, and the listing.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,8 @@ use super::{
 use crate::events::{Event, Events, QualityState};
 use crate::ivr::keypad::KeyAction;
 use crate::media::mixer::{MemberId, RoomId, Volume};
+use crate::media::player::FRAME;
+use crate::media::recorder::Recorder;
 
 /// A room open on this thread.
 pub(super) struct RoomState {
@@ -28,6 +31,8 @@ pub(super) struct RoomState {
     pub(super) moderators: usize,
     /// A moderator muted everyone else.
     pub(super) muted_all: bool,
+    /// Where its mix is being written.
+    pub(super) recording: Option<Box<Recorder>>,
 }
 
 impl RoomState {
@@ -66,6 +71,7 @@ impl Shard {
                     locked: false,
                     moderators: 0,
                     muted_all: false,
+                    recording: None,
                 })
             }
         };
@@ -156,7 +162,14 @@ impl Shard {
         let room = state.id;
         if left == 0 {
             self.mixer.close_room(room);
-            self.rooms.remove(&seat.room);
+            // Its recording, if any, ends with it.
+            if self
+                .rooms
+                .remove(&seat.room)
+                .is_some_and(|s| s.recording.is_some())
+            {
+                self.recorded_rooms -= 1;
+            }
             if self.members.is_empty() {
                 self.members.shrink_to_fit();
                 self.rooms.shrink_to_fit();
@@ -336,6 +349,58 @@ impl Shard {
             allowed: reply != KeyReply::NotAllowed,
         });
         reply
+    }
+
+    /// Whether `room` is open here (and whether it is recorded).
+    pub(super) fn recorded(&self, room: &str) -> Option<bool> {
+        self.rooms.get(room).map(|s| s.recording.is_some())
+    }
+
+    /// Give `room` its recorder; handed back when there is no such room or
+    /// it is recorded already.
+    pub(super) fn record(
+        &mut self,
+        room: &str,
+        recorder: Box<Recorder>,
+    ) -> Result<PathBuf, Box<Recorder>> {
+        match self.rooms.get_mut(room) {
+            Some(state) if state.recording.is_none() => {
+                let path = recorder.path().to_owned();
+                state.recording = Some(recorder);
+                self.recorded_rooms += 1;
+                Ok(path)
+            }
+            _ => Err(recorder),
+        }
+    }
+
+    /// Stop recording `room` (its writer finishes the file and reports).
+    pub(super) fn stop_recording(&mut self, room: &str) -> Option<PathBuf> {
+        let recorder = self.rooms.get_mut(room)?.recording.take()?;
+        self.recorded_rooms -= 1;
+        let path = recorder.path().to_owned();
+        recorder.stop();
+        Some(path)
+    }
+
+    /// This tick's mix of every recorded room, to its recorder; a recorder
+    /// that cannot take it (its disk failed or fell behind) is let go, and
+    /// reports why itself.
+    pub(super) fn record_frame(&mut self) {
+        if self.recorded_rooms == 0 {
+            return;
+        }
+        let mut frame = [0i16; FRAME];
+        for (name, state) in self.rooms.iter_mut() {
+            let Some(recorder) = &mut state.recording else {
+                continue;
+            };
+            if !self.mixer.room_mix(state.id, &mut frame) || recorder.push(&frame).is_err() {
+                warn!(room = %name, "recording ended by its writer");
+                state.recording = None;
+                self.recorded_rooms -= 1;
+            }
+        }
     }
 
     /// A moderator mutes everyone but the moderators, or undoes it.

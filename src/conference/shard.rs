@@ -183,6 +183,8 @@ pub(super) struct Shard {
     pub(super) rooms: HashMap<String, RoomState>,
     /// Members seated here so far.
     pub(super) joins: u64,
+    /// Rooms being recorded now.
+    pub(super) recorded_rooms: usize,
     /// The leg slot of each seated member.
     pub(super) members: HashMap<MemberId, usize>,
     pub(super) events: Events,
@@ -218,6 +220,7 @@ impl Shard {
             mixer: Mixer::new(),
             rooms: HashMap::new(),
             joins: 0,
+            recorded_rooms: 0,
             members: HashMap::new(),
             events,
             clips,
@@ -307,6 +310,15 @@ impl Shard {
             ShardCommand::Lock(room, on, reply) => {
                 reply.send(self.lock(&room, on)).ok();
             }
+            ShardCommand::Recorded(room, reply) => {
+                reply.send(self.recorded(&room)).ok();
+            }
+            ShardCommand::Record(room, recorder, reply) => {
+                reply.send(self.record(&room, recorder)).ok();
+            }
+            ShardCommand::StopRecording(room, reply) => {
+                reply.send(self.stop_recording(&room)).ok();
+            }
             ShardCommand::Update(clips, limits, reply) => {
                 self.clips = *clips;
                 self.limits = limits;
@@ -386,6 +398,7 @@ impl Shard {
         }
         for frame in 1..=frames {
             self.mixer.tick();
+            self.record_frame();
             self.stats.ticks += 1;
             self.after_frame(true, frame == frames);
         }

@@ -393,8 +393,23 @@ fn the_filter_names_are_the_event_names() {
             allowed: true,
         },
         Event::RoomEnded {
-            room,
+            room: room.clone(),
             reason: "moderator_left",
+        },
+        Event::RecordingStarted {
+            room: room.clone(),
+            path: "r.wav".into(),
+        },
+        Event::RecordingStopped {
+            room: room.clone(),
+            path: "r.wav".into(),
+            secs: 1.5,
+        },
+        Event::RecordingFailed {
+            room,
+            path: "r.wav".into(),
+            secs: 1.5,
+            reason: "disk write failed".into(),
         },
         Event::Draining { calls: 2 },
         Event::ConfigReloaded {

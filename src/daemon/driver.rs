@@ -122,12 +122,15 @@ pub(super) async fn drive<S: SipLeg>(
                 Output::Room(RoomAction::Join {
                     room, moderator, ..
                 }) => {
-                    let (input, others) = media.join(room, moderator, &party, &ctx).await;
+                    let (input, others) = media.join(room.clone(), moderator, &party, &ctx).await;
                     if matches!(input, Input::Joined) {
                         track.joined();
                     }
                     call.handle_input(input, Instant::now());
                     if let Some(others) = others {
+                        if others == 0 && ctx.settings().directory.rules(&room).record {
+                            record_from_the_start(&room, &ctx).await;
+                        }
                         media.tell_count(&party.call, others, &ctx).await;
                     }
                 }
@@ -229,6 +232,14 @@ pub(super) async fn drive<S: SipLeg>(
         end,
         leg,
         digits: call.digit_counters(),
+    }
+}
+
+/// A room with `record = true` that this call opened: its recording starts.
+async fn record_from_the_start(room: &str, ctx: &CallContext) {
+    let dir = ctx.settings().recordings_dir.clone();
+    if let Err(e) = ctx.conference.record(room, &dir).await {
+        warn!(%room, error = %e, "recording did not start");
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::call::admission::Refusal;
-use crate::conference::{Audience, Control, Limits, RoomStatus};
+use crate::conference::{Audience, Control, Limits, RecordError, RoomStatus};
 use crate::config::Config;
 use crate::control::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};
 use crate::events::Event;
@@ -288,6 +288,29 @@ impl Switchboard for Board {
 
     async fn rooms(&self) -> Vec<RoomStatus> {
         self.ctx.conference.rooms().await
+    }
+
+    async fn record(&self, room: &str, on: bool) -> Result<Option<String>, CommandError> {
+        let conference = &self.ctx.conference;
+        let done = match on {
+            true => {
+                conference
+                    .record(room, &self.ctx.settings().recordings_dir)
+                    .await
+            }
+            false => conference.stop_recording(room).await,
+        };
+        match done {
+            Ok(path) => Ok(Some(path.display().to_string())),
+            Err(RecordError::NoSuchRoom) => Err(CommandError::NoSuchRoom(room.to_owned())),
+            Err(RecordError::AlreadyRecording | RecordError::NotRecording) => {
+                Err(CommandError::Recording {
+                    room: room.to_owned(),
+                    recording: on,
+                })
+            }
+            Err(RecordError::Failed(e)) => Err(CommandError::RecordingFailed(e)),
+        }
     }
 
     async fn dtmf(&self, call: &str, digits: &str) -> Result<(), CommandError> {
