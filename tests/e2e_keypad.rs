@@ -261,3 +261,53 @@ async fn key_tones_heard_in_band_are_kept_out_of_the_mix() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_ends_when_its_last_moderator_leaves_or_its_time_is_up() {
+    let d = daemon(&[
+        "rooms.room=[{id=\"board\", pin=\"1111\", moderator_pin=\"9999\", end_with_moderator=true}]",
+    ])
+    .await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    let mut member = phone("end-member", 400.0).await;
+    let member_call = join(&mut member, &uri, "1111", &mut events).await;
+    let mut host = phone("end-host", 900.0).await;
+    join(&mut host, &uri, "9999", &mut events).await;
+    host.command("hangup", "").await;
+    let ended = next(&mut events, |e| match e {
+        Event::RoomEnded { room, reason } => Some((room.clone(), *reason)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ended, ("board".to_owned(), "moderator_left"));
+    let left = next(&mut events, |e| match e {
+        Event::MemberLeft { call, reason, .. } if *call == member_call => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, "room_ended");
+    assert!(
+        member.wait_event("CALL_CLOSED", WAIT).await,
+        "the member was hung up after the conference-ended prompt"
+    );
+    member.quit().await;
+    host.quit().await;
+    d.shutdown().await;
+
+    // rooms.max_duration_secs: the room ends by itself.
+    let d = daemon(&["rooms.max_duration_secs=3"]).await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    let mut alone = phone("end-time", 400.0).await;
+    join(&mut alone, &uri, "2468", &mut events).await;
+    let ended = next(&mut events, |e| match e {
+        Event::RoomEnded { reason, .. } => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ended, "max_duration");
+    assert!(alone.wait_event("CALL_CLOSED", WAIT).await, "hung up");
+    alone.quit().await;
+    d.shutdown().await;
+}

@@ -12,12 +12,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::dtmf::info::digit_from_info;
 use crate::dtmf::{DigitCounters, DigitStream, Source};
 use crate::events::Event;
-use crate::ivr::inbound::{self, EndReason, InboundFlow, Timers, Verdict};
+use crate::ivr::inbound::{self, EndReason, InboundFlow, Prompt, Timers, Verdict};
 use crate::ivr::keypad::{KeyBindings, Keypad};
 use crate::ivr::outbound::{self, OutboundFlow};
 
@@ -27,6 +27,9 @@ pub use super::exchange::{
     Clip, DigitPath, End, InboundCall, Input, MediaAction, OutboundCall, Output, Refused, Reply,
     RoomAction, SipAction,
 };
+
+/// How long before `calls.max_duration_secs` the caller is warned.
+pub const TIME_WARNING: Duration = Duration::from_secs(60);
 
 /// Audio before a dialled call's `dtmf` is keyed: 1 s.
 const KEY_IN_LEAD_FRAMES: u32 = 50;
@@ -49,6 +52,12 @@ enum Flow {
     },
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    warn_at: Option<Instant>,
+    end_at: Instant,
+}
+
 /// One call's whole session.
 #[derive(Debug)]
 pub struct Call {
@@ -62,6 +71,11 @@ pub struct Call {
     keys: Arc<KeyBindings>,
     /// In a room: key presses are controls.
     keypad: Option<Keypad>,
+    max_duration: Option<Duration>,
+    /// From the answer: when to warn, and when to end the call.
+    limit: Option<Limit>,
+    /// The time of the input being handled.
+    clock: Instant,
     outputs: VecDeque<Output>,
 }
 
@@ -97,6 +111,9 @@ impl Call {
             waiting_for: None,
             keys: offered.keys,
             keypad: None,
+            max_duration: offered.max_duration,
+            limit: None,
+            clock: now,
             outputs: VecDeque::new(),
         };
         call.drain_flow();
@@ -120,6 +137,9 @@ impl Call {
             waiting_for: None,
             keys: dialled.keys,
             keypad: None,
+            max_duration: dialled.max_duration,
+            limit: None,
+            clock: now,
             outputs: VecDeque::new(),
         }
     }
@@ -134,6 +154,7 @@ impl Call {
 
     /// Feed one input at `now`.
     pub fn handle_input(&mut self, input: Input<'_>, now: Instant) {
+        self.clock = now;
         match input {
             Input::Digit { digit, source, at } => self.digit(digit, source, at, now),
             Input::PlaybackDone(id) => {
@@ -144,7 +165,10 @@ impl Call {
             }
             Input::PinVerdict(verdict) => self.verdict(verdict),
             Input::Acked { body } => self.acked(body, now),
-            Input::Answered { sdp } => self.answered(sdp, now),
+            Input::Answered { sdp } => {
+                self.answered(sdp, now);
+                self.start_limit(now);
+            }
             Input::Joined => {
                 self.session.lock_codec();
                 self.waiting_for = None;
@@ -259,6 +283,7 @@ impl Call {
     /// A mid-dialog INFO: the status to answer it with. A DTMF body is a
     /// key press; an empty one is a keep-alive.
     pub fn info(&mut self, content_type: &str, body: &[u8], now: Instant) -> u16 {
+        self.clock = now;
         let mime = content_type.split(';').next().unwrap_or("").trim();
         let dtmf_type = mime.eq_ignore_ascii_case("application/dtmf-relay")
             || mime.eq_ignore_ascii_case("application/dtmf");
@@ -276,18 +301,52 @@ impl Call {
 
     /// Fire whatever deadline has passed at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         match &mut self.flow {
             Flow::Inbound { flow, .. } => flow.handle_timeout(now),
             Flow::Outbound { flow, .. } => flow.handle_timeout(now),
+        }
+        if let Some(limit) = &mut self.limit {
+            if limit.warn_at.is_some_and(|t| now >= t) {
+                limit.warn_at = None;
+                if self.keypad.is_some() {
+                    self.outputs
+                        .push_back(Output::Room(RoomAction::Say(Prompt::TimeWarning)));
+                }
+            }
+            if now >= limit.end_at {
+                self.limit = None;
+                match &mut self.flow {
+                    Flow::Inbound { flow, .. } => flow.handle(inbound::Input::TimeUp, now),
+                    Flow::Outbound { flow, .. } => flow.handle(outbound::Input::TimeUp, now),
+                }
+            }
         }
         self.drain_flow();
     }
 
     /// When [`Call::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.flow {
+        let flow = match &self.flow {
             Flow::Inbound { flow, .. } => flow.next_deadline(),
             Flow::Outbound { flow, .. } => flow.next_deadline(),
+        };
+        let limit = self
+            .limit
+            .map(|l| l.warn_at.map_or(l.end_at, |w| w.min(l.end_at)));
+        match (flow, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The call was answered at `now`: its time limit starts.
+    fn start_limit(&mut self, now: Instant) {
+        if let (Some(max), None) = (self.max_duration, self.limit) {
+            self.limit = Some(Limit {
+                warn_at: max.checked_sub(TIME_WARNING).map(|d| now + d),
+                end_at: now + max,
+            });
         }
     }
 
@@ -458,6 +517,7 @@ impl Call {
                 if let Flow::Inbound { answered, .. } = &mut self.flow {
                     *answered = true;
                 }
+                self.start_limit(self.clock);
                 self.outputs.push_back(Output::Media(MediaAction::Stop));
                 let body = self.session.description().to_vec();
                 self.outputs.push_back(Output::Sip(SipAction::Answer(body)));
@@ -471,6 +531,9 @@ impl Call {
                 self.outputs.push_back(Output::Media(MediaAction::Stop));
             }
             Action::CheckPin(pin) => self.outputs.push_back(Output::CheckPin(pin)),
+            Action::LeaveRoom => self
+                .outputs
+                .push_back(Output::Room(RoomAction::Leave("max_duration"))),
             Action::Join(admission) => {
                 let media = self.media();
                 self.outputs.push_back(Output::Room(RoomAction::Join {

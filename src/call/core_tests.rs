@@ -54,6 +54,15 @@ fn rules() -> PinRules {
 }
 
 fn inbound(offer: &[u8], early: Option<Duration>, t0: Instant) -> Result<Call, Refused> {
+    inbound_limited(offer, early, None, t0)
+}
+
+fn inbound_limited(
+    offer: &[u8],
+    early: Option<Duration>,
+    max_duration: Option<Duration>,
+    t0: Instant,
+) -> Result<Call, Refused> {
     Call::inbound(
         InboundCall {
             call: "c1".into(),
@@ -66,6 +75,7 @@ fn inbound(offer: &[u8], early: Option<Duration>, t0: Instant) -> Result<Call, R
             entry: Entry::Pin(rules()),
             dtmf: DtmfMode::Auto,
             keys: Arc::new(KeyBindings::default()),
+            max_duration,
         },
         session(),
         t0,
@@ -391,6 +401,7 @@ fn outbound(t0: Instant) -> (Call, Vec<u8>) {
             dtmf: DtmfMode::Auto,
             keys: Arc::new(KeyBindings::default()),
             key_in: Some("4321#".into()),
+            max_duration: None,
         },
         session,
         t0,
@@ -662,4 +673,56 @@ fn digits_go_as_events_where_negotiated_and_a_dialled_call_keys_its_own_in() {
             path: DigitPath::Rtp { lead_frames: 0 }
         }]
     );
+}
+
+#[test]
+fn a_call_at_its_time_limit_is_warned_then_let_out_of_its_room_with_goodbye() {
+    let t0 = Instant::now();
+    let mut call = inbound_limited(&sdp("0 101", "sendrecv"), None, Some(300 * S), t0).unwrap();
+    drain(&mut call);
+    call.handle_input(Input::Acked { body: b"" }, t0);
+    drain(&mut call);
+    call.handle_input(
+        Input::PinVerdict(Verdict::Room(Admission {
+            room: "sales".into(),
+            moderator: false,
+        })),
+        t0 + S,
+    );
+    drain(&mut call);
+    call.handle_input(Input::Joined, t0 + S);
+    drain(&mut call);
+    // Answered at t0: warned at 4 min, ended at 5.
+    assert_eq!(call.poll_timeout(), Some(t0 + 240 * S));
+    call.handle_timeout(t0 + 240 * S);
+    assert_eq!(
+        drain(&mut call),
+        [Output::Room(RoomAction::Say(Prompt::TimeWarning))]
+    );
+    assert_eq!(call.poll_timeout(), Some(t0 + 300 * S));
+    call.handle_timeout(t0 + 300 * S);
+    assert_eq!(
+        drain(&mut call),
+        [Output::Room(RoomAction::Leave("max_duration"))]
+    );
+    call.handle_input(Input::Left, t0 + 300 * S);
+    let (prompt, id) = prompt_played(&drain(&mut call)).expect("goodbye");
+    assert_eq!(prompt, Prompt::Goodbye);
+    call.handle_input(Input::PlaybackDone(id), t0 + 302 * S);
+    assert_eq!(drain(&mut call), [Output::Sip(SipAction::Bye)]);
+    assert_eq!(call.ended().map(|e| e.reason), Some("max_duration"));
+}
+
+#[test]
+fn a_call_at_its_time_limit_before_any_room_is_hung_up() {
+    let t0 = Instant::now();
+    let mut call = inbound_limited(&sdp("0 101", "sendrecv"), None, Some(120 * S), t0).unwrap();
+    drain(&mut call);
+    call.handle_input(Input::Acked { body: b"" }, t0);
+    drain(&mut call);
+    // Still keying its PIN: no warning in a room, and the end is a BYE.
+    call.handle_timeout(t0 + 60 * S);
+    call.handle_timeout(t0 + 120 * S);
+    assert!(drain(&mut call).contains(&Output::Sip(SipAction::Bye)));
+    assert_eq!(call.ended().map(|e| e.reason), Some("max_duration"));
 }

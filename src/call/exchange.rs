@@ -66,6 +66,10 @@ pub enum RoomAction {
     /// A keypad action for the room to carry out for this member; the
     /// room answers [`KeyAction::Leave`] with [`Input::Left`].
     Key(KeyAction),
+    /// Let the member out of the room (its call is ending); answered with [`Input::Left`].
+    Leave(&'static str),
+    /// Play a prompt to the member in its room.
+    Say(Prompt),
 }
 
 /// How key presses go to the far end.
@@ -185,6 +189,8 @@ pub struct InboundCall<'a> {
     pub dtmf: DtmfMode,
     /// Keypad controls once in the room.
     pub keys: Arc<KeyBindings>,
+    /// End the call this long after it is answered.
+    pub max_duration: Option<Duration>,
 }
 
 /// An outbound call, dialled with the offer `session` made.
@@ -198,4 +204,5 @@ pub struct OutboundCall {
     pub keys: Arc<KeyBindings>,
     /// Keys to send once the callee is in the room.
     pub key_in: Option<String>,
+    pub max_duration: Option<Duration>,
 }

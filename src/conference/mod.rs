@@ -336,6 +336,8 @@ enum LegCommand {
     Media(MediaCommand),
     Join(Box<JoinRequest>, oneshot::Sender<Result<usize, JoinError>>),
     Key(KeyAction, oneshot::Sender<KeyReply>),
+    /// Leave the room for a reason, keeping the media; answers whether it was seated.
+    Leave(&'static str, oneshot::Sender<bool>),
     Close(&'static str, oneshot::Sender<MediaStats>),
 }
 
@@ -410,6 +412,15 @@ impl Leg {
             return KeyReply::NotSeated;
         }
         rx.await.unwrap_or(KeyReply::NotSeated)
+    }
+
+    /// Leave the room (for `reason`), keeping the media for a last prompt.
+    pub async fn leave(&self, reason: &'static str) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(LegCommand::Leave(reason, tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// End the call's media (leaving its room for `reason`) and collect its counters.

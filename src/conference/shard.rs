@@ -522,6 +522,14 @@ impl Shard {
                     LegCommand::Key(action, reply) => {
                         reply.send(self.key(index, action)).ok();
                     }
+                    LegCommand::Leave(reason, reply) => {
+                        let seat = slot.seat.take();
+                        let seated = seat.is_some();
+                        if let Some(seat) = seat {
+                            self.unseat(seat, reason);
+                        }
+                        reply.send(seated).ok();
+                    }
                     LegCommand::Close(reason, reply) => {
                         self.close(index, reason, Some(reply));
                         break;

@@ -61,6 +61,7 @@ pub async fn run(
         entry,
         dtmf: ctx.settings().dtmf_mode,
         keys: ctx.settings().keys.clone(),
+        max_duration: ctx.settings().max_call,
     };
     let call = match Call::inbound(setup, ctx.sdp_session(port), Instant::now()) {
         Ok(call) => call,

@@ -134,6 +134,19 @@ pub(super) async fn drive<S: SipLeg>(
                         media.tell_count(&party.call, others, &ctx).await;
                     }
                 }
+                Output::Room(RoomAction::Leave(reason)) => {
+                    if let Some(leg) = &media.leg {
+                        leg.leave(reason).await;
+                    }
+                    call.handle_input(Input::Left, Instant::now());
+                }
+                Output::Room(RoomAction::Say(prompt)) => {
+                    if let Some(clip) = ctx.prompts().get(prompt.name()) {
+                        ctx.conference
+                            .say(Audience::Call(party.call.clone()), clip)
+                            .await;
+                    }
+                }
                 Output::Room(RoomAction::Key(action)) => {
                     let Some(leg) = &media.leg else { continue };
                     match leg.key(action).await {

@@ -53,6 +53,7 @@ pub async fn run(call: OutboundCall, ctx: Arc<CallContext>) {
             dtmf: ctx.settings().dtmf_mode,
             keys: ctx.settings().keys.clone(),
             key_in: call.key_in,
+            max_duration: ctx.settings().max_call,
         },
         call.session,
         started,

@@ -24,6 +24,8 @@ pub enum Prompt {
     ConferenceLocked,
     /// The room ended (its moderator left, or its time ran out).
     ConferenceEnded,
+    /// A minute before `calls.max_duration_secs`.
+    TimeWarning,
 }
 
 impl Prompt {
@@ -36,6 +38,7 @@ impl Prompt {
             Prompt::ConferenceFull => "conference_full",
             Prompt::ConferenceLocked => "conference_locked",
             Prompt::ConferenceEnded => "conference_ended",
+            Prompt::TimeWarning => "time_warning",
         }
     }
 }
@@ -85,6 +88,8 @@ pub enum Action {
     CheckPin(String),
     /// The caller enters this room.
     Join(Admission),
+    /// Let the caller out of its room; the room answers with [`Input::Left`].
+    LeaveRoom,
     /// End the call (BYE when answered); the reason goes to the log.
     Hangup(EndReason),
 }
@@ -126,6 +131,8 @@ pub enum EndReason {
     Left,
     /// The room ended around the caller; conference-ended was played.
     RoomEnded,
+    /// `calls.max_duration_secs` ran out; goodbye was played.
+    MaxDuration,
     /// No RTP for the configured timeout.
     RtpTimeout,
     /// The call's media could not be set up (503 before the answer, BYE after).
@@ -151,6 +158,7 @@ impl EndReason {
             EndReason::ControlHangup => "control_hangup",
             EndReason::Left => "left",
             EndReason::RoomEnded => "room_ended",
+            EndReason::MaxDuration => "max_duration",
             EndReason::RtpTimeout => "rtp_timeout",
             EndReason::MediaFailed => "media_failed",
         }
@@ -186,6 +194,8 @@ pub enum Input {
     Left,
     /// The room ended with the caller in it (the room let it go).
     RoomEnded,
+    /// The call has lasted `calls.max_duration_secs`.
+    TimeUp,
     /// The caller's RTP stopped.
     RtpTimeout,
     /// The call's media could not be set up.
@@ -227,6 +237,8 @@ enum State {
     Refusing(EndReason),
     /// In the room.
     Joined,
+    /// Asked the room to let the caller go, to end the call for this reason.
+    Leaving(EndReason),
     Ended(EndReason),
 }
 
@@ -333,6 +345,17 @@ impl InboundFlow {
                 self.actions.push_back(Action::Play(Prompt::Goodbye));
                 self.state = State::Refusing(EndReason::Left);
             }
+            (State::Leaving(reason), Input::Left) => {
+                let reason = *reason;
+                self.actions.push_back(Action::Play(Prompt::Goodbye));
+                self.state = State::Refusing(reason);
+            }
+            (State::Joined, Input::TimeUp) => {
+                self.actions.push_back(Action::LeaveRoom);
+                self.state = State::Leaving(EndReason::MaxDuration);
+            }
+            (State::Refusing(_) | State::Leaving(_), Input::TimeUp) => {}
+            (_, Input::TimeUp) => self.end(EndReason::MaxDuration),
             (State::Joined, Input::RoomEnded) => {
                 self.actions
                     .push_back(Action::Play(Prompt::ConferenceEnded));
@@ -428,7 +451,7 @@ impl InboundFlow {
                     .next_deadline()
                     .map_or(*idle_at, |d| d.min(*idle_at)),
             ),
-            State::Refusing(_) | State::Joined | State::Ended(_) => None,
+            State::Refusing(_) | State::Joined | State::Leaving(_) | State::Ended(_) => None,
         }
     }
 

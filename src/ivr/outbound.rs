@@ -55,6 +55,8 @@ pub enum Input {
     Left,
     /// The room ended with the callee in it.
     RoomEnded,
+    /// The call has lasted `calls.max_duration_secs`.
+    TimeUp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +193,7 @@ impl OutboundFlow {
             (State::Joining | State::Joined, Input::Kicked) => self.hang_up("kicked", true),
             (State::Joined, Input::Left) => self.hang_up("left", true),
             (State::Joined, Input::RoomEnded) => self.hang_up("room_ended", true),
+            (State::Joining | State::Joined, Input::TimeUp) => self.hang_up("max_duration", true),
             (State::Joining | State::Joined, Input::RtpTimeout) => {
                 self.hang_up("rtp_timeout", true)
             }
