@@ -203,9 +203,10 @@ async fn muted_members_are_not_heard_and_kicked_members_get_a_bye() {
             .control("no-such-call", Control::Mute(true))
             .await
     );
+    // Long enough for b's joined prompt and the count of the others.
     let (_, heard_by_b) = tokio::join!(
-        talk_and_listen(&a, 700.0, 4.0),
-        talk_and_listen(&b, 0.0, 4.0)
+        talk_and_listen(&a, 700.0, 7.0),
+        talk_and_listen(&b, 0.0, 7.0)
     );
     let tail = &heard_by_b[heard_by_b.len() - 8000..];
     assert!(

@@ -451,7 +451,7 @@ async fn subscribers_get_the_events_they_asked_for_between_responses() {
     assert_eq!(
         event,
         json!({"event":"member_joined","call":"in-1","sip_call_id":"in-1@pbx","room":"sales","from":"alice","to":"100",
-               "direction":"inbound","direct":false})
+               "direction":"inbound","direct":false,"moderator":false})
     );
     // The filtered-out events were not written: the next line is the response.
     let status = peer.ask(r#"{"id":2,"cmd":"status"}"#).await;
@@ -506,7 +506,8 @@ async fn the_cli_speaks_through_the_socket() {
     assert_eq!(
         printed,
         json!([{"room":"sales","locked":false,"members":[{"call":"in-1","sip_call_id":"in-1@pbx","direction":"inbound","from":"alice",
-            "to":"100","muted":false,"deaf":false,"talking":true,"held":false,"codec":"PCMU",
+            "to":"100","moderator":false,"muted":false,"deaf":false,"talking":true,"held":false,
+            "listen_db":0,"talk_db":0,"codec":"PCMU",
             "lost":2,"late":1,"jitter_ms":1.5,"rtt_ms":null,"remote_lost":null,"remote_jitter_ms":null,"mos":null}]}])
     );
     let out = confgate(&["rooms", "--socket", p]).await;

@@ -671,16 +671,15 @@ impl Conference {
             Some(Err(refused)) => {
                 taken.store(false, Ordering::Release);
                 drop(refused);
-                return Err(RecordError::NoSuchRoom);
+                // Another recording got there first, or the room closed.
+                return Err(match self.rooms().await.iter().any(|r| r.room == room) {
+                    true => RecordError::AlreadyRecording,
+                    false => RecordError::NoSuchRoom,
+                });
             }
             // The thread stopped: it dropped the recorder, whose end is reported.
             None => return Err(RecordError::NoSuchRoom),
         };
-        info!(room, path = %path.display(), "recording started");
-        self.events.publish(Event::RecordingStarted {
-            room: room.to_owned(),
-            path: path.display().to_string(),
-        });
         Ok(path)
     }
 

@@ -33,6 +33,8 @@ pub(super) struct RoomState {
     pub(super) muted_all: bool,
     /// Where its mix is being written.
     pub(super) recording: Option<Box<Recorder>>,
+    /// `end_room` is letting its members go: no rule fires on their way out.
+    pub(super) ending: bool,
 }
 
 impl RoomState {
@@ -72,6 +74,7 @@ impl Shard {
                     moderators: 0,
                     muted_all: false,
                     recording: None,
+                    ending: false,
                 })
             }
         };
@@ -89,7 +92,7 @@ impl Shard {
         if req.moderator {
             state.moderators += 1;
         } else if state.muted_all {
-            self.mixer.set_muted(id, true);
+            self.mixer.set_room_muted(id, true);
         }
         if state.waiting() {
             if !was_waiting || others.is_empty() {
@@ -133,6 +136,7 @@ impl Shard {
             direction: req.direction,
             moderator: req.moderator,
             order: self.joins,
+            kicked: false,
             notices: req.notices,
             quality: Quality::default(),
         });
@@ -178,6 +182,9 @@ impl Shard {
             self.events.publish(Event::RoomClosed { room: seat.room });
             return;
         }
+        if state.ending {
+            return;
+        }
         if seat.moderator {
             state.moderators -= 1;
             if state.moderators == 0 && state.rules.end_with_moderator {
@@ -201,9 +208,10 @@ impl Shard {
     /// End a room: every member is let go (and told, so its call says so
     /// and hangs up); the room closes with the last.
     pub(super) fn end_room(&mut self, room: &str, reason: &'static str) {
-        let Some(state) = self.rooms.get(room) else {
+        let Some(state) = self.rooms.get_mut(room).filter(|s| !s.ending) else {
             return;
         };
+        state.ending = true;
         let members: Vec<MemberId> = self.mixer.members(state.id).to_vec();
         self.events.publish(Event::RoomEnded {
             room: room.to_owned(),
@@ -261,7 +269,7 @@ impl Shard {
         }
         let reply = match action {
             KeyAction::Mute => {
-                let on = !self.mixer.info(id).is_some_and(|i| i.muted);
+                let on = !self.mixer.own_mute(id);
                 self.mixer.set_muted(id, on);
                 let clip = if on {
                     &self.clips.muted
@@ -326,9 +334,16 @@ impl Shard {
                     .iter()
                     .flatten()
                     .filter_map(|slot| slot.seat.as_ref())
-                    .filter(|s| s.room == room && !s.moderator && s.id != id)
-                    .max_by_key(|s| s.order);
-                if let Some(seat) = last {
+                    .filter(|s| s.room == room && !s.moderator && s.id != id && !s.kicked)
+                    .max_by_key(|s| s.order)
+                    .map(|s| s.id);
+                let seat = last
+                    .and_then(|m| self.members.get(&m).copied())
+                    .and_then(|i| self.legs.get_mut(i))
+                    .and_then(Option::as_mut)
+                    .and_then(|slot| slot.seat.as_mut());
+                if let Some(seat) = seat {
+                    seat.kicked = true;
                     info!(%room, call = %seat.call, by = %call, "member removed from the keypad");
                     seat.notices.send(Notice::Kicked).ok();
                     self.mixer.play(id, self.clips.member_removed.clone());
@@ -368,6 +383,12 @@ impl Shard {
                 let path = recorder.path().to_owned();
                 state.recording = Some(recorder);
                 self.recorded_rooms += 1;
+                info!(room, path = %path.display(), "recording started");
+                // Published before the recorder can end: started comes first.
+                self.events.publish(Event::RecordingStarted {
+                    room: room.to_owned(),
+                    path: path.display().to_string(),
+                });
                 Ok(path)
             }
             _ => Err(recorder),

@@ -170,6 +170,8 @@ pub(super) struct Seat {
     pub(super) moderator: bool,
     /// When it joined, among this thread's joins: the keypad removes the last.
     pub(super) order: u64,
+    /// A removal was asked for (its call is ending).
+    pub(super) kicked: bool,
     pub(super) notices: mpsc::UnboundedSender<Notice>,
     pub(super) quality: Quality,
 }

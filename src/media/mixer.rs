@@ -97,6 +97,8 @@ struct Member {
     muted: bool,
     deaf: bool,
     held: bool,
+    /// Muted by a moderator's mute-all, apart from its own mute.
+    room_muted: bool,
     /// Keypad volumes: dB, and their Q8 factors.
     listen_db: i8,
     talk_db: i8,
@@ -208,6 +210,7 @@ impl Mixer {
             muted: false,
             deaf: false,
             held: false,
+            room_muted: false,
             listen_db: 0,
             talk_db: 0,
             listen_gain: UNITY,
@@ -302,6 +305,22 @@ impl Mixer {
         }
     }
 
+    /// Whether the member is muted by itself (or the control socket),
+    /// apart from a moderator's mute-all.
+    pub fn own_mute(&self, id: MemberId) -> bool {
+        self.members
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .is_some_and(|m| m.muted)
+    }
+
+    /// Muted with everyone else by a moderator (its own mute stays as it is).
+    pub fn set_room_muted(&mut self, id: MemberId, on: bool) {
+        if let Some(m) = self.member(id) {
+            m.room_muted = on;
+        }
+    }
+
     pub fn set_deaf(&mut self, id: MemberId, on: bool) {
         if let Some(m) = self.member(id) {
             m.deaf = on;
@@ -365,7 +384,7 @@ impl Mixer {
             room: m.room,
             codec: m.codec,
             talking: m.hang > 0,
-            muted: m.muted,
+            muted: m.muted || m.room_muted,
             deaf: m.deaf,
             held: m.held,
             listen_db: m.listen_db,
@@ -386,9 +405,6 @@ impl Mixer {
                     continue;
                 };
                 let kind = m.jitter.pop(&mut m.frame);
-                if m.talk_gain != UNITY {
-                    scale(&mut m.frame, m.talk_gain);
-                }
                 let energy = if kind == Popped::Silence {
                     0
                 } else {
@@ -403,8 +419,14 @@ impl Mixer {
                 } else {
                     m.hang.saturating_sub(1)
                 };
+                // Talk is judged on what the member sent; its volume is
+                // only what the others hear of it.
+                if m.talk_gain != UNITY {
+                    scale(&mut m.frame, m.talk_gain);
+                }
                 m.contributing = m.hang > 0
                     && !m.muted
+                    && !m.room_muted
                     && !m.held
                     && kind != Popped::Silence
                     && room.music.is_none();
