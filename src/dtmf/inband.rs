@@ -6,8 +6,8 @@
 //! filters measure the DTMF tones. A block is a *hit* for a digit when:
 //! - the strongest low-group and high-group tones are both above the level floor;
 //! - the twist (high minus low) lies within the accepted window;
-//! - the two tones carry at least [`MIN_TONE_SHARE`] of the block's total
-//!   energy (rejects speech, music, harmonics and out-of-band energy).
+//! - the two tones carry at least [`MIN_BLOCK_SHARE`] of the block's total
+//!   energy.
 //!
 //! Consecutive hits belong to one press only if the blocks are *continuous*:
 //! the same pair, both tone levels within [`MAX_STEP_DB`] of the previous
@@ -15,10 +15,25 @@
 //! [`FREQ_TOL`] of its nominal frequency (this is what separates ±1.5 % from
 //! ±3.5 %; an 8 ms block keeps the phase unambiguous up to ±62.5 Hz).
 //!
-//! A key press is confirmed after [`CONFIRM_BLOCKS`] continuous hits (32 ms),
-//! which 40 ms tones always reach and 20 ms tones never can. A digit is
-//! released after [`RELEASE_BLOCKS`] blocks without it; the same digit is not
-//! reported again before it has been released.
+//! A key press is confirmed once the last [`CONFIRM_BLOCKS`] continuous hits
+//! (32 ms), which 40 ms tones always give and 20 ms tones never can, pass
+//! three checks over the whole window:
+//! - the two tones carry at least [`MIN_TONE_SHARE`] of its energy;
+//! - neither tone's level differs by more than [`MAX_DRIFT_DB`] between the
+//!   window's first and second half (a key holds its level; a voice's
+//!   harmonics swell and fade);
+//! - over the window's 256 samples, Hann-windowed (31.25 Hz bins), probes
+//!   on every bin from 94 Hz to 3.9 kHz, save those within two bins plus
+//!   [`FREQ_TOL`] of either tone, all stay [`LONG_PROBE_MARGIN_DB`] below the
+//!   weaker tone. A voice whose pitch puts two harmonics on a DTMF pair has
+//!   more harmonics, between and around them, that an 8 ms block cannot
+//!   resolve from the tones; white noise at 5 dB SNR stays below the margin.
+//!
+//! The block checks are loose enough for noisy tones and the window checks
+//! strict enough for speech and music; the window checks run only on a run of
+//! hits about to be confirmed, so their cost (about 30 000 multiply-adds) is
+//! paid rarely. A digit is released after [`RELEASE_BLOCKS`] blocks without
+//! it; the same digit is not reported again before it has been released.
 
 use std::f32::consts::PI;
 
@@ -43,9 +58,25 @@ pub const TWIST_MARGIN_DB: f32 = 1.5;
 const TWIST_MIN_DB: f32 = -(MAX_NORMAL_TWIST_DB + TWIST_MARGIN_DB);
 const TWIST_MAX_DB: f32 = MAX_REVERSE_TWIST_DB + TWIST_MARGIN_DB;
 /// Largest level change of either tone between consecutive blocks of one press, dB.
-pub const MAX_STEP_DB: f32 = 2.5;
-/// Minimum share of the block energy that the two tones must carry.
-pub const MIN_TONE_SHARE: f32 = 0.72;
+pub const MAX_STEP_DB: f32 = 5.0;
+/// Largest level change of either tone between the first and the second
+/// half of the confirming blocks, dB.
+pub const MAX_DRIFT_DB: f32 = 1.5;
+/// Minimum share of a block's energy that the two tones must carry.
+pub const MIN_BLOCK_SHARE: f32 = 0.6;
+/// Minimum share of the energy of a whole press (the confirming blocks
+/// together) that the two tones must carry.
+pub const MIN_TONE_SHARE: f32 = 0.65;
+/// Samples analysed at once when a press is about to be confirmed: the
+/// confirming blocks.
+const LONG: usize = CONFIRM_BLOCKS as usize * BLOCK;
+/// Spacing of the probes over the confirming blocks: one bin of [`LONG`], Hz.
+const LONG_STEP_HZ: f32 = SAMPLE_RATE as f32 / LONG as f32;
+const N_LONG_PROBES: usize = 124;
+/// How far every probe over the confirming blocks must stay below the
+/// weaker tone, dB: a voice's other harmonics, which the short blocks
+/// cannot tell from the tones, show here.
+pub const LONG_PROBE_MARGIN_DB: f32 = 12.0;
 
 const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
@@ -86,6 +117,10 @@ struct Tones {
     window: [f32; BLOCK],
     tone_norm: f32,
     energy_norm: f32,
+    long_window: [f32; LONG],
+    long_norm: f32,
+    long_coef: [f32; N_LONG_PROBES],
+    long_hz: [f32; N_LONG_PROBES],
 }
 
 impl Tones {
@@ -99,7 +134,22 @@ impl Tones {
             window: [0.0; BLOCK],
             tone_norm: 0.0,
             energy_norm: 0.0,
+            long_window: [0.0; LONG],
+            long_norm: 0.0,
+            long_coef: [0.0; N_LONG_PROBES],
+            long_hz: [0.0; N_LONG_PROBES],
         };
+        let mut sum = 0.0f32;
+        for (n, w) in t.long_window.iter_mut().enumerate() {
+            let h = 0.5 - 0.5 * (2.0 * PI * (n as f32 + 0.5) / LONG as f32).cos();
+            sum += h;
+            *w = h * SCALE;
+        }
+        t.long_norm = 2.0 / (sum * sum);
+        for (i, (c, hz)) in t.long_coef.iter_mut().zip(&mut t.long_hz).enumerate() {
+            *hz = LONG_STEP_HZ * (i + 3) as f32;
+            *c = 2.0 * (2.0 * PI * *hz / SAMPLE_RATE as f32).cos();
+        }
         let (mut sum, mut sum_sq) = (0.0f32, 0.0f32);
         for (n, w) in t.window.iter_mut().enumerate() {
             let h = 0.5 - 0.5 * (2.0 * PI * (n as f32 + 0.5) / BLOCK as f32).cos();
@@ -122,6 +172,14 @@ impl Tones {
     }
 }
 
+/// Powers measured in one block (mean square, full scale = 1.0).
+#[derive(Clone, Copy, Default)]
+struct BlockPower {
+    low: f32,
+    high: f32,
+    total: f32,
+}
+
 /// Sans-IO DTMF detector; time is counted in samples.
 pub struct InbandDetector {
     tones: Tones,
@@ -132,13 +190,18 @@ pub struct InbandDetector {
     energy: f32,
     filled: usize,
     block_start: u64,
+    /// The last [`CONFIRM_BLOCKS`] blocks, unwindowed, block `n` at
+    /// `(n % CONFIRM_BLOCKS) * BLOCK`.
+    history: [i16; LONG],
     prev_pair: Option<(usize, usize)>,
     prev_z: [(f32, f32); 2],
     prev_lv: (f32, f32),
     run_pair: Option<(usize, usize)>,
     run_len: u32,
     run_start: u64,
-    run_best: (f32, f32),
+    run_best: BlockPower,
+    /// The powers of the last [`CONFIRM_BLOCKS`] blocks, kept like `history`.
+    recent: [BlockPower; CONFIRM_BLOCKS as usize],
     pressed: Option<(usize, usize)>,
     misses: u32,
 }
@@ -174,13 +237,15 @@ impl InbandDetector {
             energy: 0.0,
             filled: 0,
             block_start: 0,
+            history: [0; LONG],
             prev_pair: None,
             prev_z: [(0.0, 0.0); 2],
             prev_lv: (0.0, 0.0),
             run_pair: None,
             run_len: 0,
             run_start: 0,
-            run_best: (0.0, 0.0),
+            run_best: BlockPower::default(),
+            recent: [BlockPower::default(); CONFIRM_BLOCKS as usize],
             pressed: None,
             misses: 0,
         }
@@ -202,6 +267,8 @@ impl InbandDetector {
             let take = rest.len().min(BLOCK - self.filled);
             let (chunk, tail) = rest.split_at(take);
             rest = tail;
+            let at = self.history_at() + self.filled;
+            self.history[at..at + take].copy_from_slice(chunk);
             let win = &self.tones.window[self.filled..self.filled + take];
             let dst = &mut self.block[self.filled..self.filled + take];
             let mut energy = self.energy;
@@ -216,6 +283,40 @@ impl InbandDetector {
                 self.end_block(out);
             }
         }
+    }
+
+    /// Where the current block starts in `history`.
+    fn history_at(&self) -> usize {
+        (self.block_start / BLOCK as u64 % CONFIRM_BLOCKS as u64) as usize * BLOCK
+    }
+
+    /// True when, over the last [`LONG`] samples (the current block last),
+    /// no probe at least two bins plus the frequency tolerance away from
+    /// both tones comes within [`LONG_PROBE_MARGIN_DB`] of `floor`.
+    fn long_probes_clear(&self, fl: f32, fh: f32, floor: f32) -> bool {
+        let t = &self.tones;
+        let limit = floor * 10f32.powf(-LONG_PROBE_MARGIN_DB / 10.0) / t.long_norm;
+        let (gl, gh) = (
+            2.0 * LONG_STEP_HZ + FREQ_TOL * fl,
+            2.0 * LONG_STEP_HZ + FREQ_TOL * fh,
+        );
+        // Oldest block first.
+        let (newer, older) = self.history.split_at((self.history_at() + BLOCK) % LONG);
+        for (&c, &hz) in t.long_coef.iter().zip(&t.long_hz) {
+            if (hz - fl).abs() < gl || (hz - fh).abs() < gh {
+                continue;
+            }
+            let (mut s1, mut s2) = (0.0f32, 0.0f32);
+            for (&x, &w) in older.iter().chain(newer).zip(&t.long_window) {
+                let s0 = x as f32 * w + c * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            if s1 * s1 + s2 * s2 - c * s1 * s2 > limit {
+                return false;
+            }
+        }
+        true
     }
 
     /// Run the eight filters over the full block.
@@ -242,7 +343,7 @@ impl InbandDetector {
         // filters need not run. Silence and background noise stop here.
         if 3.0 * mean_sq < 0.9 * P_MIN {
             self.prev_pair = None;
-            self.track(None, false, (0.0, 0.0), out);
+            self.track(None, false, BlockPower::default(), out);
             self.next_block();
             return;
         }
@@ -265,7 +366,7 @@ impl InbandDetector {
         let strong = dl >= MIN_LEVEL_DBM0 && dh >= MIN_LEVEL_DBM0;
         let hit = strong
             && (TWIST_MIN_DB..=TWIST_MAX_DB).contains(&twist)
-            && pl + ph >= MIN_TONE_SHARE * mean_sq;
+            && pl + ph >= MIN_BLOCK_SHARE * mean_sq;
         let cur_z = [z[lo], z[4 + hi]];
         let mut cont = self.prev_pair == Some(pair)
             && (dl - self.prev_lv.0).abs() <= MAX_STEP_DB
@@ -284,7 +385,12 @@ impl InbandDetector {
         self.prev_pair = if strong { Some(pair) } else { None };
         self.prev_z = cur_z;
         self.prev_lv = (dl, dh);
-        self.track(if hit { Some(pair) } else { None }, cont, (dl, dh), out);
+        let blk = BlockPower {
+            low: pl,
+            high: ph,
+            total: mean_sq,
+        };
+        self.track(if hit { Some(pair) } else { None }, cont, blk, out);
         self.next_block();
     }
 
@@ -298,7 +404,7 @@ impl InbandDetector {
         &mut self,
         hit: Option<(usize, usize)>,
         cont: bool,
-        lv: (f32, f32),
+        blk: BlockPower,
         out: &mut Vec<Detection>,
     ) {
         if let Some(p) = self.pressed {
@@ -316,21 +422,21 @@ impl InbandDetector {
             self.run_len = 0;
             return;
         };
-        if cont && self.run_pair == Some(pair) {
-            self.run_len += 1;
-            if lv.0 + lv.1 > self.run_best.0 + self.run_best.1 {
-                self.run_best = lv;
-            }
-        } else {
+        if !(cont && self.run_pair == Some(pair)) {
             self.run_pair = Some(pair);
-            self.run_len = 1;
+            self.run_len = 0;
             self.run_start = self.block_start;
-            self.run_best = lv;
+            self.run_best = blk;
         }
-        if self.run_len == CONFIRM_BLOCKS && self.pressed != Some(pair) {
+        self.run_len += 1;
+        if blk.low + blk.high > self.run_best.low + self.run_best.high {
+            self.run_best = blk;
+        }
+        self.recent[self.history_at() / BLOCK] = blk;
+        if self.run_len >= CONFIRM_BLOCKS && self.pressed != Some(pair) && self.run_is_clean(pair) {
             self.pressed = Some(pair);
             self.misses = 0;
-            let (l, h) = self.run_best;
+            let (l, h) = (to_dbm0(self.run_best.low), to_dbm0(self.run_best.high));
             out.push(Detection {
                 digit: KEYS[pair.0][pair.1],
                 at_sample: self.run_start,
@@ -339,6 +445,30 @@ impl InbandDetector {
                 twist_db: h - l,
             });
         }
+    }
+
+    /// The last [`CONFIRM_BLOCKS`] blocks of a run together: the tones
+    /// carry [`MIN_TONE_SHARE`] of the energy, and no probe away from them
+    /// comes within [`LONG_PROBE_MARGIN_DB`] of the weaker tone.
+    fn run_is_clean(&self, (lo, hi): (usize, usize)) -> bool {
+        // Oldest block first.
+        let cur = self.history_at() / BLOCK;
+        let n = CONFIRM_BLOCKS as usize;
+        let (mut first, mut second) = (BlockPower::default(), BlockPower::default());
+        for i in 0..n {
+            let b = self.recent[(cur + 1 + i) % n];
+            let half = if i < n / 2 { &mut first } else { &mut second };
+            half.low += b.low;
+            half.high += b.high;
+            half.total += b.total;
+        }
+        let drift = 10f32.powf(MAX_DRIFT_DB / 10.0);
+        let steady = |a: f32, b: f32| a <= b * drift && b <= a * drift;
+        let (low, high) = (first.low + second.low, first.high + second.high);
+        low + high >= MIN_TONE_SHARE * (first.total + second.total)
+            && steady(first.low, second.low)
+            && steady(first.high, second.high)
+            && self.long_probes_clear(LOW[lo], HIGH[hi], low.min(high) / n as f32)
     }
 }
 
@@ -424,5 +554,54 @@ mod tests {
         };
         assert_eq!(detect_all(&tone(-34.0)), "9");
         assert_eq!(detect_all(&tone(-39.0)), "");
+    }
+
+    /// A pair of tones at -10 dBm0 each, `ms` long, after 250 ms of
+    /// silence, scaled by `gain(t)` and with `extra(t)` (in units of one
+    /// tone's amplitude) added; `t` in seconds.
+    fn pair(
+        low: f32,
+        high: f32,
+        ms: usize,
+        extra: impl Fn(f32) -> f32,
+        gain: impl Fn(f32) -> f32,
+    ) -> Vec<i16> {
+        let amp = (2.0 * P_0DBM0 * 10f32.powf(-10.0 / 10.0)).sqrt() * 32768.0;
+        let n = ms * 8;
+        let mut v = vec![0i16; 2000];
+        v.extend((0..n).map(|i| {
+            let t = i as f32 / SAMPLE_RATE as f32;
+            let x = (2.0 * PI * low * t).sin() + (2.0 * PI * high * t).sin();
+            (amp * (gain(t) * x + extra(t))) as i16
+        }));
+        v.extend(std::iter::repeat_n(0, 2400));
+        v
+    }
+
+    #[test]
+    fn a_harmonic_between_the_tones_is_not_a_digit() {
+        // 852 Hz and 1209 Hz are the 5th and 7th harmonics of a 170.6 Hz
+        // voice, whose 6th harmonic (1024 Hz) lies between them: at 11 dB
+        // below the tones it leaves them 96 % of the energy, so only the
+        // probes tell.
+        let sixth = |t: f32| 0.28 * (2.0 * PI * 1024.0 * t).sin();
+        let clean = pair(852.0, 1209.0, 200, |_| 0.0, |_| 1.0);
+        let voiced = pair(852.0, 1209.0, 200, sixth, |_| 1.0);
+        assert_eq!(detect_all(&clean), "7");
+        assert_eq!(detect_all(&voiced), "");
+        // The same harmonic 17 dB down is background, not a voice.
+        let faint = pair(852.0, 1209.0, 200, |t| 0.5 * sixth(t), |_| 1.0);
+        assert_eq!(detect_all(&faint), "7");
+    }
+
+    #[test]
+    fn a_pair_that_swells_is_not_a_digit() {
+        // 1.2 dB per 8 ms block, from 18 dB down to full level: each step is
+        // small, but the window's halves differ by 2.4 dB.
+        let swell = |t: f32| 10f32.powf((-18.0 + 1.2 * t / 0.008) / 20.0);
+        assert_eq!(detect_all(&pair(770.0, 1336.0, 120, |_| 0.0, swell)), "");
+        // Half as fast stays within the limit.
+        let slow = |t: f32| 10f32.powf((-9.0 + 0.6 * t / 0.008) / 20.0);
+        assert_eq!(detect_all(&pair(770.0, 1336.0, 120, |_| 0.0, slow)), "5");
     }
 }
