@@ -300,19 +300,22 @@ impl InbandDetector {
             2.0 * LONG_STEP_HZ + FREQ_TOL * fl,
             2.0 * LONG_STEP_HZ + FREQ_TOL * fh,
         );
-        // Oldest block first.
+        // Oldest block first; all probes at once, which the compiler
+        // vectorises.
         let (newer, older) = self.history.split_at((self.history_at() + BLOCK) % LONG);
-        for (&c, &hz) in t.long_coef.iter().zip(&t.long_hz) {
-            if (hz - fl).abs() < gl || (hz - fh).abs() < gh {
-                continue;
+        let mut s1 = [0.0f32; N_LONG_PROBES];
+        let mut s2 = [0.0f32; N_LONG_PROBES];
+        for (&x, &w) in older.iter().chain(newer).zip(&t.long_window) {
+            let v = x as f32 * w;
+            for ((a, b), &c) in s1.iter_mut().zip(&mut s2).zip(&t.long_coef) {
+                let s0 = v + c * *a - *b;
+                *b = *a;
+                *a = s0;
             }
-            let (mut s1, mut s2) = (0.0f32, 0.0f32);
-            for (&x, &w) in older.iter().chain(newer).zip(&t.long_window) {
-                let s0 = x as f32 * w + c * s1 - s2;
-                s2 = s1;
-                s1 = s0;
-            }
-            if s1 * s1 + s2 * s2 - c * s1 * s2 > limit {
+        }
+        for (((&a, &b), &c), &hz) in s1.iter().zip(&s2).zip(&t.long_coef).zip(&t.long_hz) {
+            let far = (hz - fl).abs() >= gl && (hz - fh).abs() >= gh;
+            if far && a * a + b * b - c * a * b > limit {
                 return false;
             }
         }
