@@ -17,7 +17,7 @@
 //!
 //! A key press is confirmed once the last [`CONFIRM_BLOCKS`] continuous hits
 //! (32 ms), which 40 ms tones always give and 20 ms tones never can, pass
-//! three checks over the whole window:
+//! four checks over the whole window:
 //! - the two tones carry at least [`MIN_TONE_SHARE`] of its energy;
 //! - neither tone's level differs by more than [`MAX_DRIFT_DB`] between the
 //!   window's first and second half (a key holds its level; a voice's
@@ -27,7 +27,11 @@
 //!   [`FREQ_TOL`] of either tone, all stay [`LONG_PROBE_MARGIN_DB`] below the
 //!   weaker tone. A voice whose pitch puts two harmonics on a DTMF pair has
 //!   more harmonics, between and around them, that an 8 ms block cannot
-//!   resolve from the tones; white noise at 5 dB SNR stays below the margin.
+//!   resolve from the tones; white noise at 5 dB SNR stays below the margin;
+//! - neither tone's phase advance per block changes across the window by
+//!   more than [`MAX_GLIDE_RAD`] plus [`GLIDE_NOISE_SIGMAS`] times the spread
+//!   that the noise measured by those probes gives it: a key's frequency
+//!   holds, a glide's (a sung or swept note) moves.
 //!
 //! The block checks are loose enough for noisy tones and the window checks
 //! strict enough for speech and music; the window checks run only on a run of
@@ -77,6 +81,11 @@ const N_LONG_PROBES: usize = 124;
 /// weaker tone, dB: a voice's other harmonics, which the short blocks
 /// cannot tell from the tones, show here.
 pub const LONG_PROBE_MARGIN_DB: f32 = 12.0;
+/// Largest change of either tone's phase advance per block across the
+/// confirming blocks of a clean press, radians (a glide's frequency moves).
+pub const MAX_GLIDE_RAD: f32 = 0.1;
+/// Allowance per unit of the expected spread that noise gives it.
+pub const GLIDE_NOISE_SIGMAS: f32 = 4.0;
 
 const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
@@ -178,6 +187,9 @@ struct BlockPower {
     low: f32,
     high: f32,
     total: f32,
+    /// Phase advance of each tone since the previous block, beyond the
+    /// nominal frequency's, radians.
+    advance: [f32; 2],
 }
 
 /// Sans-IO DTMF detector; time is counted in samples.
@@ -290,10 +302,11 @@ impl InbandDetector {
         (self.block_start / BLOCK as u64 % CONFIRM_BLOCKS as u64) as usize * BLOCK
     }
 
-    /// True when, over the last [`LONG`] samples (the current block last),
-    /// no probe at least two bins plus the frequency tolerance away from
-    /// both tones comes within [`LONG_PROBE_MARGIN_DB`] of `floor`.
-    fn long_probes_clear(&self, fl: f32, fh: f32, floor: f32) -> bool {
+    /// Over the last [`LONG`] samples (the current block last), probes at
+    /// least two bins plus the frequency tolerance away from both tones:
+    /// `None` if one comes within [`LONG_PROBE_MARGIN_DB`] of `floor`, else
+    /// the noise power per window bin that they show.
+    fn long_probes_clear(&self, fl: f32, fh: f32, floor: f32) -> Option<f32> {
         let t = &self.tones;
         let limit = floor * 10f32.powf(-LONG_PROBE_MARGIN_DB / 10.0) / t.long_norm;
         let (gl, gh) = (
@@ -313,13 +326,22 @@ impl InbandDetector {
                 *a = s0;
             }
         }
+        let mut far = [0.0f32; N_LONG_PROBES];
+        let mut n = 0;
         for (((&a, &b), &c), &hz) in s1.iter().zip(&s2).zip(&t.long_coef).zip(&t.long_hz) {
-            let far = (hz - fl).abs() >= gl && (hz - fh).abs() >= gh;
-            if far && a * a + b * b - c * a * b > limit {
-                return false;
+            if (hz - fl).abs() >= gl && (hz - fh).abs() >= gh {
+                let p = a * a + b * b - c * a * b;
+                if p > limit {
+                    return None;
+                }
+                far[n] = p;
+                n += 1;
             }
         }
-        true
+        // The lower quartile, which the odd harmonic or alias below the
+        // margin leaves alone, is -ln(3/4) of the mean for noise.
+        let (_, quartile, _) = far[..n].select_nth_unstable_by(n / 4, f32::total_cmp);
+        Some(*quartile * t.long_norm / 0.287_682)
     }
 
     /// Run the eight filters over the full block.
@@ -374,6 +396,7 @@ impl InbandDetector {
         let mut cont = self.prev_pair == Some(pair)
             && (dl - self.prev_lv.0).abs() <= MAX_STEP_DB
             && (dh - self.prev_lv.1).abs() <= MAX_STEP_DB;
+        let mut advance = [0.0f32; 2];
         if cont {
             for (i, k) in [lo, 4 + hi].into_iter().enumerate() {
                 // Phase advance over one block, relative to the nominal tone.
@@ -383,6 +406,7 @@ impl InbandDetector {
                 let (rc, rs) = t.rot[k];
                 let ang = (im * rc + re * rs).atan2(re * rc - im * rs);
                 cont &= ang.abs() <= t.max_phase[k];
+                advance[i] = ang;
             }
         }
         self.prev_pair = if strong { Some(pair) } else { None };
@@ -392,6 +416,7 @@ impl InbandDetector {
             low: pl,
             high: ph,
             total: mean_sq,
+            advance,
         };
         self.track(if hit { Some(pair) } else { None }, cont, blk, out);
         self.next_block();
@@ -468,10 +493,25 @@ impl InbandDetector {
         let drift = 10f32.powf(MAX_DRIFT_DB / 10.0);
         let steady = |a: f32, b: f32| a <= b * drift && b <= a * drift;
         let (low, high) = (first.low + second.low, first.high + second.high);
-        low + high >= MIN_TONE_SHARE * (first.total + second.total)
+        let clean = low + high >= MIN_TONE_SHARE * (first.total + second.total)
             && steady(first.low, second.low)
-            && steady(first.high, second.high)
-            && self.long_probes_clear(LOW[lo], HIGH[hi], low.min(high) / n as f32)
+            && steady(first.high, second.high);
+        if !clean {
+            return false;
+        }
+        let Some(noise) = self.long_probes_clear(LOW[lo], HIGH[hi], low.min(high) / n as f32)
+        else {
+            return false;
+        };
+        // Noise per short-block bin (four times a window bin's) against
+        // each tone gives the spread of the change of phase advance.
+        let a = self.recent[(cur + 2) % n].advance;
+        let b = self.recent[cur].advance;
+        let bin = 4.0 * noise;
+        [(0, low), (1, high)].into_iter().all(|(i, p)| {
+            let tol = MAX_GLIDE_RAD + GLIDE_NOISE_SIGMAS * (2.0 * bin * n as f32 / p).sqrt();
+            (b[i] - a[i]).abs() <= tol
+        })
     }
 }
 
@@ -606,5 +646,25 @@ mod tests {
         // Half as fast stays within the limit.
         let slow = |t: f32| 10f32.powf((-9.0 + 0.6 * t / 0.008) / 20.0);
         assert_eq!(detect_all(&pair(770.0, 1336.0, 120, |_| 0.0, slow)), "5");
+    }
+
+    #[test]
+    fn a_gliding_pair_is_not_a_digit() {
+        // The high tone sweeps from -2 % to +2 % in 120 ms, 0.27 % per
+        // block: always within the tolerance, never steady.
+        let (fl, fh, len) = (770.0f32, 1336.0f32, 0.12f32);
+        let amp = (2.0 * P_0DBM0 * 10f32.powf(-10.0 / 10.0)).sqrt() * 32768.0;
+        let tone = |glide: f32| -> Vec<i16> {
+            let mut v = vec![0i16; 2000];
+            v.extend((0..(len * 8000.0) as usize).map(|i| {
+                let t = i as f32 / SAMPLE_RATE as f32;
+                let ph = fh * ((1.0 - glide) * t + glide * t * t / len);
+                (amp * ((2.0 * PI * fl * t).sin() + (2.0 * PI * ph).sin())) as i16
+            }));
+            v.extend(std::iter::repeat_n(0, 2400));
+            v
+        };
+        assert_eq!(detect_all(&tone(0.02)), "");
+        assert_eq!(detect_all(&tone(0.0)), "5");
     }
 }
