@@ -43,6 +43,9 @@ const SPEEDS: &[u32] = &[120, 170, 230];
 const PITCHES: &[u32] = &[20, 50, 85, 99];
 /// Mixes of two or three voices, as a conference bridge sums its speakers.
 const MIXES: usize = 400;
+/// Mixes of two or three clips of speech or music: someone talking over
+/// music on hold, two instruments.
+const MUSIC_MIXES: usize = 200;
 
 /// One clip of the corpus, made by external programs and cached by its recipe.
 #[derive(Debug, Clone)]
@@ -321,40 +324,49 @@ impl Lcg {
     }
 }
 
-/// Two or three different voices talking over each other, summed with gain
-/// and clipped, as a bridge's mix of loud speakers would be.
-fn mixes(speech: &[(String, Vec<i16>)], n: usize) -> Vec<(String, Vec<i16>)> {
-    let mut rng = Lcg(0x5eed);
+/// Two or three different clips over each other, the first from `first`
+/// and the others from `pool` (no voice twice), summed with gain and
+/// clipped, as a bridge's mix of loud speakers would be; labelled `kind`.
+fn mixes(
+    kind: &str,
+    first: &[(String, Vec<i16>)],
+    pool: &[(String, Vec<i16>)],
+    n: usize,
+    seed: u64,
+) -> Vec<(String, Vec<i16>)> {
+    let mut rng = Lcg(seed);
+    // A voice is its espeak-ng name; any other clip is itself.
+    let who = |c: &(String, Vec<i16>)| match c.0.strip_prefix("speech ") {
+        Some(rest) => rest.split(' ').next().unwrap_or("").to_string(),
+        None => c.0.clone(),
+    };
     (0..n)
         .map(|i| {
-            let voices = 2 + i % 2;
-            let mut picked: Vec<usize> = Vec::new();
-            while picked.len() < voices {
-                let c = rng.below(speech.len());
-                let voice = |k: usize| speech[k].0.split(' ').nth(1).unwrap_or("").to_string();
-                if picked.iter().all(|&k| voice(k) != voice(c)) {
+            let mut picked = vec![&first[rng.below(first.len())]];
+            while picked.len() < 2 + i % 2 {
+                let c = &pool[rng.below(pool.len())];
+                if picked.iter().all(|&k| who(k) != who(c)) {
                     picked.push(c);
                 }
             }
             let gain = [1.0, 1.6, 2.5][i % 3];
             let mut sum: Vec<f32> = Vec::new();
             let mut names = Vec::new();
-            for (j, &k) in picked.iter().enumerate() {
+            for (j, (name, clip)) in picked.into_iter().enumerate() {
                 let offset = j * (1000 + rng.below(4000));
-                let clip = &speech[k].1;
                 if sum.len() < offset + clip.len() {
                     sum.resize(offset + clip.len(), 0.0);
                 }
                 for (d, &s) in sum[offset..].iter_mut().zip(clip) {
                     *d += f32::from(s) * gain;
                 }
-                names.push(speech[k].0.clone());
+                names.push(name.as_str());
             }
             let mix = sum
                 .iter()
                 .map(|&v| v.clamp(-32768.0, 32767.0) as i16)
                 .collect();
-            (format!("mix x{gain} [{}]", names.join(" | ")), mix)
+            (format!("{kind} x{gain} [{}]", names.join(" | ")), mix)
         })
         .collect()
 }
@@ -372,12 +384,13 @@ fn speech_and_music_do_not_talk_off() {
         .zip(&files)
         .map(|(r, f)| (r.label(), common::signal::read_wav(f)))
         .collect();
-    let speech: Vec<(String, Vec<i16>)> = clips
+    let (speech, music): (Vec<_>, Vec<_>) = clips
         .iter()
-        .filter(|c| c.0.starts_with("speech"))
         .cloned()
-        .collect();
-    clips.extend(mixes(&speech, MIXES));
+        .partition(|c| c.0.starts_with("speech"));
+    let mut mixed = mixes("mix", &speech, &speech, MIXES, 0x5eed);
+    mixed.extend(mixes("mix+music", &music, &clips, MUSIC_MIXES, 0x3a51c));
+    clips.extend(mixed);
     let decoded = common::signal::shared("testdata/dtmf-inband/decoded");
     for f in ["g711a.pcm16.wav", "Numbers_1-5_3s.pcm16.wav"] {
         clips.push((
