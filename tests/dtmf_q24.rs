@@ -54,6 +54,8 @@ fn q24_testset() {
         e.2 += ok as usize;
         if !ok && expectation != "should_detect" {
             failures.push(format!("{file}: expected {want:?}, got {got:?}"));
+        } else if !ok {
+            println!("missed {file}: expected {want:?}, got {got:?}");
         }
     }
     println!(
@@ -64,4 +66,9 @@ fn q24_testset() {
         println!("{cat:<24} {exp:<14} {n:>5} {ok:>7}");
     }
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+    // The noisiest row is informational in the test set; we hold the
+    // detector to 15 of its 16 digits.
+    let (_, n, ok) = &table["noise_snr5dB"];
+    assert_eq!(*n, 16);
+    assert!(*ok >= 15, "{ok}/16 digits at 5 dB SNR");
 }

@@ -268,11 +268,13 @@ impl Mixer {
     }
 
     /// Like [`Mixer::push`], but what the payload held is kept out of the
-    /// mix (key tones): silence takes its place, and the frame before it,
-    /// if it has not played yet, is silenced too (a tone starts in it).
+    /// mix (key tones): silence takes its place, and the two frames before
+    /// it, those not played yet, are silenced too (the tone started in them).
     pub fn push_concealed(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant) {
         let Some(m) = self.member(id) else { return };
-        m.jitter.quiet(ts.wrapping_sub(FRAME as u32));
+        for back in 1..=2u32 {
+            m.jitter.quiet(ts.wrapping_sub(back * FRAME as u32));
+        }
         for k in 0..payload.len().div_ceil(FRAME) {
             let at = ts.wrapping_add((k * FRAME) as u32);
             m.jitter.push(at, &[0; FRAME], now);
