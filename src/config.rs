@@ -185,6 +185,7 @@ pub struct RoomsConfig {
     pub max_members: usize,
     pub announce: String,
     pub max_duration_secs: u64,
+    pub announce_names: bool,
     pub keys: BTreeMap<String, String>,
     pub room: Vec<RoomConfig>,
 }
@@ -254,6 +255,8 @@ pub struct Settings {
     pub max_members: usize,
     /// Join/leave tones for the others.
     pub announce_tones: bool,
+    /// Ask callers their name after the PIN, and announce it.
+    pub announce_names: bool,
     /// Keypad controls in rooms.
     pub keys: Arc<KeyBindings>,
     /// Where recordings are written.
@@ -336,6 +339,9 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
     "member_removed",
     "moderator_only",
     "time_warning",
+    "say_your_name",
+    "has_joined",
+    "has_left",
 ];
 
 impl Config {
@@ -594,6 +600,7 @@ impl Config {
             admission,
             max_members: self.rooms.max_members,
             announce_tones,
+            announce_names: self.rooms.announce_names,
             keys: Arc::new(keys),
             max_call,
             recordings_dir: self.recordings.dir,

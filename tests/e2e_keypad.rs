@@ -311,3 +311,44 @@ async fn a_room_ends_when_its_last_moderator_leaves_or_its_time_is_up() {
     alone.quit().await;
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_names_the_others_hear_a_leaver_say_its_name_then_has_left() {
+    let d = daemon(&["rooms.announce_names=true"]).await;
+    let mut events = d.subscribe();
+    let uri = format!("sip:4000@{}", d.sip_addr());
+    let (stay_hz, leave_hz) = (700.0, 450.0);
+    let mut stays = phone("name-stays", stay_hz).await;
+    join(&mut stays, &uri, "2468", &mut events).await;
+    let mut leaves = phone("name-leaves", leave_hz).await;
+    let leaver = join(&mut leaves, &uri, "2468", &mut events).await;
+    // Both in: the leaver goes after a while.
+    span(&stays, Duration::from_secs(3), Duration::from_secs(1)).await;
+    leaves.command("hangup", "").await;
+    next(&mut events, |e| match e {
+        Event::MemberLeft { call, .. } if *call == leaver => Some(()),
+        _ => None,
+    })
+    .await;
+    // From the moment it left: its name (2 s of what it said: its tone), then the prompt.
+    let name = span(
+        &stays,
+        Duration::from_millis(400),
+        Duration::from_millis(1200),
+    )
+    .await;
+    let after = span(&stays, Duration::from_millis(600), Duration::from_secs(2)).await;
+    let heard_dir = stays.quit().await;
+    leaves.quit().await;
+    d.shutdown().await;
+    let heard = read_wav(&Baresip::heard(&heard_dir).expect("a recording"));
+    let said = level(&heard, name, leave_hz);
+    eprintln!("the leaver's tone after it left: {said:.1} dB");
+    assert!(said > 50.0, "its name was played ({said:.1} dB)");
+    let want = common::signal::envelope(&common::prompt("has_left"));
+    let got =
+        common::signal::envelope(&heard[after.0.saturating_sub(8000)..after.1.min(heard.len())]);
+    let (corr, _) = common::signal::best_match(&got, &want[..want.len() * 8 / 10]);
+    eprintln!("has_left envelope correlation {corr:.3}");
+    assert!(corr > 0.8, "then \"has left\" (correlation {corr:.3})");
+}

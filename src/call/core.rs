@@ -531,6 +531,14 @@ impl Call {
                 self.outputs.push_back(Output::Media(MediaAction::Stop));
             }
             Action::CheckPin(pin) => self.outputs.push_back(Output::CheckPin(pin)),
+            Action::CaptureName(d) => {
+                self.plays += 1;
+                let id = self.plays;
+                let frames = (d.as_millis() / 20).max(1) as u32;
+                self.outputs
+                    .push_back(Output::Media(MediaAction::Capture { frames, id }));
+                self.waiting_for = Some(id);
+            }
             Action::LeaveRoom => self
                 .outputs
                 .push_back(Output::Room(RoomAction::Leave("max_duration"))),

@@ -71,6 +71,7 @@ fn inbound_limited(
                 early_media: early,
                 idle: 300 * S,
                 ack: 32 * S,
+                name: None,
             },
             entry: Entry::Pin(rules()),
             dtmf: DtmfMode::Auto,

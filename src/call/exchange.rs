@@ -51,6 +51,9 @@ pub enum MediaAction {
     Stop,
     /// The negotiated media changed (an answer, a re-INVITE, hold).
     Update(MediaParams),
+    /// Keep what the caller says for `frames` frames (its name), for the
+    /// room; the end comes back as [`Input::PlaybackDone`] with `id`.
+    Capture { frames: u32, id: u64 },
 }
 
 /// What the driver must do about the room.

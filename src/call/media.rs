@@ -39,11 +39,19 @@ pub enum MediaCommand {
         digits: String,
         lead_frames: u32,
     },
+    /// Keep what the caller says for `frames` frames (its name); it comes
+    /// back in [`MediaEvent::Captured`] with `id`.
+    Capture {
+        frames: u32,
+        id: u64,
+    },
 }
 
 /// What the media tells the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
+    /// What the caller said for [`MediaCommand::Capture`] `id` (8 kHz).
+    Captured(u64, Arc<[i16]>),
     /// The clip `id`, asked for with `looped: false`, has been sent to its end.
     PlaybackDone(u64),
     /// A key press from the RTP stream (an event or a tone), not yet merged
@@ -170,6 +178,8 @@ pub struct MediaSession {
     playing: Option<u64>,
     /// Key presses to send.
     keyer: Keyer,
+    /// What the caller says, kept: its id, frames still to wait, the audio.
+    capture: Option<(u64, u32, Vec<i16>)>,
     events: Vec<MediaEvent>,
     rtp_timeout: Duration,
     last_rx: Instant,
@@ -205,6 +215,7 @@ impl MediaSession {
             player: Player::new(),
             playing: None,
             keyer: Keyer::new(),
+            capture: None,
             events: Vec::with_capacity(4),
             rtp_timeout: setup.rtp_timeout,
             last_rx: now,
@@ -230,6 +241,10 @@ impl MediaSession {
                 self.playing = Some(id);
             }
             MediaCommand::Stop => self.player.stop(),
+            MediaCommand::Capture { frames, id } => {
+                let samples = Vec::with_capacity(frames as usize * FRAME);
+                self.capture = Some((id, frames, samples));
+            }
             MediaCommand::Key {
                 digits,
                 lead_frames,
@@ -316,6 +331,15 @@ impl MediaSession {
             };
         }
         self.report_digits(at);
+        if let Some((_, _, kept)) = self.capture.as_mut().filter(|_| audio) {
+            let mut pcm = [0i16; FRAME];
+            for chunk in rtp.payload.chunks(FRAME) {
+                let room = kept.capacity() - kept.len();
+                let pcm = &mut pcm[..chunk.len().min(room)];
+                self.params.codec.decode(&chunk[..pcm.len()], pcm);
+                kept.extend_from_slice(pcm);
+            }
+        }
         audio.then_some(Audio {
             ts: rtp.timestamp,
             payload: rtp.payload,
@@ -356,6 +380,14 @@ impl MediaSession {
     /// The next 20 ms of prompt (a call not in a room). `None`: nothing to
     /// send (no destination yet, or on hold); the RTP clock still advances.
     pub fn prompt_frame(&mut self) -> Option<Transmit<'_>> {
+        if let Some((id, left, _)) = &mut self.capture {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                let id = *id;
+                let kept = self.capture.take().map(|c| c.2).unwrap_or_default();
+                self.events.push(MediaEvent::Captured(id, kept.into()));
+            }
+        }
         let mut pcm = [0i16; FRAME];
         self.player.next_frame(&mut pcm);
         if self.player.take_finished() {

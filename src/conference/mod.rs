@@ -97,6 +97,8 @@ pub struct JoinRequest {
     pub moderator: bool,
     /// How the room behaves if this call opens it.
     pub rules: RoomRules,
+    /// The caller's name as it said it, announced to the others.
+    pub name: Option<Arc<[i16]>>,
     pub notices: mpsc::UnboundedSender<Notice>,
 }
 
@@ -170,6 +172,9 @@ pub struct Announcements {
     pub all_unmuted: Arc<[i16]>,
     pub member_removed: Arc<[i16]>,
     pub moderator_only: Arc<[i16]>,
+    /// After a member's name: "has joined", "has left".
+    pub has_joined: Arc<[i16]>,
+    pub has_left: Arc<[i16]>,
     /// Volume up and down.
     pub louder: Arc<[i16]>,
     pub quieter: Arc<[i16]>,

@@ -109,9 +109,14 @@ impl Shard {
                 self.mixer.play(id, self.clips.only_participant.clone());
             }
         }
-        if let Some(tone) = &self.clips.join_tone {
+        let said = |name: &Arc<[i16]>, after: &Arc<[i16]>| -> Arc<[i16]> {
+            name.iter().chain(after.iter()).copied().collect()
+        };
+        let greeting = req.name.as_ref().map(|n| said(n, &self.clips.has_joined));
+        let farewell = req.name.as_ref().map(|n| said(n, &self.clips.has_left));
+        if let Some(clip) = greeting.as_ref().or(self.clips.join_tone.as_ref()) {
             for &other in &others {
-                self.mixer.play(other, tone.clone());
+                self.mixer.play(other, clip.clone());
             }
         }
         info!(room = %req.room, call = %req.call, direct = req.direct, moderator = req.moderator, "member joined");
@@ -137,6 +142,7 @@ impl Shard {
             moderator: req.moderator,
             order: self.joins,
             kicked: false,
+            farewell,
             notices: req.notices,
             quality: Quality::default(),
         });
@@ -197,10 +203,10 @@ impl Shard {
                     .set_music(room, Some(self.clips.hold_music.clone()));
             }
         }
-        if let Some(tone) = &self.clips.leave_tone {
+        if let Some(clip) = seat.farewell.as_ref().or(self.clips.leave_tone.as_ref()) {
             for i in 0..left {
                 let other = self.mixer.members(room)[i];
-                self.mixer.play(other, tone.clone());
+                self.mixer.play(other, clip.clone());
             }
         }
     }

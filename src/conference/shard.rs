@@ -172,6 +172,8 @@ pub(super) struct Seat {
     pub(super) order: u64,
     /// A removal was asked for (its call is ending).
     pub(super) kicked: bool,
+    /// "NAME has left", for the others when it goes.
+    pub(super) farewell: Option<Arc<[i16]>>,
     pub(super) notices: mpsc::UnboundedSender<Notice>,
     pub(super) quality: Quality,
 }

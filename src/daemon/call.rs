@@ -19,6 +19,9 @@ use super::context::CallContext;
 use super::driver::{drive, FromSip, Party, SipLeg};
 use super::registry::{CallCommand, Listed};
 
+/// How long a caller has to say its name (`rooms.announce_names`).
+const NAME_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(
     offered: OfferedCall,
     listed: Listed,
@@ -57,6 +60,7 @@ pub async fn run(
             idle: ctx.settings().idle_timeout,
             // 64·T1: how long the stack retransmits a 200 OK waiting for the ACK.
             ack: ctx.settings().sip_timers.t1 * 64,
+            name: ctx.settings().announce_names.then_some(NAME_TIME),
         },
         entry,
         dtmf: ctx.settings().dtmf_mode,

@@ -95,6 +95,7 @@ pub(super) async fn drive<S: SipLeg>(
     let mut media = Media {
         sockets: Some(sockets),
         leg: None,
+        name: None,
         notices: mpsc::unbounded_channel(),
     };
     // An inbound call's leg opens at once (early media); an outbound one
@@ -209,6 +210,10 @@ pub(super) async fn drive<S: SipLeg>(
             },
             event = leg_event(&mut media.leg), if !leg_gone => match event {
                 Some(MediaEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
+                Some(MediaEvent::Captured(id, name)) => {
+                    media.name = Some(name);
+                    call.handle_input(Input::PlaybackDone(id), Instant::now())
+                }
                 Some(MediaEvent::Digit { digit, source, at }) => {
                     call.handle_input(Input::Digit { digit, source, at }, Instant::now())
                 }
@@ -260,6 +265,8 @@ async fn record_from_the_start(room: &str, ctx: &CallContext) {
 struct Media {
     sockets: Option<RtpSockets>,
     leg: Option<Leg>,
+    /// What the caller said its name was, for the room to announce.
+    name: Option<Arc<[i16]>>,
     notices: (
         mpsc::UnboundedSender<Notice>,
         mpsc::UnboundedReceiver<Notice>,
@@ -322,6 +329,7 @@ impl Media {
             }
             MediaAction::Stop => leg.send(MediaCommand::Stop),
             MediaAction::Update(params) => leg.send(MediaCommand::Update(params)),
+            MediaAction::Capture { frames, id } => leg.send(MediaCommand::Capture { frames, id }),
             MediaAction::Start(_) => {}
         }
         None
@@ -344,6 +352,7 @@ impl Media {
                 room: room.clone(),
                 moderator,
                 rules,
+                name: self.name.take(),
                 call: party.call.clone(),
                 sip_call_id: party.sip_call_id.clone(),
                 from: party.from.clone(),

@@ -86,6 +86,8 @@ impl PromptBook {
             all_unmuted: clip("all_unmuted"),
             member_removed: clip("member_removed"),
             moderator_only: clip("moderator_only"),
+            has_joined: clip("has_joined"),
+            has_left: clip("has_left"),
             louder: clip("louder"),
             quieter: clip("quieter"),
         }

@@ -26,6 +26,10 @@ pub enum Prompt {
     ConferenceEnded,
     /// A minute before `calls.max_duration_secs`.
     TimeWarning,
+    /// `rooms.announce_names`: asks for the caller's name after the PIN.
+    SayYourName,
+    /// The beep after which the name is recorded.
+    NameTone,
 }
 
 impl Prompt {
@@ -39,6 +43,8 @@ impl Prompt {
             Prompt::ConferenceLocked => "conference_locked",
             Prompt::ConferenceEnded => "conference_ended",
             Prompt::TimeWarning => "time_warning",
+            Prompt::SayYourName => "say_your_name",
+            Prompt::NameTone => "louder",
         }
     }
 }
@@ -90,6 +96,9 @@ pub enum Action {
     Join(Admission),
     /// Let the caller out of its room; the room answers with [`Input::Left`].
     LeaveRoom,
+    /// Record what the caller says for this long (its name); its end comes
+    /// back as [`Input::PlaybackDone`].
+    CaptureName(Duration),
     /// End the call (BYE when answered); the reason goes to the log.
     Hangup(EndReason),
 }
@@ -212,6 +221,9 @@ pub struct Timers {
     pub idle: Duration,
     /// How long to wait for the ACK after our 200 OK (64·T1).
     pub ack: Duration,
+    /// How long a caller who keyed a PIN has to say its name, for the room
+    /// to announce; `None`: names are not asked.
+    pub name: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -235,11 +247,21 @@ enum State {
     },
     /// A last prompt plays (try-later, conference-full), then the call ends.
     Refusing(EndReason),
+    /// Asking for the caller's name (prompt, tone, recording), then the room.
+    Naming(Admission, NameStep),
     /// In the room.
     Joined,
     /// Asked the room to let the caller go, to end the call for this reason.
     Leaving(EndReason),
     Ended(EndReason),
+}
+
+/// Where a caller is in saying its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameStep {
+    Prompt,
+    Tone,
+    Recording,
 }
 
 /// Keys kept from before the ACK.
@@ -398,6 +420,19 @@ impl InboundFlow {
                 collector.on_digit(d, now);
                 self.drain_collector();
             }
+            (State::Naming(_, step @ NameStep::Prompt), Input::PlaybackDone) => {
+                *step = NameStep::Tone;
+                self.actions.push_back(Action::Play(Prompt::NameTone));
+            }
+            (State::Naming(_, step @ NameStep::Tone), Input::PlaybackDone) => {
+                *step = NameStep::Recording;
+                let d = self.timers.name.unwrap_or_default();
+                self.actions.push_back(Action::CaptureName(d));
+            }
+            (State::Naming(admission, NameStep::Recording), Input::PlaybackDone) => {
+                let admission = admission.clone();
+                self.join(admission);
+            }
             (State::Refusing(reason), Input::PlaybackDone) => {
                 let reason = *reason;
                 self.end(reason)
@@ -414,7 +449,13 @@ impl InboundFlow {
         match verdict {
             Verdict::Room(admission) => {
                 collector.accept();
-                self.join(admission);
+                match self.timers.name {
+                    Some(_) => {
+                        self.actions.push_back(Action::Play(Prompt::SayYourName));
+                        self.state = State::Naming(admission, NameStep::Prompt);
+                    }
+                    None => self.join(admission),
+                }
             }
             Verdict::Wrong => {
                 collector.reject();
@@ -451,7 +492,11 @@ impl InboundFlow {
                     .next_deadline()
                     .map_or(*idle_at, |d| d.min(*idle_at)),
             ),
-            State::Refusing(_) | State::Joined | State::Leaving(_) | State::Ended(_) => None,
+            State::Refusing(_)
+            | State::Naming(..)
+            | State::Joined
+            | State::Leaving(_)
+            | State::Ended(_) => None,
         }
     }
 
@@ -486,6 +531,7 @@ mod tests {
         early_media: Some(Duration::from_millis(1000)),
         idle: Duration::from_secs(300),
         ack: Duration::from_secs(32),
+        name: None,
     };
 
     const RULES: PinRules = PinRules {
@@ -501,6 +547,34 @@ mod tests {
             room: room.into(),
             moderator: false,
         }
+    }
+
+    #[test]
+    fn with_names_the_caller_hears_a_prompt_and_a_tone_then_its_name_is_kept_then_it_joins() {
+        let t0 = Instant::now();
+        let timers = Timers {
+            name: Some(Duration::from_secs(2)),
+            ..TIMERS
+        };
+        let mut f = InboundFlow::new(t0, timers, pin_entry());
+        f.handle_timeout(t0 + Duration::from_secs(1));
+        f.handle(Input::Acked, t0 + Duration::from_secs(1));
+        drain(&mut f);
+        for d in "1234#".chars() {
+            f.handle(Input::Digit(d), t0 + Duration::from_secs(2));
+        }
+        drain(&mut f);
+        f.verdict(Verdict::Room(admit("1234")));
+        assert_eq!(drain(&mut f), [Action::Play(Prompt::SayYourName)]);
+        f.handle(Input::PlaybackDone, t0 + Duration::from_secs(4));
+        assert_eq!(drain(&mut f), [Action::Play(Prompt::NameTone)]);
+        f.handle(Input::PlaybackDone, t0 + Duration::from_secs(4));
+        assert_eq!(drain(&mut f), [Action::CaptureName(Duration::from_secs(2))]);
+        // Keys while it speaks change nothing.
+        f.handle(Input::Digit('5'), t0 + Duration::from_secs(5));
+        assert!(drain(&mut f).is_empty());
+        f.handle(Input::PlaybackDone, t0 + Duration::from_secs(6));
+        assert_eq!(drain(&mut f), [Action::Join(admit("1234"))]);
     }
 
     fn pin_entry() -> Entry {
