@@ -6,30 +6,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::daemon;
+use common::{daemon, expect_event};
 use confgate::control::DialRequest;
 use confgate::dtmf::Source;
 use confgate::events::Event;
 use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The next event `pick` accepts.
-async fn next<T>(events: &mut broadcast::Receiver<Event>, pick: impl Fn(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(e) = events.recv().await {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the event within the wait")
-}
 
 fn joined_room(e: &Event) -> Option<String> {
     match e {
@@ -44,7 +25,7 @@ async fn keys_until_joined(
 ) -> (String, Vec<Source>, String) {
     // Kept behind a lock: `next` takes a `Fn`.
     let heard = std::sync::Mutex::new((String::new(), Vec::new()));
-    let room = next(events, |e| match e {
+    let room = expect_event(events, |e| match e {
         Event::Digit { digit, source, .. } => {
             let mut heard = heard.lock().unwrap();
             heard.0.push(*digit);
@@ -83,7 +64,7 @@ async fn keyed_in(far_mode: &str, via: Source) {
         .dial(dial(bridge.clone(), Some("1357#")))
         .await
         .expect("dialled");
-    assert_eq!(next(&mut host_events, joined_room).await, "host");
+    assert_eq!(expect_event(&mut host_events, joined_room).await, "host");
     let (keys, sources, room) = keys_until_joined(&mut far_events).await;
     assert_eq!(
         (keys.as_str(), room.as_str()),
@@ -99,7 +80,7 @@ async fn keyed_in(far_mode: &str, via: Source) {
         .dial(dial(bridge, None))
         .await
         .expect("dialled");
-    next(&mut host_events, |e| match e {
+    expect_event(&mut host_events, |e| match e {
         Event::MemberJoined { call: c, .. } if *c == call => Some(()),
         _ => None,
     })

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::Baresip;
-use common::daemon;
 use common::signal::{goertzel, read_wav, sine, temp_dir, write_wav};
+use common::{daemon, expect_event};
 use confgate::events::Event;
 use tokio::sync::broadcast;
 
@@ -26,21 +26,6 @@ async fn phone(name: &str, hz: f64) -> Baresip {
     Baresip::start(name, &mic, false).await
 }
 
-/// The next event `pick` accepts.
-async fn next<T>(events: &mut broadcast::Receiver<Event>, pick: impl Fn(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(e) = events.recv().await {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the event within the wait")
-}
-
 async fn join(
     phone: &mut Baresip,
     uri: &str,
@@ -49,7 +34,7 @@ async fn join(
 ) -> String {
     phone.dial_answered(uri).await;
     phone.command("sndcode", &format!("{pin}#")).await;
-    next(events, |e| match e {
+    expect_event(events, |e| match e {
         Event::MemberJoined { call, .. } => Some(call.clone()),
         _ => None,
     })
@@ -103,7 +88,7 @@ async fn star_six_mutes_a_member_for_the_others_and_star_six_again_unmutes() {
         _ => None,
     };
     talker.command("sndcode", "*6").await;
-    assert_eq!(next(&mut events, key).await, ("mute", true));
+    assert_eq!(expect_event(&mut events, key).await, ("mute", true));
     let rooms = d.switchboard().rooms().await;
     let member = rooms
         .iter()
@@ -114,7 +99,7 @@ async fn star_six_mutes_a_member_for_the_others_and_star_six_again_unmutes() {
     let muted = span(&listener, Duration::from_secs(1), Duration::from_secs(2)).await;
 
     talker.command("sndcode", "*6").await;
-    assert_eq!(next(&mut events, key).await, ("mute", true));
+    assert_eq!(expect_event(&mut events, key).await, ("mute", true));
     let after = span(&listener, Duration::from_secs(1), Duration::from_secs(2)).await;
 
     let heard_dir = listener.quit().await;
@@ -153,7 +138,7 @@ async fn members_hear_music_not_each_other_until_the_moderator_joins() {
     let mut host = phone("wait-host", host_hz).await;
     host.dial_answered(&uri).await;
     host.command("sndcode", "9999#").await;
-    let moderator = next(&mut events, |e| match e {
+    let moderator = expect_event(&mut events, |e| match e {
         Event::MemberJoined { moderator, .. } => Some(*moderator),
         _ => None,
     })
@@ -216,7 +201,7 @@ async fn key_tones_heard_in_band_are_kept_out_of_the_mix() {
     write_wav(&mic_path, &mic);
     let mut presser = Baresip::start("key-inband", &mic_path, false).await;
     presser.dial_answered(&uri).await;
-    let presser_call = next(&mut events, |e| match e {
+    let presser_call = expect_event(&mut events, |e| match e {
         Event::MemberJoined { call, .. } => Some(call.clone()),
         _ => None,
     })
@@ -275,13 +260,13 @@ async fn a_room_ends_when_its_last_moderator_leaves_or_its_time_is_up() {
     let mut host = phone("end-host", 900.0).await;
     join(&mut host, &uri, "9999", &mut events).await;
     host.command("hangup", "").await;
-    let ended = next(&mut events, |e| match e {
+    let ended = expect_event(&mut events, |e| match e {
         Event::RoomEnded { room, reason } => Some((room.clone(), *reason)),
         _ => None,
     })
     .await;
     assert_eq!(ended, ("board".to_owned(), "moderator_left"));
-    let left = next(&mut events, |e| match e {
+    let left = expect_event(&mut events, |e| match e {
         Event::MemberLeft { call, reason, .. } if *call == member_call => Some(*reason),
         _ => None,
     })
@@ -301,7 +286,7 @@ async fn a_room_ends_when_its_last_moderator_leaves_or_its_time_is_up() {
     let uri = format!("sip:4000@{}", d.sip_addr());
     let mut alone = phone("end-time", 400.0).await;
     join(&mut alone, &uri, "2468", &mut events).await;
-    let ended = next(&mut events, |e| match e {
+    let ended = expect_event(&mut events, |e| match e {
         Event::RoomEnded { reason, .. } => Some(*reason),
         _ => None,
     })
@@ -325,7 +310,7 @@ async fn with_names_the_others_hear_a_leaver_say_its_name_then_has_left() {
     // Both in: the leaver goes after a while.
     span(&stays, Duration::from_secs(3), Duration::from_secs(1)).await;
     leaves.command("hangup", "").await;
-    next(&mut events, |e| match e {
+    expect_event(&mut events, |e| match e {
         Event::MemberLeft { call, .. } if *call == leaver => Some(()),
         _ => None,
     })

@@ -7,10 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::Baresip;
-use common::daemon;
 use common::signal::{best_match, envelope, read_wav, sine, temp_dir, write_wav};
+use common::{cli, daemon, expect_event};
 use confgate::events::Event;
-use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,34 +17,6 @@ async fn caller(name: &str, hz: f64) -> Baresip {
     let mic = temp_dir(name).join("tone.wav");
     write_wav(&mic, &sine(8000, hz, 4000.0, 8000 * 60));
     Baresip::start(name, &mic, false).await
-}
-
-/// The next event `pick` accepts.
-async fn next<T>(events: &mut broadcast::Receiver<Event>, pick: impl Fn(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(e) = events.recv().await {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the event within the wait")
-}
-
-fn cli(socket: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confgate"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("confgate CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,13 +38,13 @@ async fn a_locked_room_refuses_a_caller_with_the_locked_prompt_until_unlocked() 
         let mut phone = caller(&format!("lock{k}"), hz).await;
         phone.dial_answered(&uri).await;
         phone.command("sndcode", "2468#").await;
-        assert_eq!(next(&mut events, joined).await.1, "2468");
+        assert_eq!(expect_event(&mut events, joined).await.1, "2468");
         members.push(phone);
     }
 
     let (code, out) = cli(&socket, &["lock", "2468"]);
     assert_eq!(code, 0, "{out}");
-    next(&mut events, |e| {
+    expect_event(&mut events, |e| {
         matches!(e, Event::RoomLocked { room } if room == "2468").then_some(())
     })
     .await;
@@ -145,7 +116,7 @@ async fn a_locked_room_refuses_a_caller_with_the_locked_prompt_until_unlocked() 
     let mut again = caller("lock3", 1300.0).await;
     again.dial_answered(&uri).await;
     again.command("sndcode", "2468#").await;
-    assert_eq!(next(&mut events, joined).await.1, "2468");
+    assert_eq!(expect_event(&mut events, joined).await.1, "2468");
     for phone in members.into_iter().chain([again]) {
         phone.quit().await;
     }

@@ -9,42 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::baresip::Baresip;
-use common::daemon;
 use common::signal::{goertzel, read_wav, sine, temp_dir, write_wav};
+use common::{cli, daemon, expect_event};
 use confgate::events::Event;
-use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn db(x: f64) -> f64 {
     10.0 * x.max(1e-12).log10()
-}
-
-async fn next<T>(events: &mut broadcast::Receiver<Event>, pick: impl Fn(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(e) = events.recv().await {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the event within the wait")
-}
-
-fn cli(socket: &Path, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confgate"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("confgate CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn stopped(e: &Event) -> Option<(String, f64)> {
@@ -99,7 +69,7 @@ async fn a_recorded_room_writes_both_phones_to_a_wav_named_in_the_events() {
     // The first member's join starts the recording.
     let (mut first, mut joined) = (None, 0);
     while first.is_none() || joined < 2 {
-        match next(&mut events, |e| match e {
+        match expect_event(&mut events, |e| match e {
             Event::RecordingStarted { room, path } if room == "board" => Some(Some(path.clone())),
             Event::MemberJoined { .. } => Some(None),
             _ => None,
@@ -119,7 +89,7 @@ async fn a_recorded_room_writes_both_phones_to_a_wav_named_in_the_events() {
     assert!(out.contains("already_recording"), "{out}");
     let (code, out) = cli(&socket, &["stop-recording", "board"]);
     assert_eq!((code, out.trim()), (0, first.as_str()));
-    let (path, secs) = next(&mut events, stopped).await;
+    let (path, secs) = expect_event(&mut events, stopped).await;
     assert_eq!(path, first);
     assert!(secs > 4.0, "{secs} s recorded");
     holds_both(&path, tones);
@@ -139,7 +109,7 @@ async fn a_recorded_room_writes_both_phones_to_a_wav_named_in_the_events() {
     for phone in phones {
         phone.quit().await;
     }
-    let (path, secs) = next(&mut events, stopped).await;
+    let (path, secs) = expect_event(&mut events, stopped).await;
     assert_eq!(path, second);
     assert!(secs > 2.0, "{secs} s recorded");
     holds_both(&path, tones);

@@ -223,3 +223,28 @@ pub fn sourced(
 ) -> Vec<(char, confgate::dtmf::Source)> {
     digits.chars().map(|d| (d, source)).collect()
 }
+
+/// The next event `pick` accepts; fails the test after 20 s.
+pub async fn expect_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<confgate::events::Event>,
+    pick: impl Fn(&confgate::events::Event) -> Option<T>,
+) -> T {
+    next_event(events, std::time::Duration::from_secs(20), |e| pick(&e))
+        .await
+        .expect("the event within 20 s")
+}
+
+/// Run the `confgate` CLI against the control socket: its exit code and
+/// what it printed (stdout, then stderr).
+pub fn cli(socket: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confgate"))
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("confgate CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
