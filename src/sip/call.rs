@@ -97,7 +97,12 @@ impl Responder {
 #[derive(Clone)]
 pub struct CallHandle {
     pub(super) dialog: InviteDialog,
+    /// Held while a run of INFO digits goes out, so two runs never interleave.
+    pub(super) keying: KeyingTurn,
 }
+
+/// Whose turn it is to key digits as INFO on a dialog (runs go in order).
+pub(super) type KeyingTurn = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 impl CallHandle {
     /// 180 Ringing without a body.
@@ -137,7 +142,11 @@ impl CallHandle {
 
     /// Key `digits` as SIP INFO, in the background.
     pub fn send_digits(&self, digits: String) {
-        tokio::spawn(info_digits(self.dialog.clone(), digits));
+        tokio::spawn(info_digits(
+            self.dialog.clone(),
+            self.keying.clone(),
+            digits,
+        ));
     }
 }
 
@@ -146,7 +155,8 @@ const INFO_DIGIT_MS: u64 = 100;
 
 /// Key `digits` as SIP INFO (`application/dtmf-relay`, the body phones
 /// and trunks read), one request per key, each once the last is answered.
-pub(super) async fn info_digits(dialog: InviteDialog, digits: String) {
+pub(super) async fn info_digits(dialog: InviteDialog, turn: KeyingTurn, digits: String) {
+    let _turn = turn.lock().await;
     for d in digits.chars() {
         let body = format!("Signal={d}\r\nDuration={INFO_DIGIT_MS}\r\n").into_bytes();
         let headers = vec![Header::ContentType("application/dtmf-relay".into())];

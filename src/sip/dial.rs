@@ -63,6 +63,7 @@ pub enum DialEvent {
 #[derive(Clone)]
 pub struct DialHandle {
     dialog: InviteDialog,
+    keying: super::call::KeyingTurn,
 }
 
 impl DialHandle {
@@ -83,7 +84,11 @@ impl DialHandle {
 
     /// Key `digits` as SIP INFO, in the background.
     pub fn send_digits(&self, digits: String) {
-        tokio::spawn(super::call::info_digits(self.dialog.clone(), digits));
+        tokio::spawn(super::call::info_digits(
+            self.dialog.clone(),
+            self.keying.clone(),
+            digits,
+        ));
     }
 }
 
@@ -138,7 +143,10 @@ pub(super) fn dial(
         events_tx,
     ));
     Ok(DialingCall {
-        handle: DialHandle { dialog },
+        handle: DialHandle {
+            dialog,
+            keying: Default::default(),
+        },
         events,
     })
 }

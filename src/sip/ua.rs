@@ -454,7 +454,10 @@ fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
             .map(|h| (h.name().to_owned(), h.value().to_owned()))
             .collect(),
         offer: req.body.clone(),
-        handle: CallHandle { dialog },
+        handle: CallHandle {
+            dialog,
+            keying: Default::default(),
+        },
         events: events_rx,
         permit,
     };
