@@ -45,10 +45,47 @@ fn free_pair() -> u16 {
     }
 }
 
+/// How a phone is set up beyond the defaults (G.711, plain RTP over UDP).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The account's `audio_codecs`, most preferred first.
+    pub codecs: String,
+    /// Modules loaded beside g711 (`g722.so`, `opus.so`, `srtp.so`, ...).
+    pub modules: Vec<&'static str>,
+    /// The sample rate of the phone's microphone and speaker.
+    pub srate: u32,
+    /// More account parameters (`;mediaenc=srtp-mandf`, ...).
+    pub account: String,
+    /// More config lines.
+    pub config: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            codecs: "PCMU,PCMA".into(),
+            modules: Vec::new(),
+            srate: 8000,
+            account: String::new(),
+            config: String::new(),
+        }
+    }
+}
+
 impl Baresip {
     /// Start a phone whose microphone is `source_wav` (8 kHz mono 16-bit).
     /// `auto_answer` makes it answer incoming calls by itself.
     pub async fn start(name: &str, source_wav: &Path, auto_answer: bool) -> Baresip {
+        Baresip::start_with(name, source_wav, auto_answer, &Options::default()).await
+    }
+
+    /// Start a phone set up by `opts`.
+    pub async fn start_with(
+        name: &str,
+        source_wav: &Path,
+        auto_answer: bool,
+        opts: &Options,
+    ) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -75,7 +112,7 @@ impl Baresip {
              audio_source aufile,{src}\n\
              audio_player aubridge,sink_{sip_port}\n\
              audio_alert aubridge,alert_{sip_port}\n\
-             ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+             ausrc_srate {srate}\nauplay_srate {srate}\nausrc_channels 1\nauplay_channels 1\n\
              ausrc_format s16\nauplay_format s16\nauenc_format s16\naudec_format s16\n\
              audio_buffer 20-160\n\
              rtp_ports {rtp_base}-{rtp_end}\n\
@@ -83,14 +120,21 @@ impl Baresip {
              jitter_buffer_delay 5-10\n\
              net_interface 127.0.0.1\n\
              module_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+             module g711.so\n{modules}module aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
              module_tmp uuid.so\nmodule_tmp account.so\n\
              module_app menu.so\nmodule_app ctrl_tcp.so\n\
              ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
              snd_path {rec}\n\
              ringback_disabled yes\n\
-             statmode_default off\n",
+             statmode_default off\n{extra}",
             src = source_wav.display(),
+            srate = opts.srate,
+            modules = opts
+                .modules
+                .iter()
+                .map(|m| format!("module {m}\n"))
+                .collect::<String>(),
+            extra = opts.config,
             rtp_end = rtp_base + 49,
             rec = dir.join("rec").display(),
         );
@@ -98,7 +142,10 @@ impl Baresip {
         let answer = if auto_answer { "auto" } else { "manual" };
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:{name}@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU,PCMA;answermode={answer}\n"),
+            format!(
+                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;audio_codecs={};answermode={answer}{}\n",
+                opts.codecs, opts.account
+            ),
         )
         .expect("accounts");
         std::fs::write(dir.join("contacts"), "").expect("contacts");
