@@ -16,7 +16,7 @@ use crate::dtmf::DtmfMode;
 use crate::ivr::directory::{Cidr, Directory, RoomEntry, RoomRules};
 use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
-use crate::media::g711::Codec;
+use crate::media::codec::Codec;
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config.toml");
@@ -442,7 +442,7 @@ impl Config {
             let codec = Codec::from_name(name).ok_or_else(|| {
                 ConfigError::invalid(
                     "media.codecs",
-                    format!("unknown codec `{name}` (PCMU, PCMA)"),
+                    format!("unknown codec `{name}` (PCMU, PCMA, G722, opus)"),
                 )
             })?;
             if !codecs.contains(&codec) {
