@@ -50,7 +50,10 @@ fn marked(audio: &[i16]) -> Vec<bool> {
         .enumerate()
         .map(|(n, pcm)| {
             let mut payload = [0u8; 160];
-            Codec::Pcmu.g711().expect("G.711").encode(pcm, &mut payload[..pcm.len()]);
+            Codec::Pcmu
+                .g711()
+                .expect("G.711")
+                .encode(pcm, &mut payload[..pcm.len()]);
             let mut pkt = vec![0x80, 0];
             pkt.extend_from_slice(&(n as u16).to_be_bytes());
             pkt.extend_from_slice(&(n as u32 * 160).to_be_bytes());

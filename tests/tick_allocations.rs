@@ -111,7 +111,10 @@ fn packet(k: usize, n: u32, buf: &mut [u8; 172]) -> usize {
         };
     }
     let mut payload = [0u8; 160];
-    Codec::Pcmu.g711().expect("G.711").encode(&pcm, &mut payload);
+    Codec::Pcmu
+        .g711()
+        .expect("G.711")
+        .encode(&pcm, &mut payload);
     buf[12..172].copy_from_slice(&payload);
     172
 }

@@ -172,12 +172,9 @@ impl Encoder {
                 false,
             ))),
             Codec::Opus => {
-                let mut e = opus::Encoder::new(
-                    ROOM_RATE,
-                    opus::Channels::Mono,
-                    opus::Application::Voip,
-                )
-                .map_err(opus_error)?;
+                let mut e =
+                    opus::Encoder::new(ROOM_RATE, opus::Channels::Mono, opus::Application::Voip)
+                        .map_err(opus_error)?;
                 e.set_bitrate(opus::Bitrate::Bits(32_000))
                     .map_err(opus_error)?;
                 // FEC costs bits only once the encoder expects loss.
@@ -259,7 +256,11 @@ impl Decoder {
             // In its 8 kHz mode the decoder gives the lower sub-band alone,
             // which is the 0–4 kHz band already decimated.
             Codec::G722 => DecoderKind::G722 {
-                dec: Box::new(G722Decoder::with_options(Bitrate::Mode1_64000, false, narrow)),
+                dec: Box::new(G722Decoder::with_options(
+                    Bitrate::Mode1_64000,
+                    false,
+                    narrow,
+                )),
             },
             Codec::Opus => DecoderKind::Opus(Box::new(
                 opus::Decoder::new(rate, opus::Channels::Mono).map_err(opus_error)?,
@@ -381,7 +382,9 @@ mod tests {
 
     fn sine(rate: u32, f: f64, amp: f64, n: usize) -> Vec<i16> {
         (0..n)
-            .map(|i| (amp * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin()) as i16)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin()) as i16
+            })
             .collect()
     }
 
@@ -434,7 +437,8 @@ mod tests {
         let mut up = Decoder::new(Codec::Pcmu, 16_000).unwrap();
         let mut enc = Encoder::new(Codec::Pcmu, OpusParams::default()).unwrap();
         let mut payload = Vec::new();
-        enc.encode(&sine(8000, 1000.0, 8000.0, 160), &mut payload).unwrap();
+        enc.encode(&sine(8000, 1000.0, 8000.0, 160), &mut payload)
+            .unwrap();
         let mut pcm = [0i16; ROOM_FRAME];
         up.decode(&payload, &mut pcm).unwrap();
         assert_eq!(payload.len(), 160);
@@ -462,8 +466,10 @@ mod tests {
         let speechy: Vec<i16> = (0..16_000)
             .map(|i| {
                 let t = i as f64 / 16_000.0;
-                (6000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
-                    * (1.0 + (2.0 * std::f64::consts::PI * 3.0 * t).sin()) / 2.0) as i16
+                (6000.0
+                    * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                    * (1.0 + (2.0 * std::f64::consts::PI * 3.0 * t).sin())
+                    / 2.0) as i16
             })
             .collect();
         let mut packets = Vec::new();

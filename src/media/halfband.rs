@@ -131,8 +131,7 @@ impl Downsampler {
             }
             *o = saturate(acc);
         }
-        self.history
-            .copy_from_slice(&work[2 * n..2 * n + LEN - 1]);
+        self.history.copy_from_slice(&work[2 * n..2 * n + LEN - 1]);
     }
 }
 
@@ -180,7 +179,10 @@ mod tests {
             let out = up(&sine(8000.0, f, 10000.0, 8000));
             let tail = &out[1600..];
             let kept = level(tail, 16000.0, f);
-            assert!((kept - 10000.0).abs() < 10000.0 * 0.06, "{f} Hz kept at {kept}");
+            assert!(
+                (kept - 10000.0).abs() < 10000.0 * 0.06,
+                "{f} Hz kept at {kept}"
+            );
             // The image of f mirrored about 4 kHz.
             let image = level(tail, 16000.0, 8000.0 - f);
             assert!(image < 10000.0 * 0.01, "{f} Hz image at {image}");
@@ -217,7 +219,10 @@ mod tests {
             .zip(&back[500 + best..])
             .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
             .fold(0.0, f64::max);
-        assert!(err < 300.0, "round trip differs by {err} after a {best}-sample delay");
+        assert!(
+            err < 300.0,
+            "round trip differs by {err} after a {best}-sample delay"
+        );
     }
 
     #[test]

@@ -241,7 +241,7 @@ impl JitterBuffer {
             let d = (transit - prev).rem_euclid(1 << 32);
             let d = if d >= 1 << 31 { (1 << 32) - d } else { d };
             let d = d.min(i64::from(self.frame_ts) * 50) as u32; // a second of jump is a restart, not jitter
-                                        // J += (|D| - J) / 16, kept scaled by 16.
+                                                                 // J += (|D| - J) / 16, kept scaled by 16.
             self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
         }
         self.last_transit = Some(transit);

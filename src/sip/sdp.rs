@@ -105,6 +105,8 @@ pub struct Negotiated {
     /// The remote SDP's telephone-event payload type at the codec's clock
     /// rate, if any.
     pub dtmf_pt: Option<u8>,
+    /// The clock rate the remote wrote for `dtmf_pt`.
+    pub dtmf_rate: u32,
     /// What the remote's `a=fmtp` asks of our Opus stream.
     pub opus: OpusParams,
     /// Where to send RTP; `None` for `c=0.0.0.0` hold or an address that is not an IP literal.
@@ -184,7 +186,7 @@ pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
 pub fn answer(neg: &Negotiated, local: IpAddr, port: u16, session_id: u64, version: u64) -> String {
     let dtmf: Vec<(u8, u32)> = neg
         .dtmf_pt
-        .map(|pt| (pt, neg.codec.clock_rate()))
+        .map(|pt| (pt, neg.dtmf_rate))
         .into_iter()
         .collect();
     let audio = audio_media(
@@ -271,11 +273,14 @@ fn select(
         let (codecs, events) = payloads(md);
         if let Some(chosen) = pick(&codecs) {
             let rate = chosen.1.clock_rate();
-            // RFC 4733: the events share the audio's clock.
+            // RFC 4733: the events share the audio's clock; phones that
+            // offer Opus with telephone-event/8000 alone are common, and
+            // their events are taken too (the receiver reads no durations).
             let dtmf = events
                 .iter()
                 .find(|&&(_, r)| r == rate)
-                .map(|&(pt, _)| pt);
+                .or_else(|| events.iter().find(|&&(_, r)| r == 8000))
+                .copied();
             return build(&sd, index, md, chosen, dtmf);
         }
     }
@@ -291,7 +296,7 @@ fn build(
     index: usize,
     md: &MediaDescription,
     (codec_pt, codec): (u8, Codec),
-    dtmf_pt: Option<u8>,
+    dtmf: Option<(u8, u32)>,
 ) -> Result<Negotiated, SdpError> {
     let address = md
         .connection_information
@@ -348,7 +353,8 @@ fn build(
     Ok(Negotiated {
         codec,
         codec_pt,
-        dtmf_pt,
+        dtmf_pt: dtmf.map(|(pt, _)| pt),
+        dtmf_rate: dtmf.map_or(8000, |(_, rate)| rate),
         opus,
         remote,
         offer_direction,
@@ -394,9 +400,12 @@ fn opus_params(md: &MediaDescription, pt: u8) -> OpusParams {
     params
 }
 
+/// A telephone-event payload type and its clock rate.
+type Event = (u8, u32);
+
 /// The codecs we know in m-line order, and the telephone-event payload
 /// types with their clock rates.
-fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Vec<(u8, u32)>) {
+fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Vec<Event>) {
     let (mut codecs, mut events) = (Vec::new(), Vec::new());
     let pts = md
         .media_name
@@ -411,9 +420,9 @@ fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Vec<(u8, u32)>) {
             })
         };
         // A static payload type without an rtpmap means its codec.
-        let codec = Codec::ALL.into_iter().find(|&c| {
-            named(c) || (map.is_none() && c.static_payload_type() == Some(pt))
-        });
+        let codec = Codec::ALL
+            .into_iter()
+            .find(|&c| named(c) || (map.is_none() && c.static_payload_type() == Some(pt)));
         match (codec, map) {
             (Some(c), _) => codecs.push((pt, c)),
             (None, Some((name, rate))) if name.eq_ignore_ascii_case("telephone-event") => {
@@ -467,10 +476,17 @@ fn audio_media(
     let mut md = media_desc("audio", port, "RTP/AVP", Vec::new());
     for &(pt, codec) in codecs {
         md.media_name.formats.push(pt.to_string());
-        let channels = codec.sdp_channels().map(|c| format!("/{c}")).unwrap_or_default();
+        let channels = codec
+            .sdp_channels()
+            .map(|c| format!("/{c}"))
+            .unwrap_or_default();
         md = md.with_value_attribute(
             "rtpmap".into(),
-            format!("{pt} {}/{}{channels}", codec.encoding_name(), codec.clock_rate()),
+            format!(
+                "{pt} {}/{}{channels}",
+                codec.encoding_name(),
+                codec.clock_rate()
+            ),
         );
         if codec == Codec::Opus {
             // We decode at 16 kHz and use FEC the far end sends.

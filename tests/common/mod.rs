@@ -111,7 +111,10 @@ pub async fn collect_rtp(
             continue;
         };
         let mut pcm = vec![0i16; p.payload.len()];
-        codec.g711().expect("a G.711 codec").decode(p.payload, &mut pcm);
+        codec
+            .g711()
+            .expect("a G.711 codec")
+            .decode(p.payload, &mut pcm);
         out.push(Received {
             at: Instant::now(),
             seq: p.seq,
