@@ -87,6 +87,10 @@ async fn opus_g722_and_pcmu_phones_hear_each_other() {
         phone
             .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
             .await;
+        if p.rate > 8000 {
+            // Let the wideband phones hear the greeting before keying.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         phone.command("sndcode", "2468#").await;
         let mut sources = Vec::new();
         let joined = tokio::time::timeout(Duration::from_secs(10), async {
@@ -142,6 +146,21 @@ async fn opus_g722_and_pcmu_phones_hear_each_other() {
             p.name,
             heard.len()
         );
+        if p.rate > 8000 {
+            // The greeting was rendered at 16 kHz for them: its fricatives
+            // reach above 4 kHz, which an upsampled 8 kHz prompt cannot.
+            let greeting = &heard[rate as usize / 5..rate as usize * 9 / 5];
+            let high = band_db(greeting, rate, 4500.0, 7500.0);
+            eprintln!(
+                "{} hears the greeting with {high:.1} dB in 4.5–7.5 kHz",
+                p.name
+            );
+            assert!(
+                high > -40.0,
+                "the {} phone's greeting: {high:.1} dB above 4.5 kHz",
+                p.name
+            );
+        }
         let end = heard.len() - rate as usize;
         let tail = &heard[end - 2 * rate as usize..end];
         let floor = db(goertzel(tail, rate, 3100.0));
@@ -217,4 +236,20 @@ fn read_wav_rate(path: &std::path::Path) -> (Vec<i16>, u32) {
         .map_while(Result::ok)
         .collect();
     (samples, spec.sample_rate)
+}
+
+/// Share of `x`'s energy between `lo` and `hi` Hz, in dB (Goertzel bins
+/// every 100 Hz up to 8 kHz).
+fn band_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
+    let (mut band, mut all) = (0.0, 0.0);
+    let mut f = 100.0;
+    while f < 8000.0_f64.min(f64::from(rate) / 2.0) {
+        let p = goertzel(x, rate, f);
+        all += p;
+        if (lo..hi).contains(&f) {
+            band += p;
+        }
+        f += 100.0;
+    }
+    10.0 * (band / all).max(1e-12).log10()
 }

@@ -16,7 +16,7 @@ use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
 use crate::events::QualityState;
 use crate::media::codec::{Codec, Decoder, Encoder, NARROW_FRAME, ROOM_FRAME};
-use crate::media::halfband::Upsampler;
+use crate::media::halfband::{Downsampler, Upsampler};
 use crate::media::mixer::Output;
 use crate::media::player::{Player, FRAME};
 use crate::media::quality::{self, Change, QualityAlarm};
@@ -31,7 +31,10 @@ const QUALITY_HOLD: Duration = Duration::from_secs(10);
 pub enum MediaCommand {
     /// Play a clip; `id` comes back in [`MediaEvent::PlaybackDone`].
     Play {
+        /// 8 kHz.
         samples: Arc<[i16]>,
+        /// The same at 16 kHz, for a wideband call.
+        wide: Option<Arc<[i16]>>,
         looped: bool,
         id: u64,
     },
@@ -184,8 +187,10 @@ pub struct MediaSession {
     /// Received audio at 8 kHz, for the tone detector and name capture
     /// (G.711 needs none).
     narrow: Option<Decoder>,
-    /// Prompts (8 kHz) into a wideband codec.
+    /// 8 kHz prompts into a wideband codec.
     up: Upsampler,
+    /// The clip playing is at 16 kHz.
+    wide_prompt: bool,
     /// The payload being sent.
     payload: Vec<u8>,
     /// Key presses to send.
@@ -229,6 +234,7 @@ impl MediaSession {
             encoder: make_encoder(&params),
             narrow: make_narrow(params.codec),
             up: Upsampler::default(),
+            wide_prompt: false,
             payload: Vec::with_capacity(256),
             keyer: Keyer::new(),
             capture: None,
@@ -250,10 +256,20 @@ impl MediaSession {
         match cmd {
             MediaCommand::Play {
                 samples,
+                wide,
                 looped,
                 id,
             } => {
-                self.player.play(samples, looped);
+                match wide.filter(|_| self.params.codec.wideband()) {
+                    Some(wide) => {
+                        self.player.play(wide, looped);
+                        self.wide_prompt = true;
+                    }
+                    None => {
+                        self.player.play(samples, looped);
+                        self.wide_prompt = false;
+                    }
+                }
                 self.playing = Some(id);
             }
             MediaCommand::Stop => self.player.stop(),
@@ -403,16 +419,32 @@ impl MediaSession {
                 self.events.push(MediaEvent::Captured(id, kept.into()));
             }
         }
+        let wideband = self.params.codec.wideband();
+        let mut wide = [0i16; ROOM_FRAME];
         let mut pcm = [0i16; FRAME];
-        self.player.next_frame(&mut pcm);
+        match (self.wide_prompt, wideband) {
+            (true, true) => {
+                self.player.next_frame(&mut wide);
+            }
+            (false, true) => {
+                self.player.next_frame(&mut pcm);
+                self.up.process(&pcm, &mut wide);
+            }
+            // A call moved to narrowband while a 16 kHz clip played.
+            (true, false) => {
+                self.player.next_frame(&mut wide);
+                Downsampler::default().process(&wide, &mut pcm);
+            }
+            (false, false) => {
+                self.player.next_frame(&mut pcm);
+            }
+        }
         if self.player.take_finished() {
             if let Some(id) = self.playing.take() {
                 self.events.push(MediaEvent::PlaybackDone(id));
             }
         }
-        if self.params.codec.wideband() {
-            let mut wide = [0i16; ROOM_FRAME];
-            self.up.process(&pcm, &mut wide);
+        if wideband {
             self.audio_frame(Some(Output::Pcm(&wide)))
         } else {
             self.audio_frame(Some(Output::Pcm(&pcm)))
