@@ -152,7 +152,7 @@ pub enum Audience {
     Call(String),
 }
 
-/// The clips the conference plays.
+/// The clips the conference plays, at the rooms' 16 kHz.
 #[derive(Clone)]
 pub struct Announcements {
     pub joined: Arc<[i16]>,

@@ -211,7 +211,9 @@ pub(super) async fn drive<S: SipLeg>(
             event = leg_event(&mut media.leg), if !leg_gone => match event {
                 Some(MediaEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
                 Some(MediaEvent::Captured(id, name)) => {
-                    media.name = Some(name);
+                    // Said at 8 kHz, played in the room at 16.
+                    let wide = crate::media::resample::resample(&name, 8000, crate::media::codec::ROOM_RATE);
+                    media.name = Some(wide.into());
                     call.handle_input(Input::PlaybackDone(id), Instant::now())
                 }
                 Some(MediaEvent::Digit { digit, source, at }) => {

@@ -61,11 +61,11 @@ impl PromptBook {
                 .or_insert_with(|| resample(clip, RATE, WIDE_RATE).into());
         }
         let early_media: Arc<[i16]> = prompts::early_media_loop().into();
-        let early_media_wide = resample(&early_media, RATE, WIDE_RATE).into();
+        let early_media_wide: Arc<[i16]> = resample(&early_media, RATE, WIDE_RATE).into();
         let music = dir.join(HOLD_MUSIC);
         let hold_music = match music.exists() {
-            true => prompts::load_wav(&music)?.into(),
-            false => early_media.clone(),
+            true => prompts::load_wav_at(&music, WIDE_RATE)?.into(),
+            false => early_media_wide.clone(),
         };
         Ok(PromptBook {
             clips,
@@ -95,7 +95,8 @@ impl PromptBook {
 
     /// The clips the rooms play, as `settings` asks for them.
     pub fn announcements(&self, settings: &Settings) -> Announcements {
-        let clip = |name: &str| self.get(name).unwrap_or_else(|| Vec::new().into());
+        // Rooms mix at 16 kHz.
+        let clip = |name: &str| self.get_wide(name).unwrap_or_else(|| Vec::new().into());
         Announcements {
             joined: clip("joined"),
             only_participant: clip("only_participant"),
@@ -145,14 +146,14 @@ pub struct Speaker {
 const KEPT: usize = 64;
 
 impl Speaker {
-    /// `text` spoken in the configured voice, 8 kHz.
+    /// `text` spoken in the configured voice, at the rooms' 16 kHz.
     pub async fn speak(settings: &Settings, text: String) -> Result<Arc<[i16]>, String> {
         let (voice, wpm) = (settings.voice.clone(), settings.words_per_minute);
         let speech = tokio::task::spawn_blocking(move || espeak::synthesize(&text, &voice, wpm))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        Ok(resample(&speech.samples, speech.rate, RATE).into())
+        Ok(resample(&speech.samples, speech.rate, WIDE_RATE).into())
     }
 
     /// Like [`Speaker::speak`], kept for the next time.

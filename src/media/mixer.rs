@@ -27,9 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::codec::{Codec, Decoder, NarrowOut, NARROW_FRAME, ROOM_FRAME, ROOM_RATE};
-use super::halfband::Upsampler;
 use super::jitter::{JitterBuffer, JitterStats, Popped};
-use super::player::{Player, FRAME as PROMPT_FRAME};
+use super::player::Player;
 
 /// The room's frame.
 const FRAME: usize = ROOM_FRAME;
@@ -130,9 +129,8 @@ struct Member {
     talk_db: i8,
     listen_gain: i32,
     talk_gain: i32,
+    /// Prompts, at the room's rate.
     prompt: Player,
-    /// Prompts are 8 kHz.
-    prompt_up: Upsampler,
     queued: VecDeque<Arc<[i16]>>,
     /// Its own mix, at the room's rate (wideband members send this).
     own: [i16; FRAME],
@@ -145,7 +143,7 @@ struct Member {
 struct Room {
     members: Vec<MemberId>,
     /// Music on hold: while set, members hear it and not each other.
-    music: Option<(Player, Upsampler)>,
+    music: Option<Player>,
     mix: [i32; FRAME],
     /// The full mix, saturated (for wideband listeners), when used.
     full: [i16; FRAME],
@@ -270,7 +268,6 @@ impl Mixer {
             listen_gain: UNITY,
             talk_gain: UNITY,
             prompt: Player::new(),
-            prompt_up: Upsampler::default(),
             queued: VecDeque::with_capacity(4),
             own: [0; FRAME],
             out: [0; NARROW_FRAME],
@@ -448,7 +445,7 @@ impl Mixer {
             r.music = music.map(|clip| {
                 let mut p = Player::new();
                 p.play(clip, true);
-                (p, Upsampler::default())
+                p
             });
         }
     }
@@ -531,11 +528,9 @@ impl Mixer {
                     }
                 }
             }
-            if let Some((music, up)) = &mut room.music {
-                let mut clip = [0i16; PROMPT_FRAME];
-                music.next_frame(&mut clip);
+            if let Some(music) = &mut room.music {
                 let mut frame = [0i16; FRAME];
-                up.process(&clip, &mut frame);
+                music.next_frame(&mut frame);
                 for (acc, &s) in room.mix.iter_mut().zip(frame.iter()) {
                     *acc = i32::from(s);
                 }
@@ -584,10 +579,8 @@ impl Mixer {
                     }
                 }
                 if prompting {
-                    let mut narrow = [0i16; PROMPT_FRAME];
-                    m.prompt.next_frame(&mut narrow);
                     let mut clip = [0i16; FRAME];
-                    m.prompt_up.process(&narrow, &mut clip);
+                    m.prompt.next_frame(&mut clip);
                     for (p, &v) in pcm.iter_mut().zip(clip.iter()) {
                         *p = p.saturating_add(v);
                     }
