@@ -22,6 +22,8 @@ fn offer(formats: &str, direction: &str) -> Vec<u8> {
             "0" => s.push_str("a=rtpmap:0 PCMU/8000\r\n"),
             "8" => s.push_str("a=rtpmap:8 PCMA/8000\r\n"),
             "18" => s.push_str("a=rtpmap:18 G729/8000\r\n"),
+            // G.722 by its static payload type alone.
+            "9" => {}
             pt => s.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\n")),
         }
     }
@@ -162,4 +164,99 @@ fn an_offerless_reinvite_gets_the_current_media_as_offer() {
     let mut fresh = SdpSession::new(local());
     let full = String::from_utf8_lossy(&fresh.offer_current()).into_owned();
     assert!(full.contains("PCMU") && full.contains("PCMA"), "{full}");
+}
+
+/// An Opus offer: opus at `pt` (with `fmtp`), PCMU, and telephone-event
+/// at 48 kHz on `te`.
+fn opus_offer(pt: u8, te: u8, fmtp: &str) -> Vec<u8> {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.2\r\ns=-\r\nc=IN IP4 198.51.100.2\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP {pt} 0 {te}\r\na=rtpmap:{pt} opus/48000/2\r\n\
+         a=fmtp:{pt} {fmtp}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{te} telephone-event/48000\r\n\
+         a=sendrecv\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn opus_keeps_its_clock_events_and_parameters_through_reinvites() {
+    let mut s = SdpSession::new(LocalMedia {
+        codecs: vec![Codec::Opus, Codec::Pcmu],
+        ..local()
+    });
+    let (body, media) = s
+        .answer(&opus_offer(
+            111,
+            110,
+            "useinbandfec=1; maxplaybackrate=16000",
+        ))
+        .unwrap();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(
+        (media.codec, media.payload_type, media.dtmf_pt),
+        (Codec::Opus, 111, Some(110))
+    );
+    assert!(media.opus.inband_fec);
+    assert!(text.contains("a=rtpmap:111 opus/48000/2"), "{text}");
+    assert!(
+        text.contains("a=rtpmap:110 telephone-event/48000"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "a=fmtp:111 maxplaybackrate=16000; sprop-maxcapturerate=16000; useinbandfec=1"
+        ),
+        "{text}"
+    );
+    s.lock_codec();
+    // In the room the far end renumbers and drops FEC: the same codec, its
+    // new numbers, our parameters as before.
+    let (body, media) = s
+        .answer(&opus_offer(109, 101, "maxplaybackrate=8000"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(
+        (media.codec, media.payload_type, media.dtmf_pt),
+        (Codec::Opus, 109, Some(101))
+    );
+    assert!(!media.opus.inband_fec);
+    assert_eq!(media.opus.max_playback_rate, Some(8000));
+    assert!(text.contains("a=rtpmap:109 opus/48000/2"), "{text}");
+    assert!(
+        text.contains("a=rtpmap:101 telephone-event/48000"),
+        "{text}"
+    );
+    assert!(!text.contains("PCMU"), "{text}");
+    // PCMU alone is not the room's codec: 488, nothing changed.
+    let refused = s.answer(&offer("0 101", "sendrecv")).unwrap_err();
+    assert_eq!(refused.sip_status(), 488);
+    assert_eq!(s.media().map(|m| m.codec), Some(Codec::Opus));
+    // Our own offer in the room: Opus and telephone-event/48000 only.
+    let ours = String::from_utf8_lossy(&s.offer()).into_owned();
+    assert!(
+        ours.contains("opus/48000/2") && ours.contains("telephone-event/48000"),
+        "{ours}"
+    );
+    assert!(
+        !ours.contains("PCMU") && !ours.contains("telephone-event/8000"),
+        "{ours}"
+    );
+}
+
+#[test]
+fn g722_is_offered_and_answered_at_its_rfc_3551_clock() {
+    let mut s = SdpSession::new(LocalMedia {
+        codecs: vec![Codec::G722, Codec::Pcmu],
+        ..local()
+    });
+    let ours = String::from_utf8_lossy(&s.offer()).into_owned();
+    assert!(ours.contains("a=rtpmap:9 G722/8000"), "{ours}");
+    assert!(
+        ours.contains("telephone-event/8000") && !ours.contains("/48000"),
+        "{ours}"
+    );
+    // A static payload type without an rtpmap stands for its codec.
+    let (body, media) = s.answer(&offer("9 0 101", "sendrecv")).unwrap();
+    assert_eq!((media.codec, media.payload_type), (Codec::G722, 9));
+    assert!(String::from_utf8_lossy(&body).contains("a=rtpmap:9 G722/8000"));
 }
