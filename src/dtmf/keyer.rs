@@ -148,6 +148,18 @@ mod tests {
     }
 
     #[test]
+    fn on_an_opus_call_durations_count_the_48_khz_clock() {
+        let mut k = Keyer::new();
+        k.key("1", 0).unwrap();
+        let durations: Vec<u16> = (0..8)
+            .filter_map(|i| k.next_frame(7 + i * 960, 960))
+            .map(|p| u16::from_be_bytes([p.payload[2], p.payload[3]]))
+            .collect();
+        // 100 ms of tone is 4,800 units at 48 kHz.
+        assert_eq!(durations, [960, 1920, 2880, 3840, 4800, 4800, 4800, 4800]);
+    }
+
+    #[test]
     fn a_digit_is_five_growing_packets_then_three_ends_then_a_gap() {
         let mut k = Keyer::new();
         k.key("5#", 0).unwrap();

@@ -334,6 +334,23 @@ impl Decoder {
         Ok(())
     }
 
+    /// Opus: decode a packet of any length up to 120 ms into `out` (sized
+    /// for it: 1,920 samples at 16 kHz); returns the samples decoded.
+    /// Other codecs decode one frame, as [`decode`](Self::decode).
+    pub fn decode_packet(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let bad = CodecError::Undecodable {
+            codec: self.codec,
+            len: payload.len(),
+        };
+        match &mut self.kind {
+            DecoderKind::Opus(dec) if !payload.is_empty() => {
+                dec.decode(payload, out, false).map_err(|_| bad)
+            }
+            DecoderKind::Opus(_) => Err(bad),
+            _ => self.decode(payload, out).map(|()| self.frame_samples()),
+        }
+    }
+
     /// Opus only: recover the frame before `next` from the in-band FEC it
     /// carries (libopus's own concealment if it carries none). `false` for
     /// codecs without it.
