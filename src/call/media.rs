@@ -661,16 +661,20 @@ fn narrow_pcm(
     payload: &[u8],
     mut f: impl FnMut(&[i16]),
 ) {
-    let mut pcm = [0i16; NARROW_FRAME];
     if let Some(law) = codec.g711() {
+        let mut pcm = [0i16; NARROW_FRAME];
         for chunk in payload.chunks(NARROW_FRAME) {
             let pcm = &mut pcm[..chunk.len()];
             law.decode(chunk, pcm);
             f(pcm);
         }
     } else if let Some(dec) = narrow.as_mut() {
-        if dec.decode(payload, &mut pcm).is_ok() {
-            f(&pcm);
+        // Up to 120 ms of Opus in one packet.
+        let mut long = [0i16; 6 * NARROW_FRAME];
+        if let Ok(n) = dec.decode_packet(payload, &mut long) {
+            for frame in long[..n.min(long.len())].chunks(NARROW_FRAME) {
+                f(frame);
+            }
         }
     }
 }
