@@ -299,6 +299,7 @@ impl MediaSession {
                 if p.codec != self.params.codec || p.opus != self.params.opus {
                     self.encoder = make_encoder(&p);
                     self.narrow = make_narrow(p.codec);
+                    self.rtcp.set_rate(p.codec.clock_rate());
                 }
                 self.params = p;
             }

@@ -166,6 +166,12 @@ impl RtcpSession {
         s
     }
 
+    /// The stream's RTP clock changed (a re-INVITE moved the call to a
+    /// codec with another clock): jitter is read in the new one.
+    pub fn set_rate(&mut self, rate: u32) {
+        self.rate = f64::from(rate.max(1));
+    }
+
     /// An accepted RTP packet of the media source arrived at `now`. Only
     /// `audio` packets count for jitter: a telephone-event's packets all
     /// carry the timestamp of the key press's start (RFC 4733 §2.5.1.2), so
