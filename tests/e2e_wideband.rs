@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::baresip::{Baresip, Options};
 use common::daemon;
-use common::signal::{goertzel, temp_dir, write_wav};
+use common::signal::{band_db, goertzel, temp_dir, write_wav_at};
 use confgate::dtmf::Source;
 use confgate::events::Event;
 
@@ -209,23 +209,6 @@ async fn opus_g722_and_pcmu_phones_hear_each_other() {
     }
 }
 
-fn write_wav_at(path: &std::path::Path, samples: &[i16], rate: u32) {
-    if rate == 8000 {
-        return write_wav(path, samples);
-    }
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("wav");
-    for &s in samples {
-        w.write_sample(s).expect("sample");
-    }
-    w.finalize().expect("finalize");
-}
-
 /// A recording at whatever rate the phone's decoder ran; the first channel.
 fn read_wav_rate(path: &std::path::Path) -> (Vec<i16>, u32) {
     let mut r = hound::WavReader::open(path).expect("a WAV");
@@ -236,20 +219,4 @@ fn read_wav_rate(path: &std::path::Path) -> (Vec<i16>, u32) {
         .map_while(Result::ok)
         .collect();
     (samples, spec.sample_rate)
-}
-
-/// Share of `x`'s energy between `lo` and `hi` Hz, in dB (Goertzel bins
-/// every 100 Hz up to 8 kHz).
-fn band_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
-    let (mut band, mut all) = (0.0, 0.0);
-    let mut f = 100.0;
-    while f < 8000.0_f64.min(f64::from(rate) / 2.0) {
-        let p = goertzel(x, rate, f);
-        all += p;
-        if (lo..hi).contains(&f) {
-            band += p;
-        }
-        f += 100.0;
-    }
-    10.0 * (band / all).max(1e-12).log10()
 }

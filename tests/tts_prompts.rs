@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use common::signal::{goertzel, rms_dbfs, temp_dir};
+use common::signal::{band_db, goertzel, rms_dbfs, temp_dir};
 use confgate::tts::prompts::{
     default_specs, early_media_loop, join_tone, leave_tone, load, load_wav, render, PromptError,
     PromptSpec, RenderOutcome, RATE,
@@ -262,22 +262,6 @@ fn early_media_loops_seamlessly() {
     twice.extend_from_slice(&x);
     assert!(max_step(&twice) <= bound);
     assert!(rms_dbfs(&x) > -35.0, "audible");
-}
-
-/// Share of `x`'s energy between `lo` and `hi` Hz, in dB (Goertzel bins
-/// every 100 Hz).
-fn band_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
-    let (mut band, mut all) = (0.0, 0.0);
-    let mut f = 100.0;
-    while f < f64::from(rate) / 2.0 {
-        let p = goertzel(x, rate, f);
-        all += p;
-        if (lo..hi).contains(&f) {
-            band += p;
-        }
-        f += 100.0;
-    }
-    10.0 * (band / all).max(1e-12).log10()
 }
 
 #[test]

@@ -668,7 +668,11 @@ mod tests {
 
     /// Power of `freq` in `x` (Goertzel), normalised by length.
     fn power(x: &[i16], freq: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+        power_at(x, 8000, freq)
+    }
+
+    fn power_at(x: &[i16], rate: u32, freq: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
         let c = 2.0 * w.cos();
         let (mut s1, mut s2) = (0.0, 0.0);
         for &v in x {
@@ -877,15 +881,7 @@ mod tests {
     }
 
     fn level(x: &[i16], rate: u32, f: f64) -> f64 {
-        let w = std::f64::consts::TAU * f / f64::from(rate);
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s0 = f64::from(v) + c * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        db((s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2))
+        db(power_at(x, rate, f))
     }
 
     /// Opus, G.722 and PCMU members, each with its tone; `lose` drops the

@@ -56,9 +56,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Writes 8 kHz 16-bit mono samples as a WAV.
 pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    write_wav_at(path, samples, 8000)
+}
+
+/// Writes 16-bit mono samples at `rate` as a WAV.
+pub fn write_wav_at(path: &std::path::Path, samples: &[i16], rate: u32) {
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: 8000,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
@@ -67,6 +72,22 @@ pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
         w.write_sample(s).expect("write wav");
     }
     w.finalize().expect("finish wav");
+}
+
+/// Share of `x`'s energy between `lo` and `hi` Hz, in dB (Goertzel bins
+/// every 100 Hz up to 8 kHz).
+pub fn band_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
+    let (mut band, mut all) = (0.0, 0.0);
+    let mut f = 100.0;
+    while f < 8000.0_f64.min(f64::from(rate) / 2.0) {
+        let p = goertzel(x, rate, f);
+        all += p;
+        if (lo..hi).contains(&f) {
+            band += p;
+        }
+        f += 100.0;
+    }
+    10.0 * (band / all).max(1e-12).log10()
 }
 
 /// Reads a 16-bit mono WAV and checks that it is 8 kHz.
