@@ -33,6 +33,10 @@ use super::player::Player;
 /// The room's frame.
 const FRAME: usize = ROOM_FRAME;
 
+/// The most Opus frames in a row recovered when a packet follows a loss
+/// (more is a new talkspurt or a restarted sender, not loss).
+const MAX_GAP: u32 = 6;
+
 /// A member's 20 ms to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output<'a> {
@@ -338,13 +342,23 @@ impl Mixer {
             if m.decoded_ts.is_some_and(|last| !newer(last)) {
                 return;
             }
-            if m.decoded_ts == Some(ts.wrapping_sub(2 * step))
-                && m.decoder.recover(payload, &mut pcm)
-            {
-                if quiet {
-                    pcm.fill(0);
+            // Frames lost since the last packet (up to 100 ms): libopus
+            // conceals all but the last, which this packet's FEC restores
+            // (or libopus conceals too when it carries none).
+            let gap = m.decoded_ts.map_or(0, |last| ts.wrapping_sub(last) / step);
+            if (2..=MAX_GAP).contains(&gap) {
+                for k in (1..gap).rev() {
+                    let got = match k {
+                        1 => m.decoder.recover(payload, &mut pcm),
+                        _ => m.decoder.conceal(&mut pcm),
+                    };
+                    if got {
+                        if quiet {
+                            pcm.fill(0);
+                        }
+                        m.jitter.push(ts.wrapping_sub(k * step), &pcm, now);
+                    }
                 }
-                m.jitter.push(ts.wrapping_sub(step), &pcm, now);
             }
             m.decoded_ts = Some(ts);
             // A packet may hold up to 120 ms (RFC 7587): one jitter slot
@@ -975,6 +989,27 @@ mod tests {
         // The frame was pushed from FEC before its slot played: not lost.
         assert_eq!(stats.lost, 0, "{stats:?}");
         assert_eq!(stats.received, 60, "59 packets and one recovered frame");
+    }
+
+    #[test]
+    fn two_lost_opus_packets_are_concealed_by_libopus_then_fec() {
+        let (mixer, m) = wide_room(60, &[30, 31]);
+        let stats = mixer.info(m[0].id).unwrap().stats;
+        assert_eq!(stats.lost, 0, "{stats:?}");
+        assert_eq!(
+            stats.received, 60,
+            "58 packets, one concealed, one recovered"
+        );
+        // The member's voice goes on through the gap: others hear 6 kHz in
+        // every frame.
+        let heard = &m[1].heard;
+        for frame in heard[29 * 320..34 * 320].chunks(320) {
+            assert!(
+                level(frame, 16_000, 6000.0) > 50.0,
+                "{}",
+                level(frame, 16_000, 6000.0)
+            );
+        }
     }
 
     #[test]
