@@ -228,6 +228,7 @@ impl Switchboard for Board {
             from: from.clone(),
             to: dest.uri.clone(),
             proxy: trunk.proxy.clone().filter(|_| is_number),
+            transport: trunk.transport,
             credential: (!trunk.username.is_empty())
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
             offer,

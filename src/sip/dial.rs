@@ -16,6 +16,8 @@ use tracing::debug;
 
 use super::call::{in_dialog_event, CallEvent};
 use super::in_order::DialogQueues;
+use super::ua::Contacts;
+use crate::config::Transport;
 
 /// What to dial.
 #[derive(Debug, Clone)]
@@ -27,6 +29,9 @@ pub struct DialSpec {
     pub to: String,
     /// Send the INVITE to this `host[:port]` instead of the Request-URI's host.
     pub proxy: Option<String>,
+    /// How the INVITE travels to the proxy (a URI dialled in full says
+    /// for itself: `;transport=`, `sips:`).
+    pub transport: Transport,
     /// Digest credentials (username, password) for 401/407 challenges.
     pub credential: Option<(String, String)>,
     /// Our SDP offer.
@@ -101,26 +106,37 @@ pub struct DialingCall {
 pub(super) fn dial(
     layer: &Arc<DialogLayer>,
     queues: &DialogQueues,
-    contact: &Uri,
+    contacts: &Contacts,
     spec: DialSpec,
 ) -> Result<DialingCall, DialError> {
     let uri = |s: &str| Uri::try_from(s).map_err(|_| DialError::BadUri(s.to_owned()));
+    let param = match spec.transport {
+        Transport::Udp => String::new(),
+        t => format!(";transport={t}"),
+    };
     let destination = match &spec.proxy {
         Some(p) => Some(
-            Uri::try_from(format!("sip:{p}"))
+            Uri::try_from(format!("sip:{p}{param}"))
                 .ok()
                 .and_then(|u| SipAddr::try_from(&u).ok())
                 .ok_or_else(|| DialError::BadProxy(p.clone()))?,
         ),
         None => None,
     };
+    let callee = uri(&spec.to)?;
+    // Our Contact names the transport the dialog starts on, so the far
+    // end's requests (BYE, re-INVITE, INFO) come back on it.
+    let transport = match &destination {
+        Some(_) => spec.transport,
+        None => callee_transport(&callee),
+    };
     let opt = InviteOption {
         caller: uri(&spec.from)?,
-        callee: uri(&spec.to)?,
+        callee,
         destination,
         content_type: Some("application/sdp".into()),
         offer: Some(spec.offer),
-        contact: contact.clone(),
+        contact: contacts.on(transport).clone(),
         credential: spec.credential.map(|(username, password)| Credential {
             username,
             password,
@@ -149,6 +165,19 @@ pub(super) fn dial(
         },
         events,
     })
+}
+
+/// The transport a Request-URI asks for: `;transport=`, or TLS for `sips:`.
+fn callee_transport(uri: &Uri) -> Transport {
+    use rsipstack::sip::Scheme;
+    if matches!(uri.scheme, Some(Scheme::Sips)) {
+        return Transport::Tls;
+    }
+    match SipAddr::try_from(uri).ok().and_then(|a| a.r#type) {
+        Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        _ => Transport::Udp,
+    }
 }
 
 /// Client dialog states and the INVITE's outcome → our events; one

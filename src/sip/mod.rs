@@ -8,5 +8,6 @@ mod digest_names;
 pub mod guard;
 mod in_order;
 pub mod register;
+mod roots;
 pub mod sdp;
 pub mod ua;

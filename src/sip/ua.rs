@@ -4,6 +4,7 @@
 //! [`OfferedCall`] with its own event stream.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
@@ -15,8 +16,9 @@ use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::{CallIdFormat, TransactionReceiver};
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::TransportLayer;
+use rsipstack::transport::{SipConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +30,7 @@ use super::guard::GuardedUdp;
 use super::in_order::DialogQueues;
 use super::register::RegistrationOutcome;
 use crate::call::admission::{Admission, CallPermit, Refusal};
-use crate::config::SipTimers;
+use crate::config::{SipTimers, Transport};
 
 /// `User-Agent` / `Server` value unless `sip.user_agent` says otherwise.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
@@ -41,8 +43,89 @@ pub enum SipError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for SIP over TLS on {addr}: {source}")]
+    BindTls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("SIP stack: {0}")]
     Stack(String),
+}
+
+/// SIP over TLS for the user agent.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// Listen for TLS on this address with this certificate chain and
+    /// private key (PEM, checked beforehand by the configuration).
+    pub listen: Option<(SocketAddr, Vec<u8>, Vec<u8>)>,
+    /// The CA certificates (PEM) that the peers we connect to over TLS must
+    /// chain to; `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
+}
+
+/// The SIP requests received, by the transport they came over (in-dialog
+/// ones and ACKs included).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub udp: u64,
+    pub tcp: u64,
+    pub tls: u64,
+}
+
+#[derive(Debug, Default)]
+struct RequestCounters {
+    udp: AtomicU64,
+    tcp: AtomicU64,
+    tls: AtomicU64,
+}
+
+impl RequestCounters {
+    fn count(&self, tx: &Transaction) {
+        let counter = match transport_of(tx) {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+            Transport::Tls => &self.tls,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> RequestCounts {
+        RequestCounts {
+            udp: self.udp.load(Ordering::Relaxed),
+            tcp: self.tcp.load(Ordering::Relaxed),
+            tls: self.tls.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a request came over.
+fn transport_of(tx: &Transaction) -> Transport {
+    match &tx.connection {
+        Some(SipConnection::Tls(_)) => Transport::Tls,
+        Some(c) if c.is_reliable() => Transport::Tcp,
+        _ => Transport::Udp,
+    }
+}
+
+/// Our Contact for each transport: a dialog that starts on TLS (or TCP)
+/// names it, so that the far end sends the dialog's requests on it too.
+#[derive(Debug, Clone)]
+pub(super) struct Contacts {
+    udp: Uri,
+    tcp: Uri,
+    tls: Option<Uri>,
+}
+
+impl Contacts {
+    /// The Contact for a dialog on `transport`; the plain one when there is
+    /// no TLS listener.
+    pub(super) fn on(&self, transport: Transport) -> &Uri {
+        match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+            Transport::Tls => self.tls.as_ref().unwrap_or(&self.udp),
+        }
+    }
 }
 
 /// What rsipstack holds, counted: the per-call entries of its dialog layer
@@ -69,24 +152,28 @@ pub struct StackCounts {
 /// A running user agent.
 pub struct UserAgent {
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
     advertised: IpAddr,
     cancel: CancellationToken,
     layer: Arc<DialogLayer>,
-    contact: Uri,
+    contacts: Contacts,
+    requests: Arc<RequestCounters>,
     endpoint: EndpointInnerRef,
     queues: DialogQueues,
 }
 
 impl UserAgent {
-    /// Bind `listen` (UDP and TCP), start serving, and return the stream of
-    /// offered calls. `public` is what goes into Contact headers; every
-    /// new INVITE must pass `admission` first.
+    /// Bind `listen` (UDP and TCP) and, when `tls` says so, a TLS listener,
+    /// start serving, and return the stream of offered calls. `public` is
+    /// what goes into Contact headers; every new INVITE must pass
+    /// `admission` first.
     pub async fn start(
         listen: SocketAddr,
         public: Option<IpAddr>,
         timers: SipTimers,
         user_agent: &str,
         admission: Admission,
+        tls: TlsOptions,
         cancel: CancellationToken,
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
         let socket = tokio::net::UdpSocket::bind(listen)
@@ -116,6 +203,37 @@ impl UserAgent {
             .await
             .map_err(stack)?;
         transport.add_transport(tcp.into());
+        let tls_local = match tls.listen {
+            Some((addr, cert, key)) => {
+                // rsipstack binds in serve(): find the port (when 0) and
+                // whether it is free first, so a taken one fails the start.
+                let tls_local = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.local_addr())
+                    .map_err(|source| SipError::BindTls { addr, source })?;
+                let listener = TlsListenerConnection::new(
+                    tls_local,
+                    public.map(|ip| SocketAddr::new(ip, tls_local.port())),
+                    TlsConfig {
+                        cert: Some(cert),
+                        key: Some(key),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(stack)?;
+                transport.add_transport(listener.into());
+                Some(tls_local)
+            }
+            None => None,
+        };
+        // Peers we dial over TLS (the trunk, a sips: URI) verify against these.
+        transport.set_tls_config(TlsConfig {
+            ca_certs: Some(match tls.ca {
+                Some(pem) => pem,
+                None => super::roots::system_roots_pem(),
+            }),
+            ..Default::default()
+        });
 
         let endpoint = EndpointBuilder::new()
             .with_user_agent(user_agent)
@@ -140,11 +258,21 @@ impl UserAgent {
             .build();
         let incoming = endpoint.incoming_transactions().map_err(stack)?;
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        let contact = Uri::try_from(format!(
-            "sip:confgate@{}",
-            SocketAddr::new(advertised, local.port())
-        ))
-        .map_err(|e| SipError::Stack(e.to_string()))?;
+        let uri = |port: u16, param: &str| {
+            Uri::try_from(format!(
+                "sip:confgate@{}{param}",
+                SocketAddr::new(advertised, port)
+            ))
+            .map_err(|e| SipError::Stack(e.to_string()))
+        };
+        let contacts = Contacts {
+            udp: uri(local.port(), "")?,
+            tcp: uri(local.port(), ";transport=tcp")?,
+            tls: match tls_local {
+                Some(addr) => Some(uri(addr.port(), ";transport=tls")?),
+                None => None,
+            },
+        };
 
         let inner = endpoint.inner.clone();
         let serve_cancel = cancel.clone();
@@ -154,27 +282,37 @@ impl UserAgent {
                 _ = serve_cancel.cancelled() => {}
             }
         });
-        wait_for_tcp(local).await;
+        wait_for_tcp(local, "TCP").await;
+        if let Some(addr) = tls_local {
+            wait_for_tcp(addr, "TLS").await;
+        }
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let queues = DialogQueues::default();
+        let requests = Arc::new(RequestCounters::default());
         tokio::spawn(route_requests(
             incoming,
             Router {
                 layer: layer.clone(),
-                contact: contact.clone(),
+                contacts: contacts.clone(),
                 calls: calls_tx,
                 queues: queues.clone(),
                 admission,
+                requests: requests.clone(),
             },
         ));
-        info!(%local, %advertised, "SIP listening on UDP and TCP");
+        match tls_local {
+            Some(tls) => info!(%local, %tls, %advertised, "SIP listening on UDP and TCP, and TLS"),
+            None => info!(%local, %advertised, "SIP listening on UDP and TCP"),
+        }
         Ok((
             UserAgent {
                 local,
+                tls_local,
                 advertised,
                 cancel,
                 layer,
-                contact,
+                contacts,
+                requests,
                 endpoint: endpoint.inner.clone(),
                 queues,
             },
@@ -187,6 +325,16 @@ impl UserAgent {
         self.local
     }
 
+    /// The bound SIP-over-TLS address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
+    }
+
+    /// The SIP requests received so far, by transport.
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.get()
+    }
+
     /// The address advertised in Contact and SDP.
     pub fn advertised_ip(&self) -> IpAddr {
         self.advertised
@@ -194,7 +342,7 @@ impl UserAgent {
 
     /// Place an outbound call.
     pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
-        super::dial::dial(&self.layer, &self.queues, &self.contact, spec)
+        super::dial::dial(&self.layer, &self.queues, &self.contacts, spec)
     }
 
     /// Dialogs that still have a request queue; none once every call has ended.
@@ -220,6 +368,7 @@ impl UserAgent {
     pub fn register(
         &self,
         registrar: &str,
+        transport: Transport,
         username: String,
         password: String,
         expires: u32,
@@ -228,6 +377,8 @@ impl UserAgent {
         super::register::keep_registered(
             self.endpoint.clone(),
             registrar,
+            transport,
+            self.contacts.on(transport).clone(),
             username,
             password,
             expires,
@@ -243,9 +394,9 @@ impl UserAgent {
     }
 }
 
-/// rsipstack binds its TCP listener inside `serve()`; wait until it accepts,
-/// so that a started agent answers on both transports.
-async fn wait_for_tcp(local: SocketAddr) {
+/// rsipstack binds its TCP and TLS listeners inside `serve()`; wait until
+/// they accept, so that a started agent answers on every transport.
+async fn wait_for_tcp(local: SocketAddr, name: &str) {
     let probe = match local.ip() {
         ip if ip.is_unspecified() && local.is_ipv4() => {
             SocketAddr::from(([127, 0, 0, 1], local.port()))
@@ -261,7 +412,7 @@ async fn wait_for_tcp(local: SocketAddr) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    warn!(%local, "SIP over TCP is not listening (port taken?); UDP only");
+    warn!(%local, "SIP over {name} is not listening (port taken?)");
 }
 
 /// For a wildcard bind, advertise the first non-loopback interface address.
@@ -282,10 +433,11 @@ fn advertised_ip(bound: IpAddr) -> IpAddr {
 /// What routes requests: the dialogs, where offered calls go, and who may call.
 struct Router {
     layer: Arc<DialogLayer>,
-    contact: Uri,
+    contacts: Contacts,
     calls: mpsc::UnboundedSender<OfferedCall>,
     queues: DialogQueues,
     admission: Admission,
+    requests: Arc<RequestCounters>,
 }
 
 /// The address a request came from (after rport).
@@ -299,6 +451,7 @@ fn source_of(tx: &Transaction) -> SocketAddr {
 
 async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
     while let Some(mut tx) = incoming.recv().await {
+        router.requests.count(&tx);
         let in_dialog = tx
             .original
             .to_header()
@@ -394,11 +547,17 @@ const RETRY_AFTER_DRAINING: &str = "60";
 fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
     let Router {
         layer,
-        contact,
+        contacts,
         calls,
         queues,
         ..
     } = router;
+    // A call that came over TLS is kept on it; TCP and UDP share the plain
+    // Contact, as they share the port.
+    let contact = match transport_of(&tx) {
+        Transport::Tls => contacts.on(Transport::Tls),
+        _ => contacts.on(Transport::Udp),
+    };
     let req = tx.original.clone();
     let sip_call_id = req
         .call_id_header()
