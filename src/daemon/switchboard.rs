@@ -233,7 +233,7 @@ impl Switchboard for Board {
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
             offer,
         };
-        let dialing = match self.ua.dial(spec) {
+        let dialing = match self.ua.dial(spec).await {
             Ok(d) => d,
             Err(e) => {
                 release();

@@ -12,7 +12,7 @@ use rsipstack::transport::SipAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::call::{in_dialog_event, CallEvent};
 use super::in_order::DialogQueues;
@@ -45,9 +45,20 @@ pub enum DialError {
     BadUri(String),
     #[error("`{0}` is not HOST[:PORT]")]
     BadProxy(String),
+    /// A TCP or TLS connection to the first hop could not be made: refused,
+    /// timed out, or (TLS) its certificate did not verify.
+    #[error("cannot connect to {target} over {transport}: {detail}")]
+    Connect {
+        target: String,
+        transport: Transport,
+        detail: String,
+    },
     #[error("SIP stack: {0}")]
     Stack(String),
 }
+
+/// How long a TCP connection and TLS handshake to the first hop may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An outbound call's progress, in order.
 #[derive(Debug)]
@@ -103,7 +114,7 @@ pub struct DialingCall {
     pub events: mpsc::UnboundedReceiver<DialEvent>,
 }
 
-pub(super) fn dial(
+pub(super) async fn dial(
     layer: &Arc<DialogLayer>,
     queues: &DialogQueues,
     contacts: &Contacts,
@@ -130,6 +141,24 @@ pub(super) fn dial(
         Some(_) => spec.transport,
         None => callee_transport(&callee),
     };
+    // Over TCP or TLS the connection is made first, so that a peer that
+    // refuses it, or a certificate that does not verify, fails the dial at
+    // once with the reason (the stack would retry until Timer B, 64·T1).
+    if transport != Transport::Udp {
+        let target = match &destination {
+            Some(d) => Some(d.clone()),
+            None => SipAddr::try_from(&callee).ok().map(|mut a| {
+                a.r#type = Some(match transport {
+                    Transport::Tls => rsipstack::sip::Transport::Tls,
+                    _ => rsipstack::sip::Transport::Tcp,
+                });
+                a
+            }),
+        };
+        if let Some(target) = target {
+            connect(layer, &target, transport).await?;
+        }
+    }
     let opt = InviteOption {
         caller: uri(&spec.from)?,
         callee,
@@ -164,6 +193,27 @@ pub(super) fn dial(
             keying: Default::default(),
         },
         events,
+    })
+}
+
+/// Open (and leave cached for the INVITE) the connection to `target`.
+async fn connect(
+    layer: &DialogLayer,
+    target: &SipAddr,
+    transport: Transport,
+) -> Result<(), DialError> {
+    let lookup = layer.endpoint.transport_layer.lookup(target, None);
+    let detail = match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    let target = target.addr.to_string();
+    warn!(%target, %transport, %detail, "cannot connect for an outbound call");
+    Err(DialError::Connect {
+        target,
+        transport,
+        detail,
     })
 }
 

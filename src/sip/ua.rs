@@ -341,8 +341,8 @@ impl UserAgent {
     }
 
     /// Place an outbound call.
-    pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
-        super::dial::dial(&self.layer, &self.queues, &self.contacts, spec)
+    pub async fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
+        super::dial::dial(&self.layer, &self.queues, &self.contacts, spec).await
     }
 
     /// Dialogs that still have a request queue; none once every call has ended.
