@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests run in real time
 //! SIP over TLS end to end: a real baresip dials confgate's TLS listener,
 //! keys a PIN, joins a room and hangs up, with every request on TLS; then
 //! confgate dials a second confgate through `trunk.transport = "tls"`,
@@ -221,4 +222,32 @@ async fn outbound_to_a_tls_trunk_verifies_it_with_tls_ca() {
     assert_eq!(caller.held().calls(), Default::default(), "nothing held");
     caller.shutdown().await;
     callee.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_goes_to_a_tls_trunk_over_tls() {
+    let dir = temp_dir("e2e-tls-register");
+    let pki = certs::make(&dir, "registrar");
+    // A confgate as the registrar: it answers REGISTER 405, which is enough
+    // to see where and how the request came.
+    let registrar = daemon(&refs(&tls_keys(&pki))).await;
+    let tls = registrar.sip_tls_addr().expect("registrar TLS");
+    let client = daemon(&[
+        &format!("trunk.proxy={tls}"),
+        "trunk.transport=tls",
+        &format!("trunk.tls_ca={}", pki.ca.display()),
+        "trunk.register=true",
+        "trunk.username=conf",
+        "trunk.password=secret",
+    ])
+    .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while registrar.sip_requests().tls == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = registrar.sip_requests();
+    assert!(seen.tls >= 1, "the REGISTER came over TLS: {seen:?}");
+    assert_eq!((seen.udp, seen.tcp), (0, 0), "{seen:?}");
+    client.shutdown().await;
+    registrar.shutdown().await;
 }
