@@ -213,6 +213,7 @@ async fn outbound_to_a_tls_trunk_verifies_it_with_tls_ca() {
         .await
         .expect_err("an unverified trunk is not dialled");
     let text = refused.to_string();
+    eprintln!("{text}");
     assert!(
         matches!(refused, CommandError::Unavailable(_)) && text.contains("over tls"),
         "{text}"
