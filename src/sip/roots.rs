@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use base64::Engine;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Every certificate the system trusts, as PEM; empty (every server
 /// certificate then fails to verify) when the store cannot be read.
@@ -16,7 +16,7 @@ pub(super) fn system_roots_pem() -> Vec<u8> {
         warn!(error = %e, "reading the system's CA certificates");
     }
     if found.certs.is_empty() {
-        warn!("no system CA certificates: TLS peers will not verify (set trunk.tls_ca)");
+        info!("no system CA certificates: TLS peers will not verify (set trunk.tls_ca)");
     }
     debug!(roots = found.certs.len(), "system CA certificates loaded");
     pem(found.certs.iter().map(|c| c.as_ref()))
