@@ -81,6 +81,23 @@ pub(super) fn tls_listen(c: &SipConfig) -> Result<Option<TlsListen>, ConfigError
             ConfigError::invalid("sip.tls_listen", format!("`{addr}` is not IP:PORT"))
         })?,
     };
+    // SIP over TCP holds sip.listen's port already.
+    let same_port = c.listen.parse::<SocketAddr>().is_ok_and(|sip| {
+        sip.port() == listen.port()
+            && listen.port() != 0
+            && (sip.ip() == listen.ip()
+                || sip.ip().is_unspecified()
+                || listen.ip().is_unspecified())
+    });
+    if same_port {
+        return Err(ConfigError::invalid(
+            "sip.tls_listen",
+            format!(
+                "port {} is sip.listen's (SIP over TCP listens there)",
+                listen.port()
+            ),
+        ));
+    }
     for (key, path) in [("sip.tls_cert", &c.tls_cert), ("sip.tls_key", &c.tls_key)] {
         if path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(
@@ -247,6 +264,13 @@ mod tests {
             error(&no_key).starts_with("sip.tls_key:"),
             "{}",
             error(&no_key)
+        );
+        let mut clash = tls(&cert, &key);
+        clash[0] = "sip.tls_listen=0.0.0.0:5060".into();
+        assert!(
+            error(&clash).starts_with("sip.tls_listen:"),
+            "{}",
+            error(&clash)
         );
         let mut bad_addr = tls(&cert, &key);
         bad_addr[0] = "sip.tls_listen=5061".into();
