@@ -100,6 +100,24 @@ async fn baresip_calls_over_tls_and_every_request_stays_on_it() {
     // The ACK of the 2xx goes to its transaction, not counted here.
     assert!(seated.tls >= 1, "the INVITE came over TLS: {seated:?}");
 
+    // Hold and resume: two re-INVITEs, over TLS, answered.
+    phone.command("hold", "").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while d.sip_requests().tls < seated.tls + 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    phone.command("resume", "").await;
+    while d.sip_requests().tls < seated.tls + 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = d.sip_requests();
+    assert_eq!((held.udp, held.tcp), (0, 0), "{held:?}");
+    assert!(
+        held.tls >= seated.tls + 2,
+        "hold and resume over TLS: {held:?}"
+    );
+    let seated = held;
+
     // The phone hangs up: its BYE comes over TLS too.
     phone.command("hangup", "").await;
     let left = wait_for(&mut events, |e| match e {
