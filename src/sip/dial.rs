@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use super::call::{in_dialog_event, CallEvent};
 use super::in_order::DialogQueues;
-use super::ua::Contacts;
+use super::transport::Contacts;
 use crate::config::Transport;
 
 /// What to dial.

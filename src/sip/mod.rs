@@ -10,4 +10,5 @@ mod in_order;
 pub mod register;
 mod roots;
 pub mod sdp;
+mod transport;
 pub mod ua;

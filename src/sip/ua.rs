@@ -4,7 +4,6 @@
 //! [`OfferedCall`] with its own event stream.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
@@ -16,9 +15,8 @@ use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::{CallIdFormat, TransactionReceiver};
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
-use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipConnection, TransportLayer};
+use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +27,8 @@ use super::dial::{DialError, DialSpec, DialingCall};
 use super::guard::GuardedUdp;
 use super::in_order::DialogQueues;
 use super::register::RegistrationOutcome;
+use super::transport::{transport_of, Contacts, RequestCounters};
+pub use super::transport::{RequestCounts, TlsOptions};
 use crate::call::admission::{Admission, CallPermit, Refusal};
 use crate::config::{SipTimers, Transport};
 
@@ -50,82 +50,6 @@ pub enum SipError {
     },
     #[error("SIP stack: {0}")]
     Stack(String),
-}
-
-/// SIP over TLS for the user agent.
-#[derive(Clone, Default)]
-pub struct TlsOptions {
-    /// Listen for TLS on this address with this certificate chain and
-    /// private key (PEM, checked beforehand by the configuration).
-    pub listen: Option<(SocketAddr, Vec<u8>, Vec<u8>)>,
-    /// The CA certificates (PEM) that the peers we connect to over TLS must
-    /// chain to; `None`: the system's roots.
-    pub ca: Option<Vec<u8>>,
-}
-
-/// The SIP requests received, by the transport they came over (in-dialog
-/// ones and ACKs included).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RequestCounts {
-    pub udp: u64,
-    pub tcp: u64,
-    pub tls: u64,
-}
-
-#[derive(Debug, Default)]
-struct RequestCounters {
-    udp: AtomicU64,
-    tcp: AtomicU64,
-    tls: AtomicU64,
-}
-
-impl RequestCounters {
-    fn count(&self, tx: &Transaction) {
-        let counter = match transport_of(tx) {
-            Transport::Udp => &self.udp,
-            Transport::Tcp => &self.tcp,
-            Transport::Tls => &self.tls,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> RequestCounts {
-        RequestCounts {
-            udp: self.udp.load(Ordering::Relaxed),
-            tcp: self.tcp.load(Ordering::Relaxed),
-            tls: self.tls.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What a request came over.
-fn transport_of(tx: &Transaction) -> Transport {
-    match &tx.connection {
-        Some(SipConnection::Tls(_)) => Transport::Tls,
-        Some(c) if c.is_reliable() => Transport::Tcp,
-        _ => Transport::Udp,
-    }
-}
-
-/// Our Contact for each transport: a dialog that starts on TLS (or TCP)
-/// names it, so that the far end sends the dialog's requests on it too.
-#[derive(Debug, Clone)]
-pub(super) struct Contacts {
-    udp: Uri,
-    tcp: Uri,
-    tls: Option<Uri>,
-}
-
-impl Contacts {
-    /// The Contact for a dialog on `transport`; the plain one when there is
-    /// no TLS listener.
-    pub(super) fn on(&self, transport: Transport) -> &Uri {
-        match transport {
-            Transport::Udp => &self.udp,
-            Transport::Tcp => &self.tcp,
-            Transport::Tls => self.tls.as_ref().unwrap_or(&self.udp),
-        }
-    }
 }
 
 /// What rsipstack holds, counted: the per-call entries of its dialog layer
@@ -203,37 +127,7 @@ impl UserAgent {
             .await
             .map_err(stack)?;
         transport.add_transport(tcp.into());
-        let tls_local = match tls.listen {
-            Some((addr, cert, key)) => {
-                // rsipstack binds in serve(): find the port (when 0) and
-                // whether it is free first, so a taken one fails the start.
-                let tls_local = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.local_addr())
-                    .map_err(|source| SipError::BindTls { addr, source })?;
-                let listener = TlsListenerConnection::new(
-                    tls_local,
-                    public.map(|ip| SocketAddr::new(ip, tls_local.port())),
-                    TlsConfig {
-                        cert: Some(cert),
-                        key: Some(key),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(stack)?;
-                transport.add_transport(listener.into());
-                Some(tls_local)
-            }
-            None => None,
-        };
-        // Peers we dial over TLS (the trunk, a sips: URI) verify against these.
-        transport.set_tls_config(TlsConfig {
-            ca_certs: Some(match tls.ca {
-                Some(pem) => pem,
-                None => super::roots::system_roots_pem(),
-            }),
-            ..Default::default()
-        });
+        let tls_local = super::transport::add_tls(&transport, tls, public).await?;
 
         let endpoint = EndpointBuilder::new()
             .with_user_agent(user_agent)
