@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::call::admission::Admission;
 use crate::conference::{Conference, Limits};
-use crate::config::Settings;
+use crate::config::{Settings, Transport};
 use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
 use crate::metrics::{MetricsError, MetricsServer, Sources};
@@ -175,6 +175,12 @@ impl Daemon {
         let ua = Arc::new(ua);
         let settings = ctx.settings();
         let trunk = &settings.trunk;
+        if trunk.transport == Transport::Tls && settings.sip_tls.is_none() {
+            warn!(
+                "trunk.transport is tls but sip.tls_listen is empty: the trunk's requests \
+                 in a dialog reach confgate only on the connection confgate opened"
+            );
+        }
         let board = Arc::new(Board {
             policy: Arc::new(Mutex::new(DialPolicy::new(
                 trunk.allow.clone(),
