@@ -11,8 +11,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use confgate::media::g711::Codec;
-use confgate::media::mixer::{MemberId, Mixer};
+use confgate::media::codec::Codec;
+use confgate::media::mixer::{MemberId, Mixer, Output};
 
 /// Counts allocations so the per-tick figure is measured, not assumed.
 struct Counting;
@@ -57,7 +57,7 @@ fn frames(talkers: usize) -> Vec<[u8; 160]> {
                 };
             }
             let mut enc = [0u8; 160];
-            Codec::Pcmu.encode(&pcm, &mut enc);
+            Codec::Pcmu.g711().expect("G.711").encode(&pcm, &mut enc);
             enc
         })
         .collect()
@@ -94,8 +94,10 @@ fn run(members: usize, talkers: usize) -> Figures {
         }
         mixer.tick();
         for &id in &ids {
-            if let Some(out) = mixer.output(id) {
-                checksum = checksum.wrapping_add(u64::from(out[0]));
+            match mixer.output(id) {
+                Some(Output::Encoded(out)) => checksum = checksum.wrapping_add(u64::from(out[0])),
+                Some(Output::Pcm(out)) => checksum = checksum.wrapping_add(out[0] as u64),
+                None => {}
             }
         }
         let took = start.elapsed();

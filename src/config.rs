@@ -16,7 +16,7 @@ use crate::dtmf::DtmfMode;
 use crate::ivr::directory::{Cidr, Directory, RoomEntry, RoomRules};
 use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
-use crate::media::g711::Codec;
+use crate::media::codec::Codec;
 
 mod tls;
 pub use tls::{PemFile, TlsListen, Transport};
@@ -459,7 +459,7 @@ impl Config {
             let codec = Codec::from_name(name).ok_or_else(|| {
                 ConfigError::invalid(
                     "media.codecs",
-                    format!("unknown codec `{name}` (PCMU, PCMA)"),
+                    format!("unknown codec `{name}` (PCMU, PCMA, G722, opus)"),
                 )
             })?;
             if !codecs.contains(&codec) {

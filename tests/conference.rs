@@ -15,7 +15,7 @@ use common::{daemon, offer, rtp_socket, sdp_rtp_addr};
 use confgate::conference::Control;
 use confgate::daemon::Daemon;
 use confgate::events::Event;
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::rtp::packet::{self, RtpSender};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::Receiver;
@@ -85,7 +85,7 @@ async fn talk_and_listen(m: &Member, freq: f64, secs: f64) -> Vec<i16> {
                     })
                     .collect();
                 let mut enc = [0u8; 160];
-                Codec::Pcmu.encode(&pcm, &mut enc);
+                Codec::Pcmu.g711().expect("G.711").encode(&pcm, &mut enc);
                 sender.packetize(0, &enc, 160, &mut out);
                 m.rtp.send_to(&out, m.dest).await.unwrap();
                 sent += 1;
@@ -95,7 +95,7 @@ async fn talk_and_listen(m: &Member, freq: f64, secs: f64) -> Vec<i16> {
                 if let Ok(p) = packet::parse(&buf[..n]) {
                     if p.pt == 0 {
                         let mut pcm = vec![0i16; p.payload.len()];
-                        Codec::Pcmu.decode(p.payload, &mut pcm);
+                        Codec::Pcmu.g711().expect("G.711").decode(p.payload, &mut pcm);
                         heard.extend(pcm);
                     }
                 }

@@ -20,7 +20,7 @@ use confgate::control::{
     CommandError, ControlError, ControlServer, DialRequest, Status, Switchboard, Target,
 };
 use confgate::events::{Direction, Event};
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 
 const TOKEN: &str = "0123456789abcdef-token";
 

@@ -10,7 +10,7 @@ use common::uac::Uac;
 use common::{
     collect_rtp, daemon, find_prompt_start, offer, rtp_socket, through_g711, welcome_prompt,
 };
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_hears_the_prompt_paced_at_20ms() {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use confgate::call::media::{MediaParams, MediaSession, MediaSetup};
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::rtp::learning::SourceLearning;
 
 fn session(t0: Instant) -> MediaSession {
@@ -24,6 +24,7 @@ fn session(t0: Instant) -> MediaSession {
         dtmf_pt: Some(101),
         rtcp_mux: false,
         rtcp: None,
+        opus: Default::default(),
     };
     MediaSession::new(
         MediaSetup {
@@ -49,7 +50,10 @@ fn marked(audio: &[i16]) -> Vec<bool> {
         .enumerate()
         .map(|(n, pcm)| {
             let mut payload = [0u8; 160];
-            Codec::Pcmu.encode(pcm, &mut payload[..pcm.len()]);
+            Codec::Pcmu
+                .g711()
+                .expect("G.711")
+                .encode(pcm, &mut payload[..pcm.len()]);
             let mut pkt = vec![0x80, 0];
             pkt.extend_from_slice(&(n as u16).to_be_bytes());
             pkt.extend_from_slice(&(n as u32 * 160).to_be_bytes());

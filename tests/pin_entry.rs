@@ -13,7 +13,7 @@ use common::{daemon, offer, rtp_socket, sdp_rtp_addr, sourced};
 use confgate::daemon::Daemon;
 use confgate::dtmf::Source;
 use confgate::events::Event;
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::Receiver;
 

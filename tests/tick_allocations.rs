@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use confgate::call::media::{MediaEvent, MediaSession, MediaSetup};
 use confgate::call::session::MediaParams;
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::media::mixer::Mixer;
 use confgate::rtp::learning::SourceLearning;
 
@@ -65,6 +65,7 @@ fn session(k: usize, t0: Instant, wall: SystemTime) -> MediaSession {
         dtmf_pt: Some(101),
         rtcp_mux: false,
         rtcp: None,
+        opus: Default::default(),
     };
     MediaSession::new(
         MediaSetup {
@@ -110,7 +111,10 @@ fn packet(k: usize, n: u32, buf: &mut [u8; 172]) -> usize {
         };
     }
     let mut payload = [0u8; 160];
-    Codec::Pcmu.encode(&pcm, &mut payload);
+    Codec::Pcmu
+        .g711()
+        .expect("G.711")
+        .encode(&pcm, &mut payload);
     buf[12..172].copy_from_slice(&payload);
     172
 }

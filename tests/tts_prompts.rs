@@ -263,3 +263,58 @@ fn early_media_loops_seamlessly() {
     assert!(max_step(&twice) <= bound);
     assert!(rms_dbfs(&x) > -35.0, "audible");
 }
+
+/// Share of `x`'s energy between `lo` and `hi` Hz, in dB (Goertzel bins
+/// every 100 Hz).
+fn band_db(x: &[i16], rate: u32, lo: f64, hi: f64) -> f64 {
+    let (mut band, mut all) = (0.0, 0.0);
+    let mut f = 100.0;
+    while f < f64::from(rate) / 2.0 {
+        let p = goertzel(x, rate, f);
+        all += p;
+        if (lo..hi).contains(&f) {
+            band += p;
+        }
+        f += 100.0;
+    }
+    10.0 * (band / all).max(1e-12).log10()
+}
+
+#[test]
+fn wideband_calls_get_a_16_khz_rendering_not_an_upsampled_one() {
+    let dir = temp_dir("wide");
+    let specs = [PromptSpec::new(
+        "welcome",
+        "Please enter your conference PIN, then press pound.",
+    )];
+    render(&dir, "en-us", 160, &specs).expect("render");
+    let wide = dir.join("welcome.wide.wav");
+    let spec = hound::WavReader::open(&wide).expect("a 16 kHz copy").spec();
+    assert_eq!(spec.sample_rate, 16_000);
+    let loaded = load(&dir, &specs).expect("load");
+    let p = &loaded[0];
+    // The same speech: twice the samples, within a frame.
+    assert!((p.wide.len() as i64 - 2 * p.samples.len() as i64).abs() <= 320);
+    // The fricatives of "press", "PIN", "conference" reach above 4 kHz.
+    let high = band_db(&p.wide, 16_000, 4500.0, 7500.0);
+    eprintln!("4.5–7.5 kHz holds {high:.1} dB of the wide prompt");
+    assert!(
+        high > -30.0,
+        "4.5–7.5 kHz at {high:.1} dB: narrowband speech"
+    );
+    // A user's 8 kHz recording is converted, and has nothing up there.
+    let user = temp_dir("wide-user");
+    let spec8 = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(user.join("welcome.wav"), spec8).unwrap();
+    for &s in p.samples.iter() {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    let loaded = load(&user, &specs).expect("load");
+    assert!(band_db(&loaded[0].wide, 16_000, 4500.0, 7500.0) < high - 20.0);
+}

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use confgate::config::Config;
 use confgate::daemon::Daemon;
 use confgate::events::Event;
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 
 mod sipp;
 use sipp::*;
@@ -315,8 +315,8 @@ fn payloads() -> ([u8; 160], [u8; 160]) {
         quiet[i] = ((x >> 16) as i16) >> 10;
     }
     let (mut t, mut q) = ([0u8; 160], [0u8; 160]);
-    Codec::Pcmu.encode(&talk, &mut t);
-    Codec::Pcmu.encode(&quiet, &mut q);
+    Codec::Pcmu.g711().expect("G.711").encode(&talk, &mut t);
+    Codec::Pcmu.g711().expect("G.711").encode(&quiet, &mut q);
     (t, q)
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use confgate::call::media::{MediaParams, MediaSession, MediaSetup};
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::rtp::learning::SourceLearning;
 use confgate::rtp::packet;
 use libfuzzer_sys::fuzz_target;
@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         dtmf_pt: Some(101),
         rtcp_mux: true,
         rtcp: None,
+        opus: Default::default(),
     };
     let mut media = MediaSession::new(
         MediaSetup {

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use confgate::call::session::{LocalMedia, SdpSession};
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::sip::sdp;
 use libfuzzer_sys::fuzz_target;
 

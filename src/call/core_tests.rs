@@ -11,7 +11,7 @@ use crate::ivr::inbound::RoomRefusal;
 use crate::ivr::inbound::{Entry, Prompt};
 use crate::ivr::keypad::{KeyAction, KeyBindings};
 use crate::ivr::pin::PinRules;
-use crate::media::g711::Codec;
+use crate::media::codec::Codec;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -15,6 +15,9 @@ use crate::dtmf::keyer::Keyer;
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
 use crate::events::QualityState;
+use crate::media::codec::{Codec, Decoder, Encoder, NARROW_FRAME, ROOM_FRAME};
+use crate::media::halfband::{Downsampler, Upsampler};
+use crate::media::mixer::Output;
 use crate::media::player::{Player, FRAME};
 use crate::media::quality::{self, Change, QualityAlarm};
 use crate::rtp::learning::{ForeignCounters, SourceLearning, Verdict};
@@ -28,7 +31,10 @@ const QUALITY_HOLD: Duration = Duration::from_secs(10);
 pub enum MediaCommand {
     /// Play a clip; `id` comes back in [`MediaEvent::PlaybackDone`].
     Play {
+        /// 8 kHz.
         samples: Arc<[i16]>,
+        /// The same at 16 kHz, for a wideband call.
+        wide: Option<Arc<[i16]>>,
         looped: bool,
         id: u64,
     },
@@ -176,6 +182,17 @@ pub struct MediaSession {
     detections: Vec<Detection>,
     player: Player,
     playing: Option<u64>,
+    /// The call's encoder (`None` only if libopus could not make one).
+    encoder: Option<Encoder>,
+    /// Received audio at 8 kHz, for the tone detector and name capture
+    /// (G.711 needs none).
+    narrow: Option<Decoder>,
+    /// 8 kHz prompts into a wideband codec.
+    up: Upsampler,
+    /// The clip playing is at 16 kHz.
+    wide_prompt: bool,
+    /// The payload being sent.
+    payload: Vec<u8>,
     /// Key presses to send.
     keyer: Keyer,
     /// What the caller says, kept: its id, frames still to wait, the audio.
@@ -197,7 +214,7 @@ impl MediaSession {
             rtcp: RtcpSession::new(
                 sender.ssrc(),
                 &setup.cname,
-                8000, // G.711's clock
+                params.codec.clock_rate(),
                 now,
                 wall,
                 rand::random(),
@@ -214,6 +231,11 @@ impl MediaSession {
             detections: Vec::with_capacity(4),
             player: Player::new(),
             playing: None,
+            encoder: make_encoder(&params),
+            narrow: make_narrow(params.codec),
+            up: Upsampler::default(),
+            wide_prompt: false,
+            payload: Vec::with_capacity(256),
             keyer: Keyer::new(),
             capture: None,
             events: Vec::with_capacity(4),
@@ -234,10 +256,20 @@ impl MediaSession {
         match cmd {
             MediaCommand::Play {
                 samples,
+                wide,
                 looped,
                 id,
             } => {
-                self.player.play(samples, looped);
+                match wide.filter(|_| self.params.codec.wideband()) {
+                    Some(wide) => {
+                        self.player.play(wide, looped);
+                        self.wide_prompt = true;
+                    }
+                    None => {
+                        self.player.play(samples, looped);
+                        self.wide_prompt = false;
+                    }
+                }
                 self.playing = Some(id);
             }
             MediaCommand::Stop => self.player.stop(),
@@ -263,6 +295,10 @@ impl MediaSession {
                 }
                 if p.remote != self.params.remote {
                     self.learning.renegotiated(p.remote);
+                }
+                if p.codec != self.params.codec || p.opus != self.params.opus {
+                    self.encoder = make_encoder(&p);
+                    self.narrow = make_narrow(p.codec);
                 }
                 self.params = p;
             }
@@ -318,12 +354,10 @@ impl MediaSession {
             );
         } else if let Some(det) = self.tones.as_mut().filter(|_| audio) {
             let hits = det.hit_blocks();
-            let mut pcm = [0i16; FRAME];
-            for chunk in rtp.payload.chunks(FRAME) {
-                let pcm = &mut pcm[..chunk.len()];
-                self.params.codec.decode(chunk, pcm);
-                det.feed(pcm, &mut self.detections);
-            }
+            let detections = &mut self.detections;
+            narrow_pcm(self.params.codec, &mut self.narrow, rtp.payload, |pcm| {
+                det.feed(pcm, detections)
+            });
             // A tone's tail after its last full block lies in the next frame.
             self.keyed_hang = match det.hit_blocks() > hits {
                 true => KEYED_HANG + 1,
@@ -332,13 +366,10 @@ impl MediaSession {
         }
         self.report_digits(at);
         if let Some((_, _, kept)) = self.capture.as_mut().filter(|_| audio) {
-            let mut pcm = [0i16; FRAME];
-            for chunk in rtp.payload.chunks(FRAME) {
+            narrow_pcm(self.params.codec, &mut self.narrow, rtp.payload, |pcm| {
                 let room = kept.capacity() - kept.len();
-                let pcm = &mut pcm[..chunk.len().min(room)];
-                self.params.codec.decode(&chunk[..pcm.len()], pcm);
-                kept.extend_from_slice(pcm);
-            }
+                kept.extend_from_slice(&pcm[..pcm.len().min(room)]);
+            });
         }
         audio.then_some(Audio {
             ts: rtp.timestamp,
@@ -388,27 +419,49 @@ impl MediaSession {
                 self.events.push(MediaEvent::Captured(id, kept.into()));
             }
         }
+        let wideband = self.params.codec.wideband();
+        let mut wide = [0i16; ROOM_FRAME];
         let mut pcm = [0i16; FRAME];
-        self.player.next_frame(&mut pcm);
+        match (self.wide_prompt, wideband) {
+            (true, true) => {
+                self.player.next_frame(&mut wide);
+            }
+            (false, true) => {
+                self.player.next_frame(&mut pcm);
+                self.up.process(&pcm, &mut wide);
+            }
+            // A call moved to narrowband while a 16 kHz clip played.
+            (true, false) => {
+                self.player.next_frame(&mut wide);
+                Downsampler::default().process(&wide, &mut pcm);
+            }
+            (false, false) => {
+                self.player.next_frame(&mut pcm);
+            }
+        }
         if self.player.take_finished() {
             if let Some(id) = self.playing.take() {
                 self.events.push(MediaEvent::PlaybackDone(id));
             }
         }
-        let mut payload = [0u8; FRAME];
-        self.params.codec.encode(&pcm, &mut payload);
-        self.audio_frame(Some(&payload))
+        if wideband {
+            self.audio_frame(Some(Output::Pcm(&wide)))
+        } else {
+            self.audio_frame(Some(Output::Pcm(&pcm)))
+        }
     }
 
-    /// Send one 20 ms payload in the call's codec (the room's mix); `None`
-    /// skips the frame in RTP time.
-    pub fn audio_frame(&mut self, payload: Option<&[u8; FRAME]>) -> Option<Transmit<'_>> {
-        let (Some(to), Some(payload)) = (self.media_destination(), payload) else {
-            self.sender.skip(FRAME as u32);
+    /// Send one 20 ms frame (the room's mix): encoded in the call's codec,
+    /// or audio at its sample rate to encode. `None` skips the frame in RTP
+    /// time.
+    pub fn audio_frame(&mut self, frame: Option<Output<'_>>) -> Option<Transmit<'_>> {
+        let frame_ts = self.params.codec.frame_ts();
+        let (Some(to), Some(frame)) = (self.media_destination(), frame) else {
+            self.sender.skip(frame_ts);
             return None;
         };
         if let Some(pt) = self.params.dtmf_pt {
-            if let Some(event) = self.keyer.next_frame(self.sender.timestamp()) {
+            if let Some(event) = self.keyer.next_frame(self.sender.timestamp(), frame_ts) {
                 // In the audio's place; its RTP time runs on underneath.
                 self.sender.packetize_at(
                     pt,
@@ -417,7 +470,7 @@ impl MediaSession {
                     event.marker,
                     &mut self.out,
                 );
-                self.sender.skip(FRAME as u32);
+                self.sender.skip(frame_ts);
                 self.stats.sent += 1;
                 return Some(Transmit {
                     to,
@@ -426,10 +479,26 @@ impl MediaSession {
                 });
             }
         }
+        match frame {
+            Output::Encoded(bytes) => {
+                self.payload.clear();
+                self.payload.extend_from_slice(bytes);
+            }
+            Output::Pcm(pcm) => {
+                let encoded = self
+                    .encoder
+                    .as_mut()
+                    .map(|e| e.encode(pcm, &mut self.payload));
+                if !matches!(encoded, Some(Ok(()))) {
+                    self.sender.skip(frame_ts);
+                    return None;
+                }
+            }
+        }
         self.sender.packetize(
             self.params.payload_type,
-            payload,
-            FRAME as u32,
+            &self.payload,
+            frame_ts,
             &mut self.out,
         );
         self.stats.sent += 1;
@@ -444,7 +513,8 @@ impl MediaSession {
     /// rather than send a flood of packets.
     pub fn skip(&mut self, frames: u64) {
         self.stats.late_ticks += frames;
-        self.sender.skip((frames * FRAME as u64) as u32);
+        let frame_ts = u64::from(self.params.codec.frame_ts());
+        self.sender.skip((frames * frame_ts) as u32);
     }
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
@@ -564,6 +634,43 @@ impl MediaSession {
             rtcp: self.rtcp.counters(),
             figures: self.rtcp.figures(),
             ..self.stats
+        }
+    }
+}
+
+fn make_encoder(params: &MediaParams) -> Option<Encoder> {
+    Encoder::new(params.codec, params.opus)
+        .map_err(|e| tracing::error!(error = %e, codec = %params.codec, "no encoder"))
+        .ok()
+}
+
+fn make_narrow(codec: Codec) -> Option<Decoder> {
+    if codec.g711().is_some() {
+        return None;
+    }
+    Decoder::new(codec, 8000)
+        .map_err(|e| tracing::error!(error = %e, %codec, "no decoder"))
+        .ok()
+}
+
+/// A received payload as 8 kHz audio, handed to `f` in frames: G.711
+/// directly (whatever its packet time), other codecs through `narrow`.
+fn narrow_pcm(
+    codec: Codec,
+    narrow: &mut Option<Decoder>,
+    payload: &[u8],
+    mut f: impl FnMut(&[i16]),
+) {
+    let mut pcm = [0i16; NARROW_FRAME];
+    if let Some(law) = codec.g711() {
+        for chunk in payload.chunks(NARROW_FRAME) {
+            let pcm = &mut pcm[..chunk.len()];
+            law.decode(chunk, pcm);
+            f(pcm);
+        }
+    } else if let Some(dec) = narrow.as_mut() {
+        if dec.decode(payload, &mut pcm).is_ok() {
+            f(&pcm);
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::media::g711::Codec;
+use crate::media::codec::{Codec, OpusParams};
 use crate::sip::sdp::{self, Negotiated, SdpError};
 
 /// How media flows, from the negotiated SDP.
@@ -29,6 +29,8 @@ pub struct MediaParams {
     pub rtcp_mux: bool,
     /// Where the SDP says to send RTCP when it does not.
     pub rtcp: Option<SocketAddr>,
+    /// What the far end asked of our Opus stream.
+    pub opus: OpusParams,
 }
 
 impl MediaParams {
@@ -41,6 +43,7 @@ impl MediaParams {
             dtmf_pt: n.dtmf_pt,
             rtcp_mux: n.rtcp_mux,
             rtcp: n.rtcp,
+            opus: n.opus,
         }
     }
 }
@@ -185,12 +188,13 @@ impl SdpSession {
         let codec = self.local.codecs.first().copied().unwrap_or(Codec::Pcmu);
         MediaParams {
             codec,
-            payload_type: codec.payload_type(),
+            payload_type: crate::sip::sdp::offer_payload_type(codec),
             remote: None,
             send: true,
             dtmf_pt: None,
             rtcp_mux: false,
             rtcp: None,
+            opus: OpusParams::default(),
         }
     }
 

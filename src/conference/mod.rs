@@ -39,7 +39,7 @@ use crate::events::Event;
 use crate::events::{Direction, Events};
 pub use crate::ivr::directory::RoomRules;
 use crate::ivr::keypad::KeyAction;
-use crate::media::g711::Codec;
+use crate::media::codec::Codec;
 use crate::media::recorder::{self, Recorder, RecordingError};
 use crate::metrics::{Histogram, JITTER_SECONDS, TICK_SECONDS};
 use crate::rtp::learning::ForeignCounters;
@@ -652,7 +652,7 @@ impl Conference {
                 })
                 .find(|p| !p.exists())
                 .unwrap_or_else(|| dir.join(&name));
-            Recorder::start(path, crate::tts::prompts::RATE, move |outcome| {
+            Recorder::start(path, crate::media::codec::ROOM_RATE, move |outcome| {
                 recording_ended(
                     &events,
                     &room_name,

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::events::{Event, Events, QualityState};
 use crate::ivr::keypad::KeyAction;
+use crate::media::codec::ROOM_FRAME as FRAME;
 use crate::media::mixer::{MemberId, RoomId, Volume};
-use crate::media::player::FRAME;
 use crate::media::recorder::Recorder;
 
 /// A room open on this thread.

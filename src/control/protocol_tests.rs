@@ -2,7 +2,7 @@ use super::*;
 use crate::conference::RoomStatus;
 use crate::dtmf::Source;
 use crate::events::Direction;
-use crate::media::g711::Codec;
+use crate::media::codec::Codec;
 
 fn req(line: &str) -> Result<Request, ProtocolError> {
     parse(line.as_bytes()).request

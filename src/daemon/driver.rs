@@ -314,13 +314,15 @@ impl Media {
         let leg = self.leg.as_ref()?;
         match action {
             MediaAction::Play { clip, looped, id } => {
-                let samples = match clip {
-                    Clip::EarlyMedia => Some(ctx.prompts().early_media()),
-                    Clip::Prompt(prompt) => ctx.prompts().get(prompt.name()),
+                let book = ctx.prompts();
+                let (samples, wide) = match clip {
+                    Clip::EarlyMedia => (Some(book.early_media()), Some(book.early_media_wide())),
+                    Clip::Prompt(prompt) => (book.get(prompt.name()), book.get_wide(prompt.name())),
                 };
                 match samples {
                     Some(samples) => leg.send(MediaCommand::Play {
                         samples,
+                        wide,
                         looped,
                         id,
                     }),

@@ -9,13 +9,16 @@ use crate::conference::Announcements;
 use crate::config::Settings;
 use crate::media::resample::resample;
 use crate::tts::espeak;
-use crate::tts::prompts::{self, PromptError, PromptSpec, RATE};
+use crate::tts::prompts::{self, PromptError, PromptSpec, RATE, WIDE_RATE};
 
 /// Prompt audio by name, 8 kHz mono, shared by every call.
 #[derive(Debug, Default)]
 pub struct PromptBook {
     clips: HashMap<String, Arc<[i16]>>,
+    /// The same at 16 kHz, for wideband calls.
+    wide: HashMap<String, Arc<[i16]>>,
     early_media: Arc<[i16]>,
+    early_media_wide: Arc<[i16]>,
     hold_music: Arc<[i16]>,
 }
 
@@ -37,7 +40,12 @@ impl PromptBook {
     }
 
     fn load(dir: &Path, specs: &[PromptSpec]) -> Result<PromptBook, PromptError> {
-        let clips = prompts::load(dir, specs)?
+        let loaded = prompts::load(dir, specs)?;
+        let mut wide: HashMap<String, Arc<[i16]>> = loaded
+            .iter()
+            .map(|p| (p.name.clone(), p.wide.clone()))
+            .collect();
+        let clips: HashMap<String, Arc<[i16]>> = loaded
             .into_iter()
             .map(|p| (p.name, p.samples))
             .chain([
@@ -47,7 +55,13 @@ impl PromptBook {
                 ("quieter".to_owned(), prompts::quieter_tone().into()),
             ])
             .collect();
+        // The tones are narrowband: their wide copies are converted once.
+        for (name, clip) in &clips {
+            wide.entry(name.clone())
+                .or_insert_with(|| resample(clip, RATE, WIDE_RATE).into());
+        }
         let early_media: Arc<[i16]> = prompts::early_media_loop().into();
+        let early_media_wide = resample(&early_media, RATE, WIDE_RATE).into();
         let music = dir.join(HOLD_MUSIC);
         let hold_music = match music.exists() {
             true => prompts::load_wav(&music)?.into(),
@@ -55,7 +69,9 @@ impl PromptBook {
         };
         Ok(PromptBook {
             clips,
+            wide,
             early_media,
+            early_media_wide,
             hold_music,
         })
     }
@@ -66,6 +82,15 @@ impl PromptBook {
 
     pub fn early_media(&self) -> Arc<[i16]> {
         self.early_media.clone()
+    }
+
+    /// A prompt at 16 kHz.
+    pub fn get_wide(&self, name: &str) -> Option<Arc<[i16]>> {
+        self.wide.get(name).cloned()
+    }
+
+    pub fn early_media_wide(&self) -> Arc<[i16]> {
+        self.early_media_wide.clone()
     }
 
     /// The clips the rooms play, as `settings` asks for them.

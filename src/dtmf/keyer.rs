@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 
 /// Samples per frame at 8 kHz.
+#[cfg(test)]
 const FRAME: u32 = 160;
 /// Frames of one digit's tone (100 ms).
 const TONE_FRAMES: u32 = 5;
@@ -97,9 +98,10 @@ impl Keyer {
         self.tone.is_none() && self.queue.is_empty()
     }
 
-    /// This frame, whose audio would carry RTP timestamp `media_ts`: an
-    /// event packet to send instead, or `None` for audio.
-    pub fn next_frame(&mut self, media_ts: u32) -> Option<EventPacket> {
+    /// This frame, whose audio would carry RTP timestamp `media_ts` and
+    /// last `frame_ts` units of the codec's clock: an event packet to send
+    /// instead, or `None` for audio.
+    pub fn next_frame(&mut self, media_ts: u32, frame_ts: u32) -> Option<EventPacket> {
         if self.tone.is_none() {
             if self.wait > 0 {
                 self.wait -= 1;
@@ -115,7 +117,7 @@ impl Keyer {
         let tone = self.tone.as_mut()?;
         tone.sent += 1;
         let end = tone.sent > TONE_FRAMES;
-        let duration = FRAME * tone.sent.min(TONE_FRAMES);
+        let duration = frame_ts * tone.sent.min(TONE_FRAMES);
         let packet = EventPacket {
             payload: [
                 tone.code,
@@ -141,7 +143,7 @@ mod tests {
     /// What goes out over `frames` frames from media timestamp 1000.
     fn run(k: &mut Keyer, frames: u32) -> Vec<Option<EventPacket>> {
         (0..frames)
-            .map(|i| k.next_frame(1000 + i * FRAME))
+            .map(|i| k.next_frame(1000 + i * FRAME, FRAME))
             .collect()
     }
 

@@ -8,35 +8,35 @@
 //! samples (so -1 encodes as µ-law "negative zero" 0x7F) and the clipping
 //! of 16-bit input to the 14-bit (µ-law) or 13-bit (A-law) range.
 
-/// A G.711 codec with a static RTP payload type (RFC 3551).
+/// A G.711 law.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
+pub enum G711 {
     /// µ-law, payload type 0.
     Pcmu,
     /// A-law, payload type 8.
     Pcma,
 }
 
-impl Codec {
+impl G711 {
     /// Static RTP payload type: 0 for PCMU, 8 for PCMA.
     pub const fn payload_type(self) -> u8 {
         match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
+            G711::Pcmu => 0,
+            G711::Pcma => 8,
         }
     }
 
     /// SDP `a=rtpmap` encoding name.
     pub const fn encoding_name(self) -> &'static str {
         match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
+            G711::Pcmu => "PCMU",
+            G711::Pcma => "PCMA",
         }
     }
 
     /// The codec an SDP or configuration name stands for (case-insensitive).
-    pub fn from_name(name: &str) -> Option<Codec> {
-        [Codec::Pcmu, Codec::Pcma]
+    pub fn from_name(name: &str) -> Option<G711> {
+        [G711::Pcmu, G711::Pcma]
             .into_iter()
             .find(|c| c.encoding_name().eq_ignore_ascii_case(name.trim()))
     }
@@ -46,8 +46,8 @@ impl Codec {
     pub fn encode(self, pcm: &[i16], out: &mut [u8]) {
         debug_assert_eq!(pcm.len(), out.len());
         let f = match self {
-            Codec::Pcmu => ulaw_encode,
-            Codec::Pcma => alaw_encode,
+            G711::Pcmu => ulaw_encode,
+            G711::Pcma => alaw_encode,
         };
         for (o, &s) in out.iter_mut().zip(pcm) {
             *o = f(s);
@@ -59,8 +59,8 @@ impl Codec {
     pub fn decode(self, g711: &[u8], out: &mut [i16]) {
         debug_assert_eq!(g711.len(), out.len());
         let table = match self {
-            Codec::Pcmu => &ULAW_DECODE,
-            Codec::Pcma => &ALAW_DECODE,
+            G711::Pcmu => &ULAW_DECODE,
+            G711::Pcma => &ALAW_DECODE,
         };
         for (o, &b) in out.iter_mut().zip(g711) {
             *o = table[b as usize];
@@ -70,8 +70,8 @@ impl Codec {
     /// The code word for a zero sample (0xFF for µ-law, 0xD5 for A-law).
     pub fn silence_byte(self) -> u8 {
         match self {
-            Codec::Pcmu => 0xFF,
-            Codec::Pcma => 0xD5,
+            G711::Pcmu => 0xFF,
+            G711::Pcma => 0xD5,
         }
     }
 }
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn codec_buffers() {
         let pcm = [0i16, 1000, -1000, 32767, -32768];
-        for codec in [Codec::Pcmu, Codec::Pcma] {
+        for codec in [G711::Pcmu, G711::Pcma] {
             let mut enc = [0u8; 5];
             let mut dec = [0i16; 5];
             codec.encode(&pcm, &mut enc);
@@ -283,9 +283,9 @@ mod tests {
                 assert!((*d as i32 - p as i32).abs() <= p.unsigned_abs() as i32 / 32 + 16);
             }
         }
-        assert_eq!(Codec::Pcmu.payload_type(), 0);
-        assert_eq!(Codec::Pcma.payload_type(), 8);
-        assert_eq!(Codec::Pcmu.encoding_name(), "PCMU");
-        assert_eq!(Codec::Pcma.encoding_name(), "PCMA");
+        assert_eq!(G711::Pcmu.payload_type(), 0);
+        assert_eq!(G711::Pcma.payload_type(), 8);
+        assert_eq!(G711::Pcmu.encoding_name(), "PCMU");
+        assert_eq!(G711::Pcma.encoding_name(), "PCMA");
     }
 }

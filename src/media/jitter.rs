@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use super::player::FRAME;
+use super::codec::ROOM_FRAME as FRAME;
 
 /// Ring size in 20 ms frames (640 ms).
 pub const CAPACITY: usize = 32;
@@ -35,7 +35,8 @@ pub const SHRINK_WINDOW: u32 = 50;
 /// shorten the delay: a pause, not a word.
 const QUIET_ENERGY: i64 = 500 * 500;
 
-const FRAME_TS: u32 = FRAME as u32;
+/// RTP clock units in a G.711 frame, the default.
+const NARROW_TS: u32 = 160;
 
 /// What [`JitterBuffer::pop`] produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,8 @@ struct Slot {
 
 /// One member's jitter buffer.
 pub struct JitterBuffer {
+    /// RTP clock units per frame.
+    frame_ts: u32,
     slots: Box<[Slot; CAPACITY]>,
     /// Timestamp of the next frame to play; `None` while prebuffering.
     play_ts: Option<u32>,
@@ -109,7 +112,14 @@ fn ts_diff(a: u32, b: u32) -> i32 {
 
 impl JitterBuffer {
     pub fn new() -> Self {
+        Self::with_frame_ts(NARROW_TS)
+    }
+
+    /// A buffer for a codec whose 20 ms frames span `frame_ts` RTP clock
+    /// units (160 at 8 kHz, 960 for Opus).
+    pub fn with_frame_ts(frame_ts: u32) -> Self {
         JitterBuffer {
+            frame_ts: frame_ts.max(1),
             slots: Box::new(
                 [Slot {
                     ts: 0,
@@ -141,7 +151,7 @@ impl JitterBuffer {
 
     /// Interarrival jitter in milliseconds (RFC 3550 §6.4.1).
     pub fn jitter_ms(&self) -> f32 {
-        self.jitter16 as f32 / 16.0 / 8.0
+        self.jitter16 as f32 / 16.0 / (self.frame_ts as f32 / 20.0)
     }
 
     /// The current playout delay target in frames.
@@ -149,8 +159,8 @@ impl JitterBuffer {
         self.target
     }
 
-    fn slot_of(ts: u32) -> usize {
-        (ts / FRAME_TS) as usize % CAPACITY
+    fn slot_of(&self, ts: u32) -> usize {
+        (ts / self.frame_ts) as usize % CAPACITY
     }
 
     /// Store one 20 ms frame (decoded, [`FRAME`] samples) with its RTP
@@ -164,18 +174,18 @@ impl JitterBuffer {
                 self.stats.late += 1;
                 return;
             }
-            if ahead >= (CAPACITY as i32 - 1) * FRAME as i32 {
+            if ahead >= (CAPACITY as i32 - 1) * self.frame_ts as i32 {
                 // A jump (new talkspurt after silence suppression, or a
                 // restarted sender): start over from this packet.
                 self.restart();
             }
         } else if let Some(oldest) = self.oldest {
             let span = ts_diff(ts, oldest);
-            if span.unsigned_abs() >= (CAPACITY as u32 - 1) * FRAME_TS {
+            if span.unsigned_abs() >= (CAPACITY as u32 - 1) * self.frame_ts {
                 self.restart();
             }
         }
-        let slot = &mut self.slots[Self::slot_of(ts)];
+        let slot = &mut self.slots[self.slot_of(ts)];
         if slot.valid && slot.ts == ts {
             self.stats.duplicates += 1;
             return;
@@ -198,7 +208,7 @@ impl JitterBuffer {
 
     /// Silence the frame of timestamp `ts`, if it is still waiting to play.
     pub fn quiet(&mut self, ts: u32) {
-        let slot = &mut self.slots[Self::slot_of(ts)];
+        let slot = &mut self.slots[self.slot_of(ts)];
         if slot.valid && slot.ts == ts {
             slot.pcm = [0; FRAME];
         }
@@ -221,14 +231,17 @@ impl JitterBuffer {
 
     fn track_jitter(&mut self, ts: u32, now: Instant) {
         let epoch = *self.epoch.get_or_insert(now);
-        let arrival = (now.saturating_duration_since(epoch).as_micros() as i64) * 8 / 1000;
+        // In RTP clock units: frame_ts per 20 ms.
+        let arrival = (now.saturating_duration_since(epoch).as_micros() as i64)
+            * i64::from(self.frame_ts)
+            / 20_000;
         let transit = arrival - i64::from(ts);
         if let Some(prev) = self.last_transit {
             // Differences of wrapped timestamps: keep them small.
             let d = (transit - prev).rem_euclid(1 << 32);
             let d = if d >= 1 << 31 { (1 << 32) - d } else { d };
-            let d = d.min(8000) as u32; // a second of jump is a restart, not jitter
-                                        // J += (|D| - J) / 16, kept scaled by 16.
+            let d = d.min(i64::from(self.frame_ts) * 50) as u32; // a second of jump is a restart, not jitter
+                                                                 // J += (|D| - J) / 16, kept scaled by 16.
             self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
         }
         self.last_transit = Some(transit);
@@ -249,7 +262,7 @@ impl JitterBuffer {
                 let Some(oldest) = self.oldest else {
                     return self.conceal(out);
                 };
-                let buffered = ts_diff(self.newest, oldest) / FRAME as i32 + 1;
+                let buffered = ts_diff(self.newest, oldest) / self.frame_ts as i32 + 1;
                 if buffered < self.target as i32 {
                     return self.conceal(out);
                 }
@@ -260,33 +273,33 @@ impl JitterBuffer {
         // More buffered than the target allows: drop the oldest frame.
         // Or, when more than the target was buffered for a whole window,
         // drop the next frame that is quiet.
-        let ahead = ts_diff(self.newest, play) / FRAME as i32 + 1;
+        let ahead = ts_diff(self.newest, play) / self.frame_ts as i32 + 1;
         self.watch_delay(ahead);
         let play = if ahead > (self.target + 2) as i32 || self.quiet_to_drop(play) {
             self.shrink = false;
-            let s = &mut self.slots[Self::slot_of(play)];
+            let s = &mut self.slots[self.slot_of(play)];
             if s.valid && s.ts == play {
                 s.valid = false;
             }
             self.stats.trimmed += 1;
-            play.wrapping_add(FRAME_TS)
+            play.wrapping_add(self.frame_ts)
         } else {
             play
         };
-        let slot = &mut self.slots[Self::slot_of(play)];
+        let slot = &mut self.slots[self.slot_of(play)];
         if slot.valid && slot.ts == play {
             slot.valid = false;
             *out = slot.pcm;
             self.last = slot.pcm;
             self.arrived = slot.at;
             self.misses = 0;
-            self.play_ts = Some(play.wrapping_add(FRAME_TS));
+            self.play_ts = Some(play.wrapping_add(self.frame_ts));
             return Popped::Audio;
         }
         if ts_diff(self.newest, play) > 0 {
             // Later frames are here: this one is lost.
             self.stats.lost += 1;
-            self.play_ts = Some(play.wrapping_add(FRAME_TS));
+            self.play_ts = Some(play.wrapping_add(self.frame_ts));
         } else if self.misses + 1 >= IDLE_FRAMES {
             // The talkspurt ended; prebuffer the next one, with a target
             // fitted to the jitter seen so far.
@@ -319,15 +332,15 @@ impl JitterBuffer {
         if !self.shrink {
             return false;
         }
-        let next = play.wrapping_add(FRAME_TS);
+        let next = play.wrapping_add(self.frame_ts);
         let here = |ts: u32| {
-            let s = &self.slots[Self::slot_of(ts)];
+            let s = &self.slots[self.slot_of(ts)];
             s.valid && s.ts == ts
         };
         if !here(play) || !here(next) {
             return false;
         }
-        let s = &self.slots[Self::slot_of(play)];
+        let s = &self.slots[self.slot_of(play)];
         let energy: i64 = s.pcm.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
         energy / (FRAME as i64) < QUIET_ENERGY
     }
@@ -336,7 +349,7 @@ impl JitterBuffer {
     /// jitter plus one frame, 1 to [`MAX_TARGET`].
     fn fitted_target(&self) -> u32 {
         let jitter = self.jitter16 / 16;
-        (1 + (3 * jitter).div_ceil(FRAME_TS)).clamp(1, MAX_TARGET)
+        (1 + (3 * jitter).div_ceil(self.frame_ts)).clamp(1, MAX_TARGET)
     }
 
     fn conceal(&mut self, out: &mut [i16; FRAME]) -> Popped {

@@ -9,6 +9,14 @@
 //! and shared. A room of silent members therefore costs a jitter-buffer pop
 //! and an energy sum per member, and one encode per codec.
 //!
+//! The room runs at 16 kHz. Each member's payloads are decoded in arrival
+//! order (G.722 and Opus keep state) and upsampled to the room's rate when
+//! narrowband; an Opus packet that follows a lost one first gives the lost
+//! frame back from its in-band FEC. Narrowband members hear the mix
+//! downsampled; G.711 listeners of the full mix still share one encode per
+//! law, while wideband members get audio their own call encodes (their
+//! codecs keep state, so no two streams can share an encoder's output).
+//!
 //! Prompts addressed to one member (the join announcement, tones) are mixed
 //! into that member's output only. Nothing here allocates per tick or per
 //! packet: rooms and members are slots reused after they leave, and a room's
@@ -18,9 +26,24 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::g711::Codec;
+use super::codec::{Codec, Decoder, NarrowOut, NARROW_FRAME, ROOM_FRAME, ROOM_RATE};
+use super::halfband::Upsampler;
 use super::jitter::{JitterBuffer, JitterStats, Popped};
-use super::player::{Player, FRAME};
+use super::player::{Player, FRAME as PROMPT_FRAME};
+
+/// The room's frame.
+const FRAME: usize = ROOM_FRAME;
+
+/// A member's 20 ms to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output<'a> {
+    /// A payload in the member's codec (G.711).
+    Encoded(&'a [u8]),
+    /// Audio at the member's codec's sample rate, for its call to encode.
+    Pcm(&'a [i16]),
+}
+
+static SILENCE: [i16; ROOM_FRAME] = [0; ROOM_FRAME];
 
 /// A room's slot in the mixer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +112,9 @@ enum Out {
 struct Member {
     room: RoomId,
     codec: Codec,
+    decoder: Decoder,
+    /// The newest RTP timestamp decoded, for codecs that keep state.
+    decoded_ts: Option<u32>,
     jitter: JitterBuffer,
     frame: [i16; FRAME],
     /// Frames of hangover left; talking while > 0.
@@ -105,25 +131,40 @@ struct Member {
     listen_gain: i32,
     talk_gain: i32,
     prompt: Player,
+    /// Prompts are 8 kHz.
+    prompt_up: Upsampler,
     queued: VecDeque<Arc<[i16]>>,
-    out: [u8; FRAME],
+    /// Its own mix, at the room's rate (wideband members send this).
+    own: [i16; FRAME],
+    /// Its own mix in G.711 (narrowband members).
+    out: [u8; NARROW_FRAME],
+    down: NarrowOut,
     out_kind: Out,
 }
 
 struct Room {
     members: Vec<MemberId>,
     /// Music on hold: while set, members hear it and not each other.
-    music: Option<Player>,
+    music: Option<(Player, Upsampler)>,
     mix: [i32; FRAME],
-    /// The full mix encoded per codec (index [`codec_index`]), when used.
-    shared: [[u8; FRAME]; 2],
+    /// The full mix, saturated (for wideband listeners), when used.
+    full: [i16; FRAME],
+    full_ready: bool,
+    /// The full mix downsampled, and encoded per G.711 law (index
+    /// [`law_index`]), when used.
+    narrow: [i16; NARROW_FRAME],
+    down: NarrowOut,
+    narrow_ready: bool,
+    shared: [[u8; NARROW_FRAME]; 2],
     shared_ready: [bool; 2],
 }
 
-fn codec_index(c: Codec) -> usize {
+/// The index of a G.711 codec in per-law arrays; wideband codecs have none.
+fn law_index(c: Codec) -> Option<usize> {
     match c {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 1,
+        Codec::Pcmu => Some(0),
+        Codec::Pcma => Some(1),
+        _ => None,
     }
 }
 
@@ -133,7 +174,7 @@ pub struct Mixer {
     // member's buffers, however many calls were once in at the same time.
     rooms: Vec<Option<Box<Room>>>,
     members: Vec<Option<Box<Member>>>,
-    silence: [[u8; FRAME]; 2],
+    silence: [[u8; NARROW_FRAME]; 2],
 }
 
 impl Default for Mixer {
@@ -155,9 +196,11 @@ fn scale(frame: &mut [i16; FRAME], gain: i32) {
 
 impl Mixer {
     pub fn new() -> Self {
-        let mut silence = [[0u8; FRAME]; 2];
-        for c in [Codec::Pcmu, Codec::Pcma] {
-            c.encode(&[0; FRAME], &mut silence[codec_index(c)]);
+        let mut silence = [[0u8; NARROW_FRAME]; 2];
+        for (i, c) in [Codec::Pcmu, Codec::Pcma].into_iter().enumerate() {
+            if let Some(law) = c.g711() {
+                law.encode(&[0; NARROW_FRAME], &mut silence[i]);
+            }
         }
         Mixer {
             rooms: Vec::new(),
@@ -171,7 +214,12 @@ impl Mixer {
             members: Vec::with_capacity(8),
             music: None,
             mix: [0; FRAME],
-            shared: [[0; FRAME]; 2],
+            full: [0; FRAME],
+            full_ready: false,
+            narrow: [0; NARROW_FRAME],
+            down: NarrowOut::default(),
+            narrow_ready: false,
+            shared: [[0; NARROW_FRAME]; 2],
             shared_ready: [false; 2],
         };
         match self.rooms.iter().position(Option::is_none) {
@@ -197,13 +245,19 @@ impl Mixer {
         }
     }
 
-    /// Add a member who sends and receives `codec`. `None` if the room is not open.
+    /// Add a member who sends and receives `codec`. `None` if the room is
+    /// not open (or libopus could not make a decoder).
     pub fn add_member(&mut self, room: RoomId, codec: Codec) -> Option<MemberId> {
         self.rooms.get(room.0)?.as_ref()?;
+        let decoder = Decoder::new(codec, ROOM_RATE)
+            .map_err(|e| tracing::error!(error = %e, %codec, "no decoder"))
+            .ok()?;
         let member = Member {
             room,
             codec,
-            jitter: JitterBuffer::new(),
+            decoder,
+            decoded_ts: None,
+            jitter: JitterBuffer::with_frame_ts(codec.frame_ts()),
             frame: [0; FRAME],
             hang: 0,
             contributing: false,
@@ -216,8 +270,11 @@ impl Mixer {
             listen_gain: UNITY,
             talk_gain: UNITY,
             prompt: Player::new(),
+            prompt_up: Upsampler::default(),
             queued: VecDeque::with_capacity(4),
-            out: [0; FRAME],
+            own: [0; FRAME],
+            out: [0; NARROW_FRAME],
+            down: NarrowOut::default(),
             out_kind: Out::Silence,
         };
         let id = match self.members.iter().position(Option::is_none) {
@@ -257,27 +314,61 @@ impl Mixer {
     /// A received RTP payload in the member's codec, `ts` its RTP timestamp.
     /// Payloads of several frames are split; a short one is padded with silence.
     pub fn push(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant) {
-        let Some(m) = self.member(id) else { return };
-        let mut pcm = [0i16; FRAME];
-        for (k, chunk) in payload.chunks(FRAME).enumerate() {
-            pcm.fill(0);
-            m.codec.decode(chunk, &mut pcm[..chunk.len()]);
-            let at = ts.wrapping_add((k * FRAME) as u32);
-            m.jitter.push(at, &pcm, now);
-        }
+        self.push_frames(id, ts, payload, now, false);
     }
 
     /// Like [`Mixer::push`], but what the payload held is kept out of the
     /// mix (key tones): silence takes its place, and the two frames before
     /// it, those not played yet, are silenced too (the tone started in them).
     pub fn push_concealed(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant) {
-        let Some(m) = self.member(id) else { return };
-        for back in 1..=2u32 {
-            m.jitter.quiet(ts.wrapping_sub(back * FRAME as u32));
+        if let Some(m) = self.member(id) {
+            let step = m.codec.frame_ts();
+            for back in 1..=2u32 {
+                m.jitter.quiet(ts.wrapping_sub(back * step));
+            }
         }
-        for k in 0..payload.len().div_ceil(FRAME) {
-            let at = ts.wrapping_add((k * FRAME) as u32);
-            m.jitter.push(at, &[0; FRAME], now);
+        self.push_frames(id, ts, payload, now, true);
+    }
+
+    fn push_frames(&mut self, id: MemberId, ts: u32, payload: &[u8], now: Instant, quiet: bool) {
+        let Some(m) = self.member(id) else { return };
+        let step = m.codec.frame_ts();
+        let mut pcm = [0i16; FRAME];
+        if m.codec == Codec::Opus {
+            // One frame per packet, decoded in order: a late packet would
+            // disturb the decoder, and its slot has been concealed.
+            let newer = |last: u32| ts.wrapping_sub(last).wrapping_sub(1) < 0x8000_0000;
+            if m.decoded_ts.is_some_and(|last| !newer(last)) {
+                return;
+            }
+            if m.decoded_ts == Some(ts.wrapping_sub(2 * step))
+                && m.decoder.recover(payload, &mut pcm)
+            {
+                if quiet {
+                    pcm.fill(0);
+                }
+                m.jitter.push(ts.wrapping_sub(step), &pcm, now);
+            }
+            m.decoded_ts = Some(ts);
+            if m.decoder.decode(payload, &mut pcm).is_ok() {
+                if quiet {
+                    pcm.fill(0);
+                }
+                m.jitter.push(ts, &pcm, now);
+            }
+            return;
+        }
+        // G.711 and G.722: 160 bytes and 160 clock units per 20 ms.
+        for (k, chunk) in payload.chunks(NARROW_FRAME).enumerate() {
+            if m.decoder.decode(chunk, &mut pcm).is_err() {
+                continue;
+            }
+            if quiet {
+                pcm.fill(0);
+            }
+            let at = ts.wrapping_add(k as u32 * step);
+            m.decoded_ts = Some(at);
+            m.jitter.push(at, &pcm, now);
         }
     }
 
@@ -357,7 +448,7 @@ impl Mixer {
             r.music = music.map(|clip| {
                 let mut p = Player::new();
                 p.play(clip, true);
-                p
+                (p, Upsampler::default())
             });
         }
     }
@@ -401,6 +492,8 @@ impl Mixer {
         let Mixer { rooms, members, .. } = self;
         for room in rooms.iter_mut().flatten() {
             room.mix = [0; FRAME];
+            room.full_ready = false;
+            room.narrow_ready = false;
             room.shared_ready = [false; 2];
             for &id in &room.members {
                 let Some(m) = members[id.0].as_deref_mut() else {
@@ -438,9 +531,11 @@ impl Mixer {
                     }
                 }
             }
-            if let Some(music) = &mut room.music {
+            if let Some((music, up)) = &mut room.music {
+                let mut clip = [0i16; PROMPT_FRAME];
+                music.next_frame(&mut clip);
                 let mut frame = [0i16; FRAME];
-                music.next_frame(&mut frame);
+                up.process(&clip, &mut frame);
                 for (acc, &s) in room.mix.iter_mut().zip(frame.iter()) {
                     *acc = i32::from(s);
                 }
@@ -449,7 +544,6 @@ impl Mixer {
                 let Some(m) = members[id.0].as_deref_mut() else {
                     continue;
                 };
-                let c = codec_index(m.codec);
                 if m.held {
                     m.out_kind = Out::Nothing;
                     continue;
@@ -460,13 +554,21 @@ impl Mixer {
                         m.out_kind = Out::Silence;
                         continue;
                     }
-                    if !room.shared_ready[c] {
-                        let mut pcm = [0i16; FRAME];
-                        for (p, &v) in pcm.iter_mut().zip(room.mix.iter()) {
+                    if !room.full_ready {
+                        for (p, &v) in room.full.iter_mut().zip(room.mix.iter()) {
                             *p = saturate(v);
                         }
-                        m.codec.encode(&pcm, &mut room.shared[c]);
-                        room.shared_ready[c] = true;
+                        room.full_ready = true;
+                    }
+                    if let (Some(c), Some(law)) = (law_index(m.codec), m.codec.g711()) {
+                        if !room.narrow_ready {
+                            room.down.downsample(&room.full, &mut room.narrow);
+                            room.narrow_ready = true;
+                        }
+                        if !room.shared_ready[c] {
+                            law.encode(&room.narrow, &mut room.shared[c]);
+                            room.shared_ready[c] = true;
+                        }
                     }
                     m.out_kind = Out::Shared;
                     continue;
@@ -482,8 +584,10 @@ impl Mixer {
                     }
                 }
                 if prompting {
+                    let mut narrow = [0i16; PROMPT_FRAME];
+                    m.prompt.next_frame(&mut narrow);
                     let mut clip = [0i16; FRAME];
-                    m.prompt.next_frame(&mut clip);
+                    m.prompt_up.process(&narrow, &mut clip);
                     for (p, &v) in pcm.iter_mut().zip(clip.iter()) {
                         *p = p.saturating_add(v);
                     }
@@ -493,7 +597,10 @@ impl Mixer {
                         }
                     }
                 }
-                m.codec.encode(&pcm, &mut m.out);
+                match m.codec.g711() {
+                    Some(law) => m.down.encode(law, &pcm, &mut m.out),
+                    None => m.own = pcm,
+                }
                 m.out_kind = Out::Own;
             }
         }
@@ -506,19 +613,26 @@ impl Mixer {
         m.jitter.arrived().filter(|_| m.contributing)
     }
 
-    /// This tick's payload for a member, in its codec; `None` when nothing
-    /// is to be sent (held, or not a member).
-    pub fn output(&self, id: MemberId) -> Option<&[u8; FRAME]> {
+    /// This tick's 20 ms for a member: a G.711 payload, or audio for its
+    /// call to encode; `None` when nothing is to be sent (held, or not a
+    /// member).
+    pub fn output(&self, id: MemberId) -> Option<Output<'_>> {
         let m = self.members.get(id.0)?.as_ref()?;
-        match m.out_kind {
-            Out::Nothing => None,
-            Out::Own => Some(&m.out),
-            Out::Silence => Some(&self.silence[codec_index(m.codec)]),
-            Out::Shared => {
+        let law = law_index(m.codec);
+        Some(match (m.out_kind, law) {
+            (Out::Nothing, _) => return None,
+            (Out::Own, Some(_)) => Output::Encoded(&m.out),
+            (Out::Own, None) => Output::Pcm(&m.own),
+            (Out::Silence, Some(c)) => Output::Encoded(&self.silence[c]),
+            (Out::Silence, None) => Output::Pcm(&SILENCE),
+            (Out::Shared, law) => {
                 let room = self.rooms.get(m.room.0)?.as_ref()?;
-                Some(&room.shared[codec_index(m.codec)])
+                match law {
+                    Some(c) => Output::Encoded(&room.shared[c]),
+                    None => Output::Pcm(&room.full),
+                }
             }
-        }
+        })
     }
 }
 
@@ -527,6 +641,17 @@ impl Mixer {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// These tests speak G.711: 20 ms at 8 kHz.
+    const FRAME: usize = NARROW_FRAME;
+
+    fn ptr(o: Option<Output<'_>>) -> *const u8 {
+        match o {
+            Some(Output::Encoded(b)) => b.as_ptr(),
+            Some(Output::Pcm(p)) => p.as_ptr().cast(),
+            None => std::ptr::null(),
+        }
+    }
 
     const FREQS: [f64; 3] = [500.0, 800.0, 1300.0];
 
@@ -589,15 +714,18 @@ mod tests {
                     let id = self.ids[k];
                     let codec = self.mixer.info(id).unwrap().codec;
                     let mut enc = [0u8; FRAME];
-                    codec.encode(f, &mut enc);
+                    codec.g711().unwrap().encode(f, &mut enc);
                     self.mixer.push(id, (self.tick * FRAME) as u32, &enc, now);
                 }
             }
             self.mixer.tick();
             for (k, &id) in self.ids.iter().enumerate() {
                 let mut pcm = [0i16; FRAME];
-                if let Some(out) = self.mixer.output(id) {
-                    self.mixer.info(id).unwrap().codec.decode(out, &mut pcm);
+                let law = self.mixer.info(id).unwrap().codec.g711().unwrap();
+                match self.mixer.output(id) {
+                    Some(Output::Encoded(out)) => law.decode(out, &mut pcm),
+                    Some(Output::Pcm(_)) => panic!("G.711 members get payloads"),
+                    None => {}
                 }
                 self.heard[k].extend_from_slice(&pcm);
             }
@@ -701,15 +829,15 @@ mod tests {
             .collect();
         run.mixer.play(run.ids[0], clip);
         run.step(&[None, None]);
-        let a = run.mixer.output(run.ids[0]).unwrap() as *const _;
-        let b = run.mixer.output(run.ids[1]).unwrap() as *const _;
+        let a = ptr(run.mixer.output(run.ids[0]));
+        let b = ptr(run.mixer.output(run.ids[1]));
         assert_ne!(a, b, "the prompted member has its own payload");
         for _ in 0..5 {
             run.step(&[None, None]);
         }
         assert!(!run.mixer.is_prompting(run.ids[0]));
-        let a = run.mixer.output(run.ids[0]).unwrap() as *const _;
-        let b = run.mixer.output(run.ids[1]).unwrap() as *const _;
+        let a = ptr(run.mixer.output(run.ids[0]));
+        let b = ptr(run.mixer.output(run.ids[1]));
         assert_eq!(a, b, "silent members share the room's payload");
         assert!(run.heard[1].iter().all(|&s| s.abs() <= 8));
         assert!(run.heard[0][..FRAME * 5].iter().any(|&s| s.abs() > 5000));

@@ -1,6 +1,8 @@
-//! Audio: G.711, resampling, prompt playback and room recording.
+//! Audio: codecs, resampling, prompt playback and room recording.
 
+pub mod codec;
 pub mod g711;
+pub mod halfband;
 pub mod jitter;
 pub mod mixer;
 pub mod player;

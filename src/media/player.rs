@@ -62,16 +62,18 @@ impl Player {
         std::mem::take(&mut self.finished)
     }
 
-    /// Fill `out` with the next 20 ms.
-    pub fn next_frame(&mut self, out: &mut [i16; FRAME]) -> Frame {
+    /// Fill `out` with the next 20 ms ([`FRAME`] samples at 8 kHz, or
+    /// twice that for a 16 kHz clip).
+    pub fn next_frame(&mut self, out: &mut [i16]) -> Frame {
+        let frame = out.len();
         let Some(clip) = self.clip.as_mut() else {
             out.fill(0);
             return Frame::Silence;
         };
         let mut filled = 0;
-        while filled < FRAME {
+        while filled < frame {
             let left = clip.samples.len() - clip.pos;
-            let n = left.min(FRAME - filled);
+            let n = left.min(frame - filled);
             out[filled..filled + n].copy_from_slice(&clip.samples[clip.pos..clip.pos + n]);
             filled += n;
             clip.pos += n;

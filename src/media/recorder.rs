@@ -32,7 +32,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::player::FRAME;
+use super::codec::ROOM_FRAME as FRAME;
 
 /// Frames the queue holds: five seconds of 20 ms frames.
 pub const QUEUE_FRAMES: usize = 250;
@@ -358,7 +358,7 @@ mod tests {
             .map(|_| {
                 let mut frame = [0i16; FRAME];
                 for s in &mut frame {
-                    let phase = 2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 8000.0;
+                    let phase = 2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 16000.0;
                     *s = (phase.sin() * 12_000.0) as i16;
                     n += 1;
                 }
@@ -377,7 +377,7 @@ mod tests {
     fn records_a_tone_and_reads_back() {
         let path = temp_path("tone.wav");
         let (done, rx) = outcome();
-        let mut rec = Recorder::start(path.clone(), 8000, done).unwrap();
+        let mut rec = Recorder::start(path.clone(), 16000, done).unwrap();
         assert_eq!(rec.path(), path);
         let frames = tone(3);
         for f in &frames {
@@ -393,7 +393,7 @@ mod tests {
             }
         );
         let (spec, samples) = read_samples(&path);
-        assert_eq!(spec.sample_rate, 8000);
+        assert_eq!(spec.sample_rate, 16000);
         assert_eq!(spec.channels, 1);
         assert_eq!(spec.bits_per_sample, 16);
         assert_eq!(spec.sample_format, hound::SampleFormat::Int);
@@ -405,7 +405,7 @@ mod tests {
     fn dropping_the_recorder_finalizes_the_file() {
         let path = temp_path("dropped.wav");
         let (done, rx) = outcome();
-        let mut rec = Recorder::start(path.clone(), 8000, done).unwrap();
+        let mut rec = Recorder::start(path.clone(), 16000, done).unwrap();
         let frames = tone(1);
         for f in &frames {
             rec.push(f).unwrap();
@@ -421,18 +421,18 @@ mod tests {
     fn a_killed_writer_leaves_a_file_readable_to_the_last_flush() {
         let path = temp_path("killed.wav");
         let file = BufWriter::new(File::create(&path).unwrap());
-        let mut wav = WavSink::new(file, 8000).unwrap();
+        let mut wav = WavSink::new(file, 16000).unwrap();
         // 2.5 s: the header was flushed at 2 s, the rest is not.
         let frames = tone(3);
         for f in &frames[..125] {
             wav.write(f).unwrap();
         }
-        assert_eq!(wav.flushed, 16_000);
+        assert_eq!(wav.flushed, 32_000);
         // As if the process died: no finalize, no destructors, no buffer flush.
         std::mem::forget(wav);
         let (spec, samples) = read_samples(&path);
-        assert_eq!(spec.sample_rate, 8000);
-        assert!(samples.len() >= 16_000, "{} samples", samples.len());
+        assert_eq!(spec.sample_rate, 16000);
+        assert!(samples.len() >= 32_000, "{} samples", samples.len());
         assert_eq!(&samples[..], &frames.concat()[..samples.len()]);
         std::fs::remove_file(&path).unwrap();
     }
@@ -441,7 +441,7 @@ mod tests {
     fn a_missing_directory_fails_at_start() {
         let path = temp_path("no-such-dir").join("room.wav");
         let (done, _rx) = outcome();
-        let err = Recorder::start(path.clone(), 8000, done).unwrap_err();
+        let err = Recorder::start(path.clone(), 16000, done).unwrap_err();
         match &err {
             RecordingError::Create { path: p, source } => {
                 assert_eq!(p, &path);
@@ -457,7 +457,7 @@ mod tests {
         // Writes to /dev/full fail with ENOSPC; seeking it succeeds.
         let path = PathBuf::from("/dev/full");
         let (done, rx) = outcome();
-        let mut rec = Recorder::start(path.clone(), 8000, done).unwrap();
+        let mut rec = Recorder::start(path.clone(), 16000, done).unwrap();
         // More than the file buffer holds, less than the queue: the writer
         // fails on its own without the queue filling.
         for f in &tone(1)[..40] {
@@ -508,7 +508,7 @@ mod tests {
             inner: Cursor::new(Vec::new()),
             ok: 44 + 10 * FRAME * 2,
         };
-        let mut rec = Recorder::start_with_sink(path.clone(), sink, 8000, done).unwrap();
+        let mut rec = Recorder::start_with_sink(path.clone(), sink, 16000, done).unwrap();
         for f in &tone(1)[..20] {
             if rec.push(f).is_err() {
                 break;
@@ -556,7 +556,7 @@ mod tests {
         };
         let (done, rx) = outcome();
         let path = PathBuf::from("slow.wav");
-        let mut rec = Recorder::start_with_sink(path.clone(), sink, 8000, done).unwrap();
+        let mut rec = Recorder::start_with_sink(path.clone(), sink, 16000, done).unwrap();
         // The writer is stuck on the header before taking any frame.
         for _ in 0..QUEUE_FRAMES {
             rec.push(&[1; FRAME]).unwrap();

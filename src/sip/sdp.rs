@@ -1,4 +1,5 @@
-//! RFC 3264 offer/answer for G.711 telephony.
+//! RFC 3264 offer/answer for telephony: G.711, G.722 and Opus (RFC 7587),
+//! with telephone-event (RFC 4733) at the chosen codec's clock rate.
 //!
 //! Sans-IO: SDP bodies go in as bytes and come out as text. Parsing and
 //! serialisation use the `sdp` crate; this module picks the audio stream,
@@ -11,10 +12,19 @@ use ::sdp::description::common::{Address, Attribute, ConnectionInformation};
 use ::sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use ::sdp::description::session::{Origin, SessionDescription, TimeDescription};
 
-use crate::media::g711::Codec;
+use crate::media::codec::{Codec, OpusParams};
 
-/// Payload type of telephone-event (RFC 4733) in our own offers.
+/// Payload type of telephone-event/8000 (RFC 4733) in our own offers.
 pub const OFFER_DTMF_PT: u8 = 101;
+/// Payload type of telephone-event/48000 in our own offers that carry Opus.
+pub const OFFER_DTMF_48K_PT: u8 = 102;
+/// Payload type of Opus in our own offers.
+pub const OFFER_OPUS_PT: u8 = 111;
+
+/// The payload type our offers give `codec`.
+pub fn offer_payload_type(codec: Codec) -> u8 {
+    codec.static_payload_type().unwrap_or(OFFER_OPUS_PT)
+}
 /// Packetisation time we send, in milliseconds.
 pub const PTIME_MS: u32 = 20;
 
@@ -92,8 +102,13 @@ pub struct Negotiated {
     pub codec: Codec,
     /// Payload type the remote SDP uses for `codec`.
     pub codec_pt: u8,
-    /// telephone-event/8000 payload type from the remote SDP, if any.
+    /// The remote SDP's telephone-event payload type at the codec's clock
+    /// rate, if any.
     pub dtmf_pt: Option<u8>,
+    /// The clock rate the remote wrote for `dtmf_pt`.
+    pub dtmf_rate: u32,
+    /// What the remote's `a=fmtp` asks of our Opus stream.
+    pub opus: OpusParams,
     /// Where to send RTP; `None` for `c=0.0.0.0` hold or an address that is not an IP literal.
     pub remote: Option<SocketAddr>,
     /// Direction as written in the remote SDP (media level overrides session level).
@@ -169,9 +184,14 @@ pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
 /// Build the answer SDP for `neg`: the negotiated audio stream at `port`, every other
 /// m-line of the offer rejected with port 0, in the offer's order.
 pub fn answer(neg: &Negotiated, local: IpAddr, port: u16, session_id: u64, version: u64) -> String {
+    let dtmf: Vec<(u8, u32)> = neg
+        .dtmf_pt
+        .map(|pt| (pt, neg.dtmf_rate))
+        .into_iter()
+        .collect();
     let audio = audio_media(
         &[(neg.codec_pt, neg.codec)],
-        neg.dtmf_pt,
+        &dtmf,
         port,
         neg.answer_direction,
         neg.rtcp_mux,
@@ -203,11 +223,20 @@ pub fn offer(
     let mut codecs: Vec<(u8, Codec)> = Vec::with_capacity(prefs.len());
     for &c in prefs {
         if !codecs.iter().any(|&(_, have)| have == c) {
-            codecs.push((c.payload_type(), c));
+            codecs.push((offer_payload_type(c), c));
         }
     }
-    let dtmf = telephone_event.then_some(OFFER_DTMF_PT);
-    let media = audio_media(&codecs, dtmf, port, Direction::SendRecv, true);
+    // telephone-event at each clock rate the codecs use.
+    let mut dtmf = Vec::new();
+    if telephone_event {
+        if codecs.iter().any(|(_, c)| c.clock_rate() == 8000) {
+            dtmf.push((OFFER_DTMF_PT, 8000));
+        }
+        if codecs.iter().any(|(_, c)| c.clock_rate() == 48_000) {
+            dtmf.push((OFFER_DTMF_48K_PT, 48_000));
+        }
+    }
+    let media = audio_media(&codecs, &dtmf, port, Direction::SendRecv, true);
     session(local, session_id, version, vec![media]).marshal()
 }
 
@@ -222,7 +251,9 @@ pub fn offer_formats(
     session_id: u64,
     version: u64,
 ) -> String {
-    let media = audio_media(codecs, dtmf, port, Direction::SendRecv, true);
+    let rate = codecs.first().map_or(8000, |(_, c)| c.clock_rate());
+    let dtmf: Vec<(u8, u32)> = dtmf.map(|pt| (pt, rate)).into_iter().collect();
+    let media = audio_media(codecs, &dtmf, port, Direction::SendRecv, true);
     session(local, session_id, version, vec![media]).marshal()
 }
 
@@ -239,8 +270,17 @@ fn select(
             continue;
         }
         saw_audio = true;
-        let (codecs, dtmf) = payloads(md);
+        let (codecs, events) = payloads(md);
         if let Some(chosen) = pick(&codecs) {
+            let rate = chosen.1.clock_rate();
+            // RFC 4733: the events share the audio's clock; phones that
+            // offer Opus with telephone-event/8000 alone are common, and
+            // their events are taken too (the receiver reads no durations).
+            let dtmf = events
+                .iter()
+                .find(|&&(_, r)| r == rate)
+                .or_else(|| events.iter().find(|&&(_, r)| r == 8000))
+                .copied();
             return build(&sd, index, md, chosen, dtmf);
         }
     }
@@ -256,7 +296,7 @@ fn build(
     index: usize,
     md: &MediaDescription,
     (codec_pt, codec): (u8, Codec),
-    dtmf_pt: Option<u8>,
+    dtmf: Option<(u8, u32)>,
 ) -> Result<Negotiated, SdpError> {
     let address = md
         .connection_information
@@ -306,10 +346,16 @@ fn build(
             formats: m.media_name.formats.clone(),
         })
         .collect();
+    let opus = match codec {
+        Codec::Opus => opus_params(md, codec_pt),
+        _ => OpusParams::default(),
+    };
     Ok(Negotiated {
         codec,
         codec_pt,
-        dtmf_pt,
+        dtmf_pt: dtmf.map(|(pt, _)| pt),
+        dtmf_rate: dtmf.map_or(8000, |(_, rate)| rate),
+        opus,
         remote,
         offer_direction,
         answer_direction,
@@ -334,9 +380,33 @@ fn rtcp_attribute(value: &str, media_ip: IpAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// G.711 payload types in m-line order, and the first telephone-event/8000 one.
-fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Option<u8>) {
-    let (mut codecs, mut dtmf) = (Vec::new(), None);
+/// `a=fmtp:<pt> useinbandfec=1; maxplaybackrate=16000; ...` (RFC 7587).
+fn opus_params(md: &MediaDescription, pt: u8) -> OpusParams {
+    let mut params = OpusParams::default();
+    let Some(fmtp) = attr_values(&md.attributes, "fmtp").find_map(|v| {
+        let (num, rest) = v.trim().split_once(char::is_whitespace)?;
+        (num.parse::<u8>().ok()? == pt).then_some(rest)
+    }) else {
+        return params;
+    };
+    for (key, value) in fmtp.split(';').filter_map(|p| p.split_once('=')) {
+        let (key, value) = (key.trim(), value.trim());
+        if key.eq_ignore_ascii_case("useinbandfec") {
+            params.inband_fec = value == "1";
+        } else if key.eq_ignore_ascii_case("maxplaybackrate") {
+            params.max_playback_rate = value.parse().ok();
+        }
+    }
+    params
+}
+
+/// A telephone-event payload type and its clock rate.
+type Event = (u8, u32);
+
+/// The codecs we know in m-line order, and the telephone-event payload
+/// types with their clock rates.
+fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Vec<Event>) {
+    let (mut codecs, mut events) = (Vec::new(), Vec::new());
     let pts = md
         .media_name
         .formats
@@ -344,22 +414,24 @@ fn payloads(md: &MediaDescription) -> (Vec<(u8, Codec)>, Option<u8>) {
         .filter_map(|f| f.parse::<u8>().ok());
     for pt in pts.filter(|&pt| pt < 128) {
         let map = rtpmap(md, pt);
-        let is =
-            |name: &str| map.is_some_and(|(n, rate)| n.eq_ignore_ascii_case(name) && rate == 8000);
-        let codec = match pt {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ if is("PCMU") => Some(Codec::Pcmu),
-            _ if is("PCMA") => Some(Codec::Pcma),
-            _ => None,
+        let named = |c: Codec| {
+            map.is_some_and(|(n, rate)| {
+                n.eq_ignore_ascii_case(c.encoding_name()) && rate == c.clock_rate()
+            })
         };
-        match codec {
-            Some(c) => codecs.push((pt, c)),
-            None if dtmf.is_none() && is("telephone-event") => dtmf = Some(pt),
-            None => {}
+        // A static payload type without an rtpmap means its codec.
+        let codec = Codec::ALL
+            .into_iter()
+            .find(|&c| named(c) || (map.is_none() && c.static_payload_type() == Some(pt)));
+        match (codec, map) {
+            (Some(c), _) => codecs.push((pt, c)),
+            (None, Some((name, rate))) if name.eq_ignore_ascii_case("telephone-event") => {
+                events.push((pt, rate))
+            }
+            _ => {}
         }
     }
-    (codecs, dtmf)
+    (codecs, events)
 }
 
 /// `a=rtpmap:<pt> <name>/<rate>[/<channels>]` for `pt`, as (name, rate).
@@ -396,7 +468,7 @@ fn direction(attrs: &[Attribute]) -> Option<Direction> {
 /// offers always propose it (RTCP is read on both ports either way).
 fn audio_media(
     codecs: &[(u8, Codec)],
-    dtmf: Option<u8>,
+    dtmf: &[(u8, u32)],
     port: u16,
     dir: Direction,
     rtcp_mux: bool,
@@ -404,15 +476,30 @@ fn audio_media(
     let mut md = media_desc("audio", port, "RTP/AVP", Vec::new());
     for &(pt, codec) in codecs {
         md.media_name.formats.push(pt.to_string());
+        let channels = codec
+            .sdp_channels()
+            .map(|c| format!("/{c}"))
+            .unwrap_or_default();
         md = md.with_value_attribute(
             "rtpmap".into(),
-            format!("{pt} {}/8000", codec.encoding_name()),
+            format!(
+                "{pt} {}/{}{channels}",
+                codec.encoding_name(),
+                codec.clock_rate()
+            ),
         );
+        if codec == Codec::Opus {
+            // We decode at 16 kHz and use FEC the far end sends.
+            md = md.with_value_attribute(
+                "fmtp".into(),
+                format!("{pt} maxplaybackrate=16000; sprop-maxcapturerate=16000; useinbandfec=1"),
+            );
+        }
     }
-    if let Some(pt) = dtmf {
+    for &(pt, rate) in dtmf {
         md.media_name.formats.push(pt.to_string());
         md = md
-            .with_value_attribute("rtpmap".into(), format!("{pt} telephone-event/8000"))
+            .with_value_attribute("rtpmap".into(), format!("{pt} telephone-event/{rate}"))
             .with_value_attribute("fmtp".into(), format!("{pt} 0-16"));
     }
     let md = md

@@ -17,7 +17,10 @@ pub use tones::{early_media_loop, join_tone, leave_tone, louder_tone, quieter_to
 pub const RATE: u32 = 8000;
 
 /// Sidecar format tag; bump it to re-render every generated prompt.
-const STAMP_VERSION: &str = "v1";
+// v2: a 16 kHz copy is rendered beside each 8 kHz prompt.
+const STAMP_VERSION: &str = "v2";
+/// The rate of the copy wideband calls hear.
+pub const WIDE_RATE: u32 = 16_000;
 
 /// One prompt: a name (file stem) and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +66,12 @@ pub enum RenderOutcome {
     UserProvided,
 }
 
-/// A loaded prompt: 8 kHz mono i16 samples.
+/// A loaded prompt: 8 kHz mono i16 samples, and the same at 16 kHz.
 #[derive(Debug, Clone)]
 pub struct Prompt {
     pub name: String,
     pub samples: Arc<[i16]>,
+    pub wide: Arc<[i16]>,
 }
 
 /// Errors name the file or prompt involved.
@@ -138,6 +142,11 @@ fn wav_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.wav"))
 }
 
+/// The 16 kHz copy of a rendered prompt.
+fn wide_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.wide.wav"))
+}
+
 fn sidecar_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.tts"))
 }
@@ -165,9 +174,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PromptError> {
 
 /// Encodes 8 kHz mono 16-bit PCM as a WAV file image.
 fn encode_wav(path: &Path, samples: &[i16]) -> Result<Vec<u8>, PromptError> {
+    encode_wav_at(path, samples, RATE)
+}
+
+fn encode_wav_at(path: &Path, samples: &[i16], rate: u32) -> Result<Vec<u8>, PromptError> {
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: RATE,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
@@ -236,6 +249,9 @@ fn render_one(
         }
     })?;
     let samples = resample(&speech.samples, speech.rate, RATE);
+    let wide = wide_path(dir, &spec.name);
+    let wide_samples = resample(&speech.samples, speech.rate, WIDE_RATE);
+    write_atomic(&wide, &encode_wav_at(&wide, &wide_samples, WIDE_RATE)?)?;
     write_atomic(&wav, &encode_wav(&wav, &samples)?)?;
     write_atomic(&sidecar, want.as_bytes())?;
     tracing::info!(prompt = %spec.name, voice, samples = samples.len(), "rendered prompt");
@@ -248,10 +264,20 @@ pub fn load(dir: &Path, specs: &[PromptSpec]) -> Result<Vec<Prompt>, PromptError
         .iter()
         .map(|spec| {
             check_name(&spec.name)?;
-            let samples = load_wav(&wav_path(dir, &spec.name))?;
+            let path = wav_path(dir, &spec.name);
+            let samples = load_wav(&path)?;
+            // A rendered prompt has its 16 kHz copy; a user's recording is
+            // converted from its own rate.
+            let rendered = sidecar_path(dir, &spec.name).exists();
+            let wide_file = wide_path(dir, &spec.name);
+            let wide = match rendered && wide_file.exists() {
+                true => load_wav_at(&wide_file, WIDE_RATE)?,
+                false => load_wav_at(&path, WIDE_RATE)?,
+            };
             Ok(Prompt {
                 name: spec.name.clone(),
                 samples: samples.into(),
+                wide: wide.into(),
             })
         })
         .collect()
@@ -260,6 +286,11 @@ pub fn load(dir: &Path, specs: &[PromptSpec]) -> Result<Vec<Prompt>, PromptError
 /// Read any WAV hound understands (8/16/24/32-bit int, 32-bit float, any
 /// rate and channel count) as 8 kHz mono i16; channels are averaged.
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
+    load_wav_at(path, RATE)
+}
+
+/// [`load_wav`], converted to `rate`.
+pub fn load_wav_at(path: &Path, rate: u32) -> Result<Vec<i16>, PromptError> {
     let mut reader = hound::WavReader::open(path).map_err(wav_err(path))?;
     let spec = reader.spec();
     let channels = usize::from(spec.channels);
@@ -288,7 +319,7 @@ pub fn load_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
     if mono.is_empty() {
         tracing::warn!(path = %path.display(), "prompt file has no audio");
     }
-    Ok(resample(&mono, spec.sample_rate, RATE))
+    Ok(resample(&mono, spec.sample_rate, rate))
 }
 
 /// Averages interleaved frames of `channels` samples into mono i16.

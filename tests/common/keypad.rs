@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::rtp::packet::RtpSender;
 use tokio::net::UdpSocket;
 
@@ -85,9 +85,18 @@ impl<'a> Keypad<'a> {
         for frame in pcm.chunks(FRAME) {
             let mut f = [0i16; FRAME];
             f[..frame.len()].copy_from_slice(frame);
-            self.codec.encode(&f, &mut enc);
-            self.rtp
-                .packetize(self.codec.payload_type(), &enc, FRAME as u32, &mut out);
+            self.codec
+                .g711()
+                .expect("a G.711 codec")
+                .encode(&f, &mut enc);
+            self.rtp.packetize(
+                self.codec
+                    .static_payload_type()
+                    .expect("a static payload type"),
+                &enc,
+                FRAME as u32,
+                &mut out,
+            );
             self.send(&out).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use confgate::config::{Config, Settings};
 use confgate::daemon::Daemon;
-use confgate::media::g711::Codec;
+use confgate::media::codec::Codec;
 use confgate::rtp::packet;
 use tokio::net::UdpSocket;
 
@@ -77,8 +77,9 @@ pub fn prompt(name: &str) -> Vec<i16> {
 pub fn through_g711(codec: Codec, samples: &[i16]) -> Vec<i16> {
     let mut enc = vec![0u8; samples.len()];
     let mut dec = vec![0i16; samples.len()];
-    codec.encode(samples, &mut enc);
-    codec.decode(&enc, &mut dec);
+    let law = codec.g711().expect("a G.711 codec");
+    law.encode(samples, &mut enc);
+    law.decode(&enc, &mut dec);
     dec
 }
 
@@ -111,7 +112,10 @@ pub async fn collect_rtp(
             continue;
         };
         let mut pcm = vec![0i16; p.payload.len()];
-        codec.decode(p.payload, &mut pcm);
+        codec
+            .g711()
+            .expect("a G.711 codec")
+            .decode(p.payload, &mut pcm);
         out.push(Received {
             at: Instant::now(),
             seq: p.seq,
