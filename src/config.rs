@@ -18,6 +18,9 @@ use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
 use crate::media::codec::Codec;
 
+mod tls;
+pub use tls::{PemFile, TlsListen, Transport};
+
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config.toml");
 
@@ -108,6 +111,9 @@ pub struct TrunkConfig {
     pub allow: Vec<String>,
     pub max_outbound: usize,
     pub dials_per_minute: usize,
+    // SIP over TLS to the trunk.
+    pub transport: String,
+    pub tls_ca: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +127,10 @@ pub struct SipConfig {
     pub timer_t1_ms: u64,
     pub timer_t4_ms: u64,
     pub user_agent: String,
+    // SIP over TLS.
+    pub tls_listen: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +235,8 @@ pub struct SipTimers {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub sip_listen: SocketAddr,
+    /// SIP over TLS: where it listens and with which certificate; `None`: off.
+    pub sip_tls: Option<TlsListen>,
     /// `User-Agent` and `Server` in what confgate sends.
     pub user_agent: String,
     pub sip_timers: SipTimers,
@@ -311,6 +323,11 @@ pub struct TrunkSettings {
     pub allow: Vec<String>,
     pub max_outbound: usize,
     pub dials_per_minute: usize,
+    /// How SIP reaches the proxy (calls to it and REGISTER).
+    pub transport: Transport,
+    /// The CA certificates (PEM) a TLS peer must chain to, from
+    /// `trunk.tls_ca`; `None`: the system's roots.
+    pub tls_ca: Option<PemFile>,
 }
 
 /// The longest `shutdown.drain_secs`.
@@ -568,6 +585,7 @@ impl Config {
                 "must be one line of text (`confgate` hides the version)",
             ));
         }
+        let sip_tls = tls::tls_listen(&self.sip)?;
         Ok(Settings {
             user_agent,
             control,
@@ -576,6 +594,7 @@ impl Config {
             origin: Origin::default(),
             trunk,
             sip_listen,
+            sip_tls,
             sip_timers,
             public_address,
             early_media,
@@ -623,6 +642,9 @@ impl Settings {
             };
         }
         keep!(sip_listen => "sip.listen");
+        keep!(sip_tls => "sip.tls_listen / sip.tls_cert / sip.tls_key");
+        keep!(trunk.transport => "trunk.transport");
+        keep!(trunk.tls_ca => "trunk.tls_ca");
         keep!(user_agent => "sip.user_agent");
         keep!(public_address => "sip.public_address");
         keep!(sip_timers => "sip.timer_t1_ms / sip.timer_t4_ms");
@@ -766,6 +788,8 @@ fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {
         allow: c.allow.clone(),
         max_outbound: c.max_outbound,
         dials_per_minute: c.dials_per_minute,
+        transport: tls::transport(&c.transport)?,
+        tls_ca: tls::tls_ca(&c.tls_ca)?,
     })
 }
 

@@ -79,3 +79,51 @@ fn dtmf_prints_the_digits_in_a_recording() {
     assert_ne!(code, 0);
     assert!(err.contains("/nonexistent.wav"), "{err}");
 }
+
+#[test]
+fn check_config_reads_the_tls_certificate_and_key() {
+    let dir = std::env::temp_dir().join(format!("confgate-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write_pair = |name: &str| {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let (cert, key) = write_pair("a");
+    let (_, other_key) = write_pair("b");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not PEM at all\n").unwrap();
+    let check = |cert: &std::path::Path, key: &std::path::Path| {
+        confgate(&[
+            "check-config",
+            "--set",
+            "sip.tls_listen=127.0.0.1:5061",
+            "--set",
+            &format!("sip.tls_cert={}", cert.display()),
+            "--set",
+            &format!("sip.tls_key={}", key.display()),
+        ])
+    };
+    let (code, out, err) = check(&cert, &key);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": ok"), "{out}");
+    for (cert, key, named) in [
+        (dir.join("absent.crt"), key.clone(), "sip.tls_cert:"),
+        (garbage.clone(), key.clone(), "sip.tls_cert:"),
+        (cert.clone(), garbage.clone(), "sip.tls_key:"),
+        (cert.clone(), other_key.clone(), "sip.tls_key:"),
+    ] {
+        let (code, _, err) = check(&cert, &key);
+        assert_eq!(code, 64, "{err}");
+        assert!(err.contains(named), "{named} in {err}");
+    }
+    let (code, _, err) = confgate(&["check-config", "--set", "sip.tls_listen=127.0.0.1:5061"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("sip.tls_cert:"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -20,16 +20,16 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::call::admission::Admission;
 use crate::conference::{Conference, Limits};
-use crate::config::Settings;
+use crate::config::{Settings, Transport};
 use crate::events::{Event, Events};
 use crate::ivr::throttle::PinGuard;
 use crate::metrics::{MetricsError, MetricsServer, Sources};
 use crate::sip::register::RegistrationOutcome;
-use crate::sip::ua::{SipError, StackCounts, UserAgent};
+use crate::sip::ua::{RequestCounts, SipError, StackCounts, TlsOptions, UserAgent};
 use crate::tts::prompts::PromptError;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
@@ -132,6 +132,13 @@ impl Daemon {
             settings.sip_timers,
             &settings.user_agent,
             admission.clone(),
+            TlsOptions {
+                listen: settings
+                    .sip_tls
+                    .as_ref()
+                    .map(|t| (t.listen, t.cert.pem.clone(), t.key.pem.clone())),
+                ca: settings.trunk.tls_ca.as_ref().map(|ca| ca.pem.clone()),
+            },
             CancellationToken::new(),
         )
         .await?;
@@ -168,6 +175,12 @@ impl Daemon {
         let ua = Arc::new(ua);
         let settings = ctx.settings();
         let trunk = &settings.trunk;
+        if trunk.transport == Transport::Tls && settings.sip_tls.is_none() {
+            warn!(
+                "trunk.transport is tls but sip.tls_listen is empty: the trunk's requests \
+                 in a dialog reach confgate only on the connection confgate opened"
+            );
+        }
         let board = Arc::new(Board {
             policy: Arc::new(Mutex::new(DialPolicy::new(
                 trunk.allow.clone(),
@@ -211,6 +224,7 @@ impl Daemon {
             };
             ua.register(
                 proxy,
+                trunk.transport,
                 trunk.username.clone(),
                 trunk.password.clone(),
                 trunk.register_expires,
@@ -314,6 +328,16 @@ impl Daemon {
     /// Where SIP listens (the real port when the configured one was 0).
     pub fn sip_addr(&self) -> SocketAddr {
         self.sip_addr
+    }
+
+    /// Where SIP over TLS listens, if `sip.tls_listen` is set.
+    pub fn sip_tls_addr(&self) -> Option<SocketAddr> {
+        self.ua.tls_addr()
+    }
+
+    /// The SIP requests received so far, by transport.
+    pub fn sip_requests(&self) -> RequestCounts {
+        self.ua.requests()
     }
 
     /// What the daemon keeps per live call; every count is 0 once calls

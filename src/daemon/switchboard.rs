@@ -228,11 +228,12 @@ impl Switchboard for Board {
             from: from.clone(),
             to: dest.uri.clone(),
             proxy: trunk.proxy.clone().filter(|_| is_number),
+            transport: trunk.transport,
             credential: (!trunk.username.is_empty())
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
             offer,
         };
-        let dialing = match self.ua.dial(spec) {
+        let dialing = match self.ua.dial(spec).await {
             Ok(d) => d,
             Err(e) => {
                 release();

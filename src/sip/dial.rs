@@ -12,10 +12,12 @@ use rsipstack::transport::SipAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::call::{in_dialog_event, CallEvent};
 use super::in_order::DialogQueues;
+use super::transport::Contacts;
+use crate::config::Transport;
 
 /// What to dial.
 #[derive(Debug, Clone)]
@@ -27,6 +29,9 @@ pub struct DialSpec {
     pub to: String,
     /// Send the INVITE to this `host[:port]` instead of the Request-URI's host.
     pub proxy: Option<String>,
+    /// How the INVITE travels to the proxy (a URI dialled in full says
+    /// for itself: `;transport=`, `sips:`).
+    pub transport: Transport,
     /// Digest credentials (username, password) for 401/407 challenges.
     pub credential: Option<(String, String)>,
     /// Our SDP offer.
@@ -40,9 +45,20 @@ pub enum DialError {
     BadUri(String),
     #[error("`{0}` is not HOST[:PORT]")]
     BadProxy(String),
+    /// A TCP or TLS connection to the first hop could not be made: refused,
+    /// timed out, or (TLS) its certificate did not verify.
+    #[error("cannot connect to {target} over {transport}: {detail}")]
+    Connect {
+        target: String,
+        transport: Transport,
+        detail: String,
+    },
     #[error("SIP stack: {0}")]
     Stack(String),
 }
+
+/// How long a TCP connection and TLS handshake to the first hop may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An outbound call's progress, in order.
 #[derive(Debug)]
@@ -98,29 +114,58 @@ pub struct DialingCall {
     pub events: mpsc::UnboundedReceiver<DialEvent>,
 }
 
-pub(super) fn dial(
+pub(super) async fn dial(
     layer: &Arc<DialogLayer>,
     queues: &DialogQueues,
-    contact: &Uri,
+    contacts: &Contacts,
     spec: DialSpec,
 ) -> Result<DialingCall, DialError> {
     let uri = |s: &str| Uri::try_from(s).map_err(|_| DialError::BadUri(s.to_owned()));
+    let param = match spec.transport {
+        Transport::Udp => String::new(),
+        t => format!(";transport={t}"),
+    };
     let destination = match &spec.proxy {
         Some(p) => Some(
-            Uri::try_from(format!("sip:{p}"))
+            Uri::try_from(format!("sip:{p}{param}"))
                 .ok()
                 .and_then(|u| SipAddr::try_from(&u).ok())
                 .ok_or_else(|| DialError::BadProxy(p.clone()))?,
         ),
         None => None,
     };
+    let callee = uri(&spec.to)?;
+    // Our Contact names the transport the dialog starts on, so the far
+    // end's requests (BYE, re-INVITE, INFO) come back on it.
+    let transport = match &destination {
+        Some(_) => spec.transport,
+        None => callee_transport(&callee),
+    };
+    // Over TCP or TLS the connection is made first, so that a peer that
+    // refuses it, or a certificate that does not verify, fails the dial at
+    // once with the reason (the stack would retry until Timer B, 64·T1).
+    if transport != Transport::Udp {
+        let target = match &destination {
+            Some(d) => Some(d.clone()),
+            None => SipAddr::try_from(&callee).ok().map(|mut a| {
+                a.r#type = Some(match transport {
+                    Transport::Tls => rsipstack::sip::Transport::Tls,
+                    _ => rsipstack::sip::Transport::Tcp,
+                });
+                a
+            }),
+        };
+        if let Some(target) = target {
+            connect(layer, &target, transport).await?;
+        }
+    }
     let opt = InviteOption {
         caller: uri(&spec.from)?,
-        callee: uri(&spec.to)?,
+        callee,
         destination,
         content_type: Some("application/sdp".into()),
         offer: Some(spec.offer),
-        contact: contact.clone(),
+        contact: contacts.on(transport).clone(),
         credential: spec.credential.map(|(username, password)| Credential {
             username,
             password,
@@ -149,6 +194,40 @@ pub(super) fn dial(
         },
         events,
     })
+}
+
+/// Open (and leave cached for the INVITE) the connection to `target`.
+async fn connect(
+    layer: &DialogLayer,
+    target: &SipAddr,
+    transport: Transport,
+) -> Result<(), DialError> {
+    let lookup = layer.endpoint.transport_layer.lookup(target, None);
+    let detail = match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    let target = target.addr.to_string();
+    warn!(%target, %transport, %detail, "cannot connect for an outbound call");
+    Err(DialError::Connect {
+        target,
+        transport,
+        detail,
+    })
+}
+
+/// The transport a Request-URI asks for: `;transport=`, or TLS for `sips:`.
+fn callee_transport(uri: &Uri) -> Transport {
+    use rsipstack::sip::Scheme;
+    if matches!(uri.scheme, Some(Scheme::Sips)) {
+        return Transport::Tls;
+    }
+    match SipAddr::try_from(uri).ok().and_then(|a| a.r#type) {
+        Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        _ => Transport::Udp,
+    }
 }
 
 /// Client dialog states and the INVITE's outcome → our events; one

@@ -8,5 +8,7 @@ mod digest_names;
 pub mod guard;
 mod in_order;
 pub mod register;
+mod roots;
 pub mod sdp;
+mod transport;
 pub mod ua;

@@ -8,6 +8,8 @@ use rsipstack::sip::{StatusCodeKind, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Transport;
+
 /// One registration attempt's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationOutcome {
@@ -18,17 +20,30 @@ pub enum RegistrationOutcome {
     Failed(String),
 }
 
-/// Keep registering `username` at `registrar` (HOST[:PORT]) until `stop`.
+/// Keep registering `username` at `registrar` (HOST[:PORT]) over
+/// `transport` until `stop`; over TCP or TLS `contact` is the binding (our
+/// listener, with its transport), over UDP the stack's own.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn keep_registered(
     endpoint: EndpointInnerRef,
     registrar: &str,
+    transport: Transport,
+    contact: Uri,
     username: String,
     password: String,
     expires: u32,
     stop: CancellationToken,
     mut report: impl FnMut(RegistrationOutcome) + Send + 'static,
 ) -> Result<(), String> {
-    let server = Uri::try_from(format!("sip:{registrar}")).map_err(|e| e.to_string())?;
+    let param = match transport {
+        Transport::Udp => String::new(),
+        t => format!(";transport={t}"),
+    };
+    let server = Uri::try_from(format!("sip:{registrar}{param}")).map_err(|e| e.to_string())?;
+    let mut binding = contact;
+    if let Some(auth) = binding.auth.as_mut() {
+        auth.user = username.clone();
+    }
     let mut registration = Registration::new(
         endpoint,
         Some(Credential {
@@ -38,6 +53,13 @@ pub(super) fn keep_registered(
             auth_username: None,
         }),
     );
+    if transport != Transport::Udp {
+        registration.contact = Some(rsipstack::sip::typed::Contact {
+            display_name: None,
+            uri: binding,
+            params: vec![],
+        });
+    }
     tokio::spawn(async move {
         registration
             .keep_alive(server.clone(), expires, stop.clone(), |outcome| {

@@ -27,8 +27,10 @@ use super::dial::{DialError, DialSpec, DialingCall};
 use super::guard::GuardedUdp;
 use super::in_order::DialogQueues;
 use super::register::RegistrationOutcome;
+use super::transport::{transport_of, Contacts, RequestCounters};
+pub use super::transport::{RequestCounts, TlsOptions};
 use crate::call::admission::{Admission, CallPermit, Refusal};
-use crate::config::SipTimers;
+use crate::config::{SipTimers, Transport};
 
 /// `User-Agent` / `Server` value unless `sip.user_agent` says otherwise.
 pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
@@ -38,6 +40,11 @@ pub const USER_AGENT: &str = concat!("confgate/", env!("CARGO_PKG_VERSION"));
 pub enum SipError {
     #[error("cannot bind SIP UDP on {addr}: {source}")]
     Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for SIP over TLS on {addr}: {source}")]
+    BindTls {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -69,24 +76,28 @@ pub struct StackCounts {
 /// A running user agent.
 pub struct UserAgent {
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
     advertised: IpAddr,
     cancel: CancellationToken,
     layer: Arc<DialogLayer>,
-    contact: Uri,
+    contacts: Contacts,
+    requests: Arc<RequestCounters>,
     endpoint: EndpointInnerRef,
     queues: DialogQueues,
 }
 
 impl UserAgent {
-    /// Bind `listen` (UDP and TCP), start serving, and return the stream of
-    /// offered calls. `public` is what goes into Contact headers; every
-    /// new INVITE must pass `admission` first.
+    /// Bind `listen` (UDP and TCP) and, when `tls` says so, a TLS listener,
+    /// start serving, and return the stream of offered calls. `public` is
+    /// what goes into Contact headers; every new INVITE must pass
+    /// `admission` first.
     pub async fn start(
         listen: SocketAddr,
         public: Option<IpAddr>,
         timers: SipTimers,
         user_agent: &str,
         admission: Admission,
+        tls: TlsOptions,
         cancel: CancellationToken,
     ) -> Result<(UserAgent, mpsc::UnboundedReceiver<OfferedCall>), SipError> {
         let socket = tokio::net::UdpSocket::bind(listen)
@@ -116,6 +127,7 @@ impl UserAgent {
             .await
             .map_err(stack)?;
         transport.add_transport(tcp.into());
+        let tls_local = super::transport::add_tls(&transport, tls, public).await?;
 
         let endpoint = EndpointBuilder::new()
             .with_user_agent(user_agent)
@@ -140,11 +152,21 @@ impl UserAgent {
             .build();
         let incoming = endpoint.incoming_transactions().map_err(stack)?;
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        let contact = Uri::try_from(format!(
-            "sip:confgate@{}",
-            SocketAddr::new(advertised, local.port())
-        ))
-        .map_err(|e| SipError::Stack(e.to_string()))?;
+        let uri = |port: u16, param: &str| {
+            Uri::try_from(format!(
+                "sip:confgate@{}{param}",
+                SocketAddr::new(advertised, port)
+            ))
+            .map_err(|e| SipError::Stack(e.to_string()))
+        };
+        let contacts = Contacts {
+            udp: uri(local.port(), "")?,
+            tcp: uri(local.port(), ";transport=tcp")?,
+            tls: match tls_local {
+                Some(addr) => Some(uri(addr.port(), ";transport=tls")?),
+                None => None,
+            },
+        };
 
         let inner = endpoint.inner.clone();
         let serve_cancel = cancel.clone();
@@ -154,27 +176,37 @@ impl UserAgent {
                 _ = serve_cancel.cancelled() => {}
             }
         });
-        wait_for_tcp(local).await;
+        wait_for_tcp(local, "TCP").await;
+        if let Some(addr) = tls_local {
+            wait_for_tcp(addr, "TLS").await;
+        }
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let queues = DialogQueues::default();
+        let requests = Arc::new(RequestCounters::default());
         tokio::spawn(route_requests(
             incoming,
             Router {
                 layer: layer.clone(),
-                contact: contact.clone(),
+                contacts: contacts.clone(),
                 calls: calls_tx,
                 queues: queues.clone(),
                 admission,
+                requests: requests.clone(),
             },
         ));
-        info!(%local, %advertised, "SIP listening on UDP and TCP");
+        match tls_local {
+            Some(tls) => info!(%local, %tls, %advertised, "SIP listening on UDP and TCP, and TLS"),
+            None => info!(%local, %advertised, "SIP listening on UDP and TCP"),
+        }
         Ok((
             UserAgent {
                 local,
+                tls_local,
                 advertised,
                 cancel,
                 layer,
-                contact,
+                contacts,
+                requests,
                 endpoint: endpoint.inner.clone(),
                 queues,
             },
@@ -187,14 +219,24 @@ impl UserAgent {
         self.local
     }
 
+    /// The bound SIP-over-TLS address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
+    }
+
+    /// The SIP requests received so far, by transport.
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.get()
+    }
+
     /// The address advertised in Contact and SDP.
     pub fn advertised_ip(&self) -> IpAddr {
         self.advertised
     }
 
     /// Place an outbound call.
-    pub fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
-        super::dial::dial(&self.layer, &self.queues, &self.contact, spec)
+    pub async fn dial(&self, spec: DialSpec) -> Result<DialingCall, DialError> {
+        super::dial::dial(&self.layer, &self.queues, &self.contacts, spec).await
     }
 
     /// Dialogs that still have a request queue; none once every call has ended.
@@ -220,6 +262,7 @@ impl UserAgent {
     pub fn register(
         &self,
         registrar: &str,
+        transport: Transport,
         username: String,
         password: String,
         expires: u32,
@@ -228,6 +271,8 @@ impl UserAgent {
         super::register::keep_registered(
             self.endpoint.clone(),
             registrar,
+            transport,
+            self.contacts.on(transport).clone(),
             username,
             password,
             expires,
@@ -243,9 +288,9 @@ impl UserAgent {
     }
 }
 
-/// rsipstack binds its TCP listener inside `serve()`; wait until it accepts,
-/// so that a started agent answers on both transports.
-async fn wait_for_tcp(local: SocketAddr) {
+/// rsipstack binds its TCP and TLS listeners inside `serve()`; wait until
+/// they accept, so that a started agent answers on every transport.
+async fn wait_for_tcp(local: SocketAddr, name: &str) {
     let probe = match local.ip() {
         ip if ip.is_unspecified() && local.is_ipv4() => {
             SocketAddr::from(([127, 0, 0, 1], local.port()))
@@ -261,7 +306,7 @@ async fn wait_for_tcp(local: SocketAddr) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    warn!(%local, "SIP over TCP is not listening (port taken?); UDP only");
+    warn!(%local, "SIP over {name} is not listening (port taken?)");
 }
 
 /// For a wildcard bind, advertise the first non-loopback interface address.
@@ -282,10 +327,11 @@ fn advertised_ip(bound: IpAddr) -> IpAddr {
 /// What routes requests: the dialogs, where offered calls go, and who may call.
 struct Router {
     layer: Arc<DialogLayer>,
-    contact: Uri,
+    contacts: Contacts,
     calls: mpsc::UnboundedSender<OfferedCall>,
     queues: DialogQueues,
     admission: Admission,
+    requests: Arc<RequestCounters>,
 }
 
 /// The address a request came from (after rport).
@@ -299,6 +345,7 @@ fn source_of(tx: &Transaction) -> SocketAddr {
 
 async fn route_requests(mut incoming: TransactionReceiver, router: Router) {
     while let Some(mut tx) = incoming.recv().await {
+        router.requests.count(&tx);
         let in_dialog = tx
             .original
             .to_header()
@@ -394,11 +441,17 @@ const RETRY_AFTER_DRAINING: &str = "60";
 fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
     let Router {
         layer,
-        contact,
+        contacts,
         calls,
         queues,
         ..
     } = router;
+    // A call that came over TLS is kept on it; TCP and UDP share the plain
+    // Contact, as they share the port.
+    let contact = match transport_of(&tx) {
+        Transport::Tls => contacts.on(Transport::Tls),
+        _ => contacts.on(Transport::Udp),
+    };
     let req = tx.original.clone();
     let sip_call_id = req
         .call_id_header()

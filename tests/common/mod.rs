@@ -4,6 +4,7 @@
 
 pub mod baresip;
 pub mod callee;
+pub mod certs;
 pub mod keypad;
 pub mod linphone;
 pub mod raw;
