@@ -7,7 +7,14 @@
 //! - `rooms10`: rooms of 10 with 2 talking, at 500, 1,000, 2,000 and 4,000 members;
 //! - `big`: one room of 1,000 members, 3 talking;
 //! - `pairs`: 1,000 rooms of 2, one talking in each;
-//! - `silent`: 1,000 members in rooms of 10 where nobody talks.
+//! - `silent`: 1,000 members in rooms of 10 where nobody talks;
+//! - `halfopus`, `opus`, `g722`: rooms of 10 with 2 talking, as `rooms10`
+//!   (whose phones speak PCMU), but with every second member on Opus (the
+//!   rest PCMU; 200 members), every member on Opus (100), every member on
+//!   G.722 (250): sizes two cores can keep up with, as an Opus member costs
+//!   about ten G.711 ones. The daemon accepts all four codecs; each phone
+//!   offers just its own (Opus as `opus/48000/2`, payload type 111) and
+//!   replays payloads encoded once beforehand from a continuous signal.
 //!
 //! `CONFGATE_LOAD_SCENARIOS=rooms10:4000,big` picks rows (`rooms10` alone
 //! runs all its sizes) and `CONFGATE_LOAD_SECS=10` the measured time per row
@@ -59,7 +66,7 @@ use std::time::{Duration, Instant};
 use confgate::config::Config;
 use confgate::daemon::Daemon;
 use confgate::events::Event;
-use confgate::media::codec::Codec;
+use confgate::media::codec::{Codec, Encoder, OpusParams, MAX_PAYLOAD};
 
 mod sipp;
 use sipp::*;
@@ -79,7 +86,37 @@ struct Scenario {
     members: usize,
     room_size: usize,
     talkers: usize,
+    mix: Mix,
 }
+
+/// The codecs the phones of a row speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    Pcmu,
+    HalfOpus,
+    Opus,
+    G722,
+}
+
+impl Mix {
+    /// The codec of call `n`.
+    fn codec(self, n: usize) -> Codec {
+        match self {
+            Mix::Pcmu => Codec::Pcmu,
+            Mix::HalfOpus if n % 2 == 1 => Codec::Opus,
+            Mix::HalfOpus => Codec::Pcmu,
+            Mix::Opus => Codec::Opus,
+            Mix::G722 => Codec::G722,
+        }
+    }
+}
+
+/// The codecs phones speak; a [`Line`] holds its index here.
+const PHONE_CODECS: [Codec; 3] = [Codec::Pcmu, Codec::Opus, Codec::G722];
+/// The payload type phones offer Opus at.
+const OPUS_PT: u8 = 111;
+/// Frames in a phone's pre-encoded sequences (1 s), replayed in a loop.
+const SEQ: usize = 50;
 
 const ROOMS10: [usize; 4] = [500, 1000, 2000, 4000];
 
@@ -89,28 +126,42 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         members,
         room_size: 10,
         talkers: 2,
+        mix: Mix::Pcmu,
     };
+    let mixed = |name, members, mix| Scenario {
+        name,
+        members,
+        room_size: 10,
+        talkers: 2,
+        mix,
+    };
+    let half_opus = mixed("rooms of 10, half Opus", 200, Mix::HalfOpus);
+    let opus = mixed("rooms of 10, all Opus", 100, Mix::Opus);
+    let g722 = mixed("rooms of 10, all G.722", 250, Mix::G722);
     let big = Scenario {
         name: "one room of 1000, 3 talking",
         members: 1000,
         room_size: 1000,
         talkers: 3,
+        mix: Mix::Pcmu,
     };
     let pairs = Scenario {
         name: "1000 rooms of 2, 1 talking",
         members: 2000,
         room_size: 2,
         talkers: 1,
+        mix: Mix::Pcmu,
     };
     let silent = Scenario {
         name: "rooms of 10, nobody talking",
         members: 1000,
         room_size: 10,
         talkers: 0,
+        mix: Mix::Pcmu,
     };
     let Some(spec) = spec else {
         let mut all: Vec<Scenario> = ROOMS10.iter().map(|&n| rooms10(n)).collect();
-        all.extend([big, pairs, silent]);
+        all.extend([half_opus, opus, g722, big, pairs, silent]);
         return all;
     };
     let mut out = Vec::new();
@@ -131,8 +182,11 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
             "big" => out.push(with(big)),
             "pairs" => out.push(with(pairs)),
             "silent" => out.push(with(silent)),
+            "halfopus" => out.push(with(half_opus)),
+            "opus" => out.push(with(opus)),
+            "g722" => out.push(with(g722)),
             other => panic!(
-                "CONFGATE_LOAD_SCENARIOS: unknown row {other:?} (rooms10, big, pairs, silent)"
+                "CONFGATE_LOAD_SCENARIOS: unknown row {other:?} (rooms10, halfopus, opus, g722, big, pairs, silent)"
             ),
         }
     }
@@ -182,6 +236,8 @@ struct Line {
     dest: SocketAddrV4,
     talker: bool,
     ssrc: u32,
+    /// Its codec, an index into [`PHONE_CODECS`].
+    voice: usize,
 }
 
 /// A phone socket and the calls it carries.
@@ -190,12 +246,22 @@ struct Trunk {
     lines: Vec<Line>,
 }
 
-fn sdp(port: u16) -> String {
+fn sdp(port: u16, codec: Codec) -> String {
+    let pt = payload_type(codec);
+    let name = codec.encoding_name();
+    let clock = codec.clock_rate();
+    let channels = codec
+        .sdp_channels()
+        .map_or(String::new(), |c| format!("/{c}"));
     format!(
         "v=0\r\no=load 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
+         m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/{clock}{channels}\r\n\
+         a=rtpmap:101 telephone-event/{clock}\r\na=ptime:20\r\n"
     )
+}
+
+fn payload_type(codec: Codec) -> u8 {
+    codec.static_payload_type().unwrap_or(OPUS_PT)
 }
 
 fn request(
@@ -276,7 +342,7 @@ fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
                 "X-Conference-Id: room{}\r\nContent-Type: application/sdp\r\n",
                 n / s.room_size
             );
-            let body = sdp(ports[n / CALLS_PER_SOCKET]);
+            let body = sdp(ports[n / CALLS_PER_SOCKET], s.mix.codec(n));
             let invite = request("INVITE", n, server, local, "", &extra, &body);
             sip.send_to(invite.as_bytes(), server).ok();
             pending.insert(n, Instant::now());
@@ -299,25 +365,56 @@ fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
             dest: SocketAddrV4::new([127, 0, 0, 1].into(), port),
             talker: n % s.room_size < s.talkers,
             ssrc: 0x1000_0000 + n as u32,
+            voice: PHONE_CODECS
+                .iter()
+                .position(|&c| c == s.mix.codec(n))
+                .expect("a phone codec"),
         });
     }
     trunks
 }
 
-/// One 20 ms frame: a sine for speech, -60 dBFS noise for the rest.
-fn payloads() -> ([u8; 160], [u8; 160]) {
-    let mut talk = [0i16; 160];
-    let mut quiet = [0i16; 160];
+/// What phones of one codec send: its payload type, RTP clock per frame,
+/// and [`SEQ`] payloads each of speech (a 400 Hz sine) and of -60 dBFS noise,
+/// each sequence encoded from one continuous signal.
+struct Voice {
+    pt: u8,
+    frame_ts: u32,
+    talk: Vec<Vec<u8>>,
+    quiet: Vec<Vec<u8>>,
+}
+
+fn voice(codec: Codec) -> Voice {
+    let rate = f64::from(codec.sample_rate());
+    let n = codec.frame_samples();
+    let sequence = |signal: &mut dyn FnMut(usize) -> i16| {
+        let mut enc = Encoder::new(codec, OpusParams::default()).expect("encoder");
+        let mut pcm = vec![0i16; n];
+        (0..SEQ)
+            .map(|f| {
+                for (i, s) in pcm.iter_mut().enumerate() {
+                    *s = signal(f * n + i);
+                }
+                let mut out = Vec::new();
+                enc.encode(&pcm, &mut out).expect("encode");
+                out
+            })
+            .collect::<Vec<_>>()
+    };
+    let talk = sequence(&mut |i| {
+        (5000.0 * (std::f64::consts::TAU * 400.0 * i as f64 / rate).sin()) as i16
+    });
     let mut x: u32 = 7;
-    for i in 0..160 {
-        talk[i] = (5000.0 * (std::f64::consts::TAU * 400.0 * i as f64 / 8000.0).sin()) as i16;
+    let quiet = sequence(&mut |_| {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        quiet[i] = ((x >> 16) as i16) >> 10;
+        ((x >> 16) as i16) >> 10
+    });
+    Voice {
+        pt: payload_type(codec),
+        frame_ts: codec.frame_ts(),
+        talk,
+        quiet,
     }
-    let (mut t, mut q) = ([0u8; 160], [0u8; 160]);
-    Codec::Pcmu.g711().expect("G.711").encode(&talk, &mut t);
-    Codec::Pcmu.g711().expect("G.711").encode(&quiet, &mut q);
-    (t, q)
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -345,10 +442,10 @@ struct Counts {
 /// Send a frame on every line of `trunks` each 20 ms until `stop_at`, and
 /// read everything sent back.
 fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> Counts {
-    let (talk, quiet) = payloads();
+    let voices: Vec<Voice> = PHONE_CODECS.iter().map(|&c| voice(c)).collect();
     let mut counts = Counts::default();
     let most = trunks.iter().map(|t| t.lines.len()).max().unwrap_or(0);
-    let mut packets = vec![[0u8; 172]; most];
+    let mut packets = vec![[0u8; 12 + MAX_PAYLOAD]; most];
     let mut addrs: Vec<Vec<libc::sockaddr_in>> = trunks
         .iter()
         .map(|t| t.lines.iter().map(|l| sockaddr(l.dest)).collect())
@@ -381,23 +478,30 @@ fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> 
             _ => {}
         }
         let seq = tick as u16;
-        let ts = (tick * 160) as u32;
+        let frame = tick as usize % SEQ;
         for (t, trunk) in trunks.iter().enumerate() {
             let lines = trunk.lines.len();
             for (k, line) in trunk.lines.iter().enumerate() {
                 let p = &mut packets[k];
+                let voice = &voices[line.voice];
+                let ts = (tick as u32).wrapping_mul(voice.frame_ts);
                 p[0] = 0x80;
-                p[1] = 0;
+                p[1] = voice.pt;
                 p[2..4].copy_from_slice(&seq.to_be_bytes());
                 p[4..8].copy_from_slice(&ts.to_be_bytes());
                 p[8..12].copy_from_slice(&line.ssrc.to_be_bytes());
                 // Talkers speak in 1.5 s spurts with 0.5 s pauses, each on
                 // its own phase.
                 let speaking = line.talker && (tick + u64::from(line.ssrc)) % 100 < 75;
-                p[12..].copy_from_slice(if speaking { &talk } else { &quiet });
+                let payload = if speaking {
+                    &voice.talk[frame]
+                } else {
+                    &voice.quiet[frame]
+                };
+                p[12..12 + payload.len()].copy_from_slice(payload);
                 iovs[k] = libc::iovec {
                     iov_base: p.as_mut_ptr().cast(),
-                    iov_len: p.len(),
+                    iov_len: 12 + payload.len(),
                 };
                 let h = &mut msgs[k].msg_hdr;
                 h.msg_name = (&mut addrs[t][k] as *mut libc::sockaddr_in).cast();
@@ -500,6 +604,8 @@ fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
         format!("rooms.max_members={}", s.room_size),
         format!("prompts.dir={}", prompts.display()),
         "control.socket=".to_owned(),
+        // PCMU first, as the default list has it; each phone offers one.
+        r#"media.codecs=["PCMU", "PCMA", "opus", "G722"]"#.to_owned(),
     ]
     .into();
     let settings = Config::load(None, &overrides).expect("settings");
