@@ -65,6 +65,7 @@ fn session(k: usize, t0: Instant, wall: SystemTime) -> MediaSession {
         dtmf_pt: Some(101),
         rtcp_mux: false,
         rtcp: None,
+        srtp: None,
     };
     MediaSession::new(
         MediaSetup {
@@ -141,7 +142,7 @@ fn a_room_of_full_media_sessions_ticks_without_allocating() {
         for (k, (s, id)) in calls.iter_mut().enumerate() {
             let len = packet(k, n, &mut buf);
             let from = addr(40000 + 2 * k as u16);
-            if let Some(audio) = s.on_rtp(&buf[..len], from, now) {
+            if let Some(audio) = s.on_rtp(&mut buf[..len], from, now) {
                 mixer.push(*id, audio.ts, audio.payload, now);
             }
         }

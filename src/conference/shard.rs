@@ -118,7 +118,10 @@ fn take_input(
     };
     loop {
         let n = receiver.recv(fd);
-        for d in (0..n).filter_map(|i| receiver.datagram(i)) {
+        for i in 0..n {
+            let Some(d) = receiver.datagram(i) else {
+                continue;
+            };
             if let Some(count) = d.dropped {
                 let last = &mut slot.dropped[usize::from(via == Via::Rtcp)];
                 stats.media_dropped += u64::from(count.wrapping_sub(*last));

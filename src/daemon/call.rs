@@ -67,7 +67,11 @@ pub async fn run(
         keys: ctx.settings().keys.clone(),
         max_duration: ctx.settings().max_call,
     };
-    let call = match Call::inbound(setup, ctx.sdp_session(port), Instant::now()) {
+    let call = match Call::inbound(
+        setup,
+        ctx.sdp_session(port, ctx.settings().srtp),
+        Instant::now(),
+    ) {
         Ok(call) => call,
         Err(e) => {
             warn!(error = %e, "offer refused");

@@ -9,7 +9,7 @@
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 
-use super::srtp::{MasterKey, Suite};
+use super::srtp::{MasterKey, SrtpKeys, Suite};
 
 /// One usable `a=crypto` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,145 @@ pub fn usable<'a>(
         }
     }
     out
+}
+
+/// Whether a call's media uses SRTP (`rtp.srtp` for calls that come in,
+/// `trunk.srtp` for those placed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Plain RTP only: an `RTP/SAVP` offer is refused.
+    Off,
+    /// SRTP when the far end offers or accepts it, plain RTP otherwise.
+    #[default]
+    Optional,
+    /// SRTP or no call.
+    Required,
+}
+
+impl Policy {
+    pub fn from_name(name: &str) -> Option<Policy> {
+        match name {
+            "off" => Some(Policy::Off),
+            "optional" => Some(Policy::Optional),
+            "required" => Some(Policy::Required),
+            _ => None,
+        }
+    }
+}
+
+/// Why an offer or answer is refused for its SRTP (488 Not Acceptable Here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("SRTP is required and the media is plain RTP")]
+    PlainRtp,
+    #[error("SRTP is offered and turned off here")]
+    Disabled,
+    #[error("no usable a=crypto")]
+    NoUsableCrypto,
+}
+
+/// SRTP agreed for a call: the keys, and our `a=crypto` line for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    pub keys: SrtpKeys,
+    pub ours: Crypto,
+}
+
+impl Agreed {
+    fn new(theirs: &Crypto, local: MasterKey) -> Agreed {
+        Agreed {
+            keys: SrtpKeys {
+                suite: theirs.suite,
+                local,
+                remote: theirs.key,
+            },
+            ours: Crypto {
+                tag: theirs.tag,
+                suite: theirs.suite,
+                key: local,
+            },
+        }
+    }
+}
+
+fn usable_logged(values: &[String]) -> Vec<Crypto> {
+    usable(values.iter().map(String::as_str), |line, why| {
+        tracing::debug!(reason = %why, tag = line.split_whitespace().next().unwrap_or(""), "a=crypto skipped");
+    })
+}
+
+/// The answer to an offer of `proto` with `crypto` lines: SRTP with the
+/// first usable line (our key `local`, its tag and suite), plain RTP, or a
+/// refusal. A plain `RTP/AVP` offer that carries usable lines anyway
+/// (best-effort SRTP) is taken up unless SRTP is off.
+pub fn answer_offer(
+    policy: Policy,
+    proto: &str,
+    crypto: &[String],
+    local: MasterKey,
+) -> Result<Option<Agreed>, Refusal> {
+    let secure = crate::sip::sdp::is_secure_proto(proto);
+    if policy == Policy::Off {
+        return match secure {
+            true => Err(Refusal::Disabled),
+            false => Ok(None),
+        };
+    }
+    match usable_logged(crypto).first() {
+        Some(c) => Ok(Some(Agreed::new(c, local))),
+        None if secure => Err(Refusal::NoUsableCrypto),
+        None if policy == Policy::Required => Err(Refusal::PlainRtp),
+        None => Ok(None),
+    }
+}
+
+/// What we offer: the m-line's transport and our `a=crypto` lines. Off:
+/// plain RTP. Optional: `RTP/AVP` with `a=crypto` (best effort: a phone
+/// that knows SDES answers with a key, any other ignores the lines and
+/// answers plain). Required: `RTP/SAVP`.
+pub fn offer(policy: Policy, local: MasterKey) -> (&'static str, Vec<Crypto>) {
+    let lines = || {
+        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32]
+            .into_iter()
+            .zip(1..)
+            .map(|(suite, tag)| Crypto {
+                tag,
+                suite,
+                key: local,
+            })
+            .collect()
+    };
+    match policy {
+        Policy::Off => ("RTP/AVP", Vec::new()),
+        Policy::Optional => ("RTP/AVP", lines()),
+        Policy::Required => ("RTP/SAVP", lines()),
+    }
+}
+
+/// The far end's answer (`proto`, `crypto`) to our offer of `offered`: SRTP
+/// when it picked one of our lines (same tag and suite) with its own key;
+/// plain RTP when it answered plain and SRTP is not required.
+pub fn take_answer(
+    policy: Policy,
+    offered: &[Crypto],
+    proto: &str,
+    crypto: &[String],
+) -> Result<Option<Agreed>, Refusal> {
+    let secure = crate::sip::sdp::is_secure_proto(proto);
+    let chosen = usable_logged(crypto).into_iter().find_map(|theirs| {
+        offered
+            .iter()
+            .find(|o| o.tag == theirs.tag && o.suite == theirs.suite)
+            .map(|ours| Agreed::new(&theirs, ours.key))
+    });
+    match (chosen, policy) {
+        (Some(a), Policy::Optional | Policy::Required) => Ok(Some(a)),
+        (_, Policy::Off) if secure => Err(Refusal::Disabled),
+        (_, Policy::Off) => Ok(None),
+        (None, _) if secure => Err(Refusal::NoUsableCrypto),
+        (None, Policy::Required) => Err(Refusal::PlainRtp),
+        (None, _) => Ok(None),
+    }
 }
 
 #[cfg(test)]
