@@ -83,6 +83,7 @@ impl LegSlot {
         LegTotals {
             received: stats.received,
             foreign: stats.foreign,
+            srtp_rejected: stats.srtp_rejected,
             lost: jitter.lost,
             late: jitter.late,
         }
@@ -94,6 +95,7 @@ impl LegSlot {
         LegTotals {
             received: now.received.saturating_sub(self.base.received),
             foreign: now.foreign.since(&self.base.foreign),
+            srtp_rejected: now.srtp_rejected.saturating_sub(self.base.srtp_rejected),
             // A member's counts start with its seat, which never moves.
             lost: now.lost,
             late: now.late,

@@ -99,6 +99,7 @@ pub async fn run(
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
         rtp_foreign = done.leg.foreign.total(),
+        srtp_rejected = done.leg.srtp_rejected,
         rtcp_sent = done.leg.rtcp.sent,
         rtcp_received = done.leg.rtcp.received,
         rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,
