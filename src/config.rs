@@ -1052,6 +1052,25 @@ mod tests {
     }
 
     #[test]
+    fn srtp_policies_and_their_errors() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Optional, Policy::Off));
+        let s = load(&["rtp.srtp=required", "trunk.srtp=optional"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Required, Policy::Optional));
+        let s = load(&["rtp.srtp=off", "trunk.srtp=required"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Off, Policy::Required));
+        for (ov, key) in [
+            ("rtp.srtp=mandatory", "rtp.srtp:"),
+            ("rtp.srtp=Optional", "rtp.srtp:"),
+            ("trunk.srtp=yes", "trunk.srtp:"),
+            ("rtp.srtp=1", "rtp.srtp:"),
+        ] {
+            let e = load(&[ov]).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{ov}: {e}");
+        }
+    }
+
+    #[test]
     fn overrides_apply_by_dotted_key() {
         let s = load(&[
             "sip.listen=127.0.0.1:5070",
