@@ -3,7 +3,9 @@
 //! plain phone waits. Each hears the other's tone in its recording, while
 //! what the daemon's RTP ports received from and sent to the SRTP phone,
 //! captured on the loopback wire by tcpdump, does not decode as G.711 to
-//! the tones: the same decoding of the plain phone's packets does.
+//! the tones: the same decoding of the plain phone's packets does. And a
+//! call placed with `trunk.srtp = "required"` to a phone that answers only
+//! SRTP (`mediaenc=srtp-mand`) joins the room and hears it, over SRTP.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -101,6 +103,27 @@ fn flows(file: &Path) -> std::collections::BTreeMap<(u16, u16), Flow> {
     out
 }
 
+/// The flows in `file` between the daemon's ports (`range`) and a phone:
+/// (SRTP: every packet longer than plain G.711, sent by the daemon, flow).
+fn classified(file: &Path, range: &str) -> Vec<(bool, bool, u16, u16, Flow)> {
+    let (lo, hi) = range.split_once('-').unwrap();
+    let ours = |p: u16| (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&p);
+    flows(file)
+        .into_iter()
+        .map(|((src, dst), flow)| {
+            let srtp = flow.lengths.iter().all(|&l| l > 172);
+            (srtp, ours(src) && !ours(dst), src, dst, flow)
+        })
+        .collect()
+}
+
+/// Stop the capture we started.
+fn stop(mut tcpdump: Child) {
+    // SAFETY: a plain kill(2) of the child we started.
+    unsafe { libc::kill(tcpdump.id() as libc::pid_t, libc::SIGTERM) };
+    tcpdump.wait().expect("tcpdump ends");
+}
+
 /// The largest share of a second's power that lies at `hz` (1.0: a pure tone).
 fn tone_share(pcm: &[i16], hz: f64) -> f64 {
     pcm.chunks_exact(8000)
@@ -136,7 +159,7 @@ async fn an_srtp_phone_is_heard_in_a_room_and_its_media_is_not_plain_on_the_wire
     let dir = temp_dir("e2e-srtp");
     let range = common::rtp_range();
     let pcap = dir.join("rtp.pcap");
-    let mut tcpdump = capture(&pcap, &range);
+    let tcpdump = capture(&pcap, &range);
     let port_range = format!("rtp.port_range={range}");
     let d = common::daemon(&[&port_range, "rtp.srtp=optional"]).await;
     let mut events = d.subscribe();
@@ -164,9 +187,7 @@ async fn an_srtp_phone_is_heard_in_a_room_and_its_media_is_not_plain_on_the_wire
     }
     let (secure_dir, plain_dir) = (secure.quit().await, plain.quit().await);
     d.shutdown().await;
-    // SAFETY: a plain kill(2) of the child we started.
-    unsafe { libc::kill(tcpdump.id() as libc::pid_t, libc::SIGTERM) };
-    tcpdump.wait().expect("tcpdump ends");
+    stop(tcpdump);
 
     // Each recording holds the other's tone over its own.
     for (dir, own, other) in [
@@ -187,12 +208,8 @@ async fn an_srtp_phone_is_heard_in_a_room_and_its_media_is_not_plain_on_the_wire
 
     // On the wire: the SRTP phone's flows carry an authentication tag and
     // no tone; the plain phone's flows carry the tones in clear.
-    let (lo, hi) = range.split_once('-').unwrap();
-    let ours = |p: u16| (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&p);
     let mut seen = (0, 0);
-    for ((src, dst), flow) in flows(&pcap) {
-        let srtp = flow.lengths.iter().all(|&l| l > 172);
-        let sent = ours(src) && !ours(dst);
+    for (srtp, sent, src, dst, flow) in classified(&pcap, &range) {
         let hz = match (srtp, sent) {
             (true, false) => SECURE_HZ, // the SRTP phone talks
             (true, true) => PLAIN_HZ,   // what it hears
@@ -217,4 +234,98 @@ async fn an_srtp_phone_is_heard_in_a_room_and_its_media_is_not_plain_on_the_wire
         }
     }
     assert_eq!(seen, (2, 2), "both directions of both phones captured");
+}
+
+/// Run the CLI against the daemon's control socket; stdout on success.
+fn cli(socket: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_confgate"))
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("confgate runs");
+    assert!(
+        out.status.success(),
+        "confgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_placed_with_srtp_required_joins_over_srtp() {
+    let dir = temp_dir("e2e-srtp-out");
+    let range = common::rtp_range();
+    let pcap = dir.join("rtp.pcap");
+    let tcpdump = capture(&pcap, &range);
+    let port_range = format!("rtp.port_range={range}");
+    let d = common::daemon(&[&port_range, "trunk.allow=[\"*\"]", "trunk.srtp=required"]).await;
+    let socket = d
+        .control_endpoints()
+        .0
+        .expect("a control socket")
+        .to_owned();
+    let mut events = d.subscribe();
+
+    // A plain caller in the room, talking.
+    let mic = dir.join("plain.wav");
+    write_wav(&mic, &sine(8000, PLAIN_HZ, 5000.0, 8000 * 40));
+    let mut plain = Baresip::start("plain1", &mic, false).await;
+    join(&mut plain, &d, &mut events).await;
+
+    // The dialled phone answers by itself, SRTP only (RTP/SAVP).
+    let mic = dir.join("quiet.wav");
+    write_wav(&mic, &sine(8000, SECURE_HZ, 20.0, 8000 * 40));
+    let opts = Options {
+        modules: vec!["srtp.so"],
+        account: ";mediaenc=srtp-mand".into(),
+        ..Default::default()
+    };
+    let secure = Baresip::start_with("srtp1", &mic, true, &opts).await;
+    let call = cli(
+        &socket,
+        &["dial", "2468", &format!("sip:srtp1@{}", secure.sip)],
+    );
+    assert!(!call.trim().is_empty());
+    let joined = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(Event::MemberJoined { call: c, room, .. }) = events.recv().await {
+                if c == call.trim() {
+                    return room;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        joined.ok().as_deref(),
+        Some("2468"),
+        "the dialled phone joined"
+    );
+    let want = secure.recorded() + common::prompt("joined").len() + 3 * 8000;
+    assert!(secure.wait_recorded(want, Duration::from_secs(20)).await);
+    let (secure_dir, _) = (secure.quit().await, plain.quit().await);
+    d.shutdown().await;
+    stop(tcpdump);
+
+    let heard = read_wav(&Baresip::heard(&secure_dir).expect("a recording"));
+    let end = heard.len() - 8000;
+    let tail = &heard[end - 16000..end];
+    let (o, m) = (
+        db(goertzel(tail, 8000, PLAIN_HZ)),
+        db(goertzel(tail, 8000, 300.0)),
+    );
+    eprintln!("dialled phone: {PLAIN_HZ} Hz {o:.1} dB, elsewhere {m:.1} dB");
+    assert!(o - m > 20.0, "the dialled phone hears the room");
+    let flows = classified(&pcap, &range);
+    let to_secure: Vec<_> = flows
+        .iter()
+        .filter(|f| f.0 && f.1 && f.4.lengths.len() > 100)
+        .collect();
+    assert_eq!(to_secure.len(), 1, "one SRTP flow to the dialled phone");
+    let share = tone_share(&to_secure[0].4.pcm, PLAIN_HZ);
+    assert!(
+        share < 0.05,
+        "{PLAIN_HZ} Hz decodes from its SRTP ({share:.3})"
+    );
 }
