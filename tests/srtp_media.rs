@@ -247,3 +247,45 @@ fn rtcp_reports_and_bye_are_srtcp() {
         .on_rtcp(&mut forged, SIGNALLED.parse().unwrap(), c.at(101));
     assert_eq!(c.media.stats().srtp_rejected, before + 1);
 }
+
+#[test]
+fn a_re_invite_with_a_new_remote_key_gets_a_fresh_inbound_context() {
+    use confgate::call::media::MediaCommand;
+    let mut c = call(Suite::AesCm128HmacSha1_80);
+    let p = c.sealed(0, 0, &[0x42; 160]);
+    assert!(c.feed(p, SIGNALLED, 0).is_some());
+    let old = *c.media.params();
+    let keys = old.srtp.unwrap();
+    // The same keys again (a session refresh): the stream goes on.
+    c.media.command(MediaCommand::Update(old), c.at(1));
+    let p = c.sealed(1, 0, &[0x42; 160]);
+    assert!(c.feed(p, SIGNALLED, 1).is_some());
+    // The far end's new key; ours stays.
+    let fresh = MasterKey::random();
+    let params = MediaParams {
+        srtp: Some(SrtpKeys {
+            remote: fresh,
+            ..keys
+        }),
+        ..old
+    };
+    c.media.command(MediaCommand::Update(params), c.at(2));
+    let p = c.sealed(2, 0, &[0x42; 160]);
+    assert_eq!(
+        c.feed(p, SIGNALLED, 2),
+        None,
+        "the old key no longer passes"
+    );
+    let mut phone = SrtpSession::new(SrtpKeys {
+        suite: keys.suite,
+        local: fresh,
+        remote: keys.local,
+    })
+    .unwrap();
+    let mut p = rtp(3, 0, &[0x42; 160]);
+    phone.protect_rtp(&mut p).unwrap();
+    assert!(c.feed(p, SIGNALLED, 3).is_some(), "the new one does");
+    // What we send is still under our key.
+    let mut wire = c.media.audio_frame(Some(&[1; 160])).unwrap().bytes.to_vec();
+    assert!(phone.unprotect_rtp(&mut wire).is_ok());
+}
