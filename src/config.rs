@@ -17,6 +17,7 @@ use crate::ivr::directory::{Cidr, Directory, RoomEntry, RoomRules};
 use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
 use crate::media::codec::Codec;
+use crate::rtp::sdes::Policy;
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config.toml");
@@ -108,6 +109,7 @@ pub struct TrunkConfig {
     pub allow: Vec<String>,
     pub max_outbound: usize,
     pub dials_per_minute: usize,
+    pub srtp: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +132,7 @@ pub struct RtpConfig {
     pub timeout_secs: u64,
     pub strict: bool,
     pub quality_alarm_mos: f64,
+    pub srtp: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +253,8 @@ pub struct Settings {
     pub rtp_strict: bool,
     /// `member_quality` fires when a member's MOS stays below this for 10 s.
     pub quality_alarm_mos: f64,
+    /// SRTP (SDES) on calls that come in.
+    pub srtp: Policy,
     /// Who may call and how many calls at once.
     pub admission: AdmissionRules,
     pub max_members: usize,
@@ -311,6 +316,8 @@ pub struct TrunkSettings {
     pub allow: Vec<String>,
     pub max_outbound: usize,
     pub dials_per_minute: usize,
+    /// SRTP (SDES) on calls placed.
+    pub srtp: Policy,
 }
 
 /// The longest `shutdown.drain_secs`.
@@ -499,6 +506,7 @@ impl Config {
                 ))
             }
         };
+        let srtp = srtp_policy("rtp.srtp", &self.rtp.srtp)?;
         let pin = pin_rules(&self.pin)?;
         let throttle = throttle_rules(&self.pin)?;
         let directory = directory(&self.rooms, &pin)?;
@@ -597,6 +605,7 @@ impl Config {
             rtp_timeout: Duration::from_secs(self.rtp.timeout_secs),
             rtp_strict: self.rtp.strict,
             quality_alarm_mos: self.rtp.quality_alarm_mos,
+            srtp,
             admission,
             max_members: self.rooms.max_members,
             announce_tones,
@@ -639,6 +648,15 @@ impl Settings {
         keep!(trunk.register_expires => "trunk.register_expires_secs");
         (new, restart)
     }
+}
+
+fn srtp_policy(key: &str, value: &str) -> Result<Policy, ConfigError> {
+    Policy::from_name(value).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            format!("`{value}` is not one of off, optional, required"),
+        )
+    })
 }
 
 fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
@@ -766,6 +784,7 @@ fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {
         allow: c.allow.clone(),
         max_outbound: c.max_outbound,
         dials_per_minute: c.dials_per_minute,
+        srtp: srtp_policy("trunk.srtp", &c.srtp)?,
     })
 }
 
@@ -1030,6 +1049,25 @@ mod tests {
         // Long enough for a phone that holds SIP INFO digits for T4 (5 s).
         assert_eq!(s.pin.inter_digit, Duration::from_secs(10));
         assert_eq!(s.pin.first_digit, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn srtp_policies_and_their_errors() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Optional, Policy::Off));
+        let s = load(&["rtp.srtp=required", "trunk.srtp=optional"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Required, Policy::Optional));
+        let s = load(&["rtp.srtp=off", "trunk.srtp=required"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Off, Policy::Required));
+        for (ov, key) in [
+            ("rtp.srtp=mandatory", "rtp.srtp:"),
+            ("rtp.srtp=Optional", "rtp.srtp:"),
+            ("trunk.srtp=yes", "trunk.srtp:"),
+            ("rtp.srtp=1", "rtp.srtp:"),
+        ] {
+            let e = load(&[ov]).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{ov}: {e}");
+        }
     }
 
     #[test]
