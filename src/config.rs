@@ -17,6 +17,7 @@ use crate::ivr::directory::{Cidr, Directory, RoomEntry, RoomRules};
 use crate::ivr::keypad::{KeyAction, KeyBindings, KeyError};
 use crate::ivr::pin::PinRules;
 use crate::media::codec::Codec;
+use crate::rtp::sdes::Policy;
 
 mod tls;
 pub use tls::{PemFile, TlsListen, Transport};
@@ -114,6 +115,7 @@ pub struct TrunkConfig {
     // SIP over TLS to the trunk.
     pub transport: String,
     pub tls_ca: PathBuf,
+    pub srtp: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +142,7 @@ pub struct RtpConfig {
     pub timeout_secs: u64,
     pub strict: bool,
     pub quality_alarm_mos: f64,
+    pub srtp: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +265,8 @@ pub struct Settings {
     pub rtp_strict: bool,
     /// `member_quality` fires when a member's MOS stays below this for 10 s.
     pub quality_alarm_mos: f64,
+    /// SRTP (SDES) on calls that come in.
+    pub srtp: Policy,
     /// Who may call and how many calls at once.
     pub admission: AdmissionRules,
     pub max_members: usize,
@@ -328,6 +333,8 @@ pub struct TrunkSettings {
     /// The CA certificates (PEM) a TLS peer must chain to, from
     /// `trunk.tls_ca`; `None`: the system's roots.
     pub tls_ca: Option<PemFile>,
+    /// SRTP (SDES) on calls placed.
+    pub srtp: Policy,
 }
 
 /// The longest `shutdown.drain_secs`.
@@ -516,6 +523,7 @@ impl Config {
                 ))
             }
         };
+        let srtp = srtp_policy("rtp.srtp", &self.rtp.srtp)?;
         let pin = pin_rules(&self.pin)?;
         let throttle = throttle_rules(&self.pin)?;
         let directory = directory(&self.rooms, &pin)?;
@@ -616,6 +624,7 @@ impl Config {
             rtp_timeout: Duration::from_secs(self.rtp.timeout_secs),
             rtp_strict: self.rtp.strict,
             quality_alarm_mos: self.rtp.quality_alarm_mos,
+            srtp,
             admission,
             max_members: self.rooms.max_members,
             announce_tones,
@@ -661,6 +670,15 @@ impl Settings {
         keep!(trunk.register_expires => "trunk.register_expires_secs");
         (new, restart)
     }
+}
+
+fn srtp_policy(key: &str, value: &str) -> Result<Policy, ConfigError> {
+    Policy::from_name(value).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            format!("`{value}` is not one of off, optional, required"),
+        )
+    })
 }
 
 fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
@@ -790,6 +808,7 @@ fn trunk_settings(c: &TrunkConfig) -> Result<TrunkSettings, ConfigError> {
         dials_per_minute: c.dials_per_minute,
         transport: tls::transport(&c.transport)?,
         tls_ca: tls::tls_ca(&c.tls_ca)?,
+        srtp: srtp_policy("trunk.srtp", &c.srtp)?,
     })
 }
 
@@ -1054,6 +1073,25 @@ mod tests {
         // Long enough for a phone that holds SIP INFO digits for T4 (5 s).
         assert_eq!(s.pin.inter_digit, Duration::from_secs(10));
         assert_eq!(s.pin.first_digit, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn srtp_policies_and_their_errors() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Optional, Policy::Off));
+        let s = load(&["rtp.srtp=required", "trunk.srtp=optional"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Required, Policy::Optional));
+        let s = load(&["rtp.srtp=off", "trunk.srtp=required"]).unwrap();
+        assert_eq!((s.srtp, s.trunk.srtp), (Policy::Off, Policy::Required));
+        for (ov, key) in [
+            ("rtp.srtp=mandatory", "rtp.srtp:"),
+            ("rtp.srtp=Optional", "rtp.srtp:"),
+            ("trunk.srtp=yes", "trunk.srtp:"),
+            ("rtp.srtp=1", "rtp.srtp:"),
+        ] {
+            let e = load(&[ov]).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{ov}: {e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn session(t0: Instant) -> MediaSession {
         rtcp_mux: false,
         rtcp: None,
         opus: Default::default(),
+        srtp: None,
     };
     MediaSession::new(
         MediaSetup {
@@ -60,7 +61,7 @@ fn marked(audio: &[i16]) -> Vec<bool> {
             pkt.extend_from_slice(&0x1234u32.to_be_bytes());
             pkt.extend_from_slice(&payload[..pcm.len()]);
             let at = t0 + Duration::from_millis(20 * n as u64);
-            s.on_rtp(&pkt, from, at).is_some_and(|a| a.keyed)
+            s.on_rtp(&mut pkt, from, at).is_some_and(|a| a.keyed)
         })
         .collect()
 }

@@ -66,6 +66,7 @@ fn session(k: usize, t0: Instant, wall: SystemTime) -> MediaSession {
         rtcp_mux: false,
         rtcp: None,
         opus: Default::default(),
+        srtp: None,
     };
     MediaSession::new(
         MediaSetup {
@@ -145,7 +146,7 @@ fn a_room_of_full_media_sessions_ticks_without_allocating() {
         for (k, (s, id)) in calls.iter_mut().enumerate() {
             let len = packet(k, n, &mut buf);
             let from = addr(40000 + 2 * k as u16);
-            if let Some(audio) = s.on_rtp(&buf[..len], from, now) {
+            if let Some(audio) = s.on_rtp(&mut buf[..len], from, now) {
                 mixer.push(*id, audio.ts, audio.payload, now);
             }
         }

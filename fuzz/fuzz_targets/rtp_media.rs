@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         rtcp_mux: true,
         rtcp: None,
         opus: Default::default(),
+        srtp: None,
     };
     let mut media = MediaSession::new(
         MediaSetup {
@@ -48,10 +49,11 @@ fuzz_target!(|data: &[u8]| {
         rest = after;
         let from = if flags & 1 == 0 { remote } else { stranger };
         now += Duration::from_millis(u64::from(flags >> 2));
+        let mut datagram = datagram.to_vec();
         if flags & 2 == 0 {
-            let _ = media.on_rtp(datagram, from, now);
+            let _ = media.on_rtp(&mut datagram, from, now);
         } else {
-            media.on_rtcp(datagram, from, now);
+            media.on_rtcp(&mut datagram, from, now);
         }
         let _ = media.audio_frame(None);
         let _ = media.handle_timeout(now);

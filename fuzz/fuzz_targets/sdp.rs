@@ -16,6 +16,8 @@ fn session() -> SdpSession {
         address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         port: 20000,
         session_id: 7,
+        srtp: confgate::rtp::sdes::Policy::Optional,
+        srtp_key: confgate::rtp::srtp::MasterKey::random(),
     })
 }
 

@@ -24,6 +24,8 @@ fn session() -> SdpSession {
         address: IpAddr::from([192, 0, 2, 1]),
         port: 20000,
         session_id: 4000,
+        srtp: crate::rtp::sdes::Policy::Optional,
+        srtp_key: crate::rtp::srtp::MasterKey::random(),
     })
 }
 

@@ -23,6 +23,7 @@ use crate::media::quality::{self, Change, QualityAlarm};
 use crate::rtp::learning::{ForeignCounters, SourceLearning, Verdict};
 use crate::rtp::packet::{self, RtpSender};
 use crate::rtp::rtcp::{self, Figures, RtcpCounters, RtcpSession, Sent};
+use crate::rtp::srtp::{SrtpKeys, SrtpSession};
 
 /// How long a member's MOS must stay below the threshold before the alarm.
 const QUALITY_HOLD: Duration = Duration::from_secs(10);
@@ -93,6 +94,8 @@ pub struct MediaStats {
     /// Packets not from the learned media source (dropped, never answered).
     pub foreign: ForeignCounters,
     pub late_ticks: u64,
+    /// SRTP/SRTCP packets that failed authentication or were replays (dropped).
+    pub srtp_rejected: u64,
     pub rtcp: RtcpCounters,
     /// The line as the last RTCP report saw it.
     pub figures: Figures,
@@ -204,6 +207,17 @@ pub struct MediaSession {
     stats: MediaStats,
     /// The packet being sent.
     out: Vec<u8>,
+    /// SRTP, when the call negotiated it.
+    srtp: Option<SrtpSession>,
+}
+
+/// The SRTP session for `keys`; `Err` when keys were agreed and the
+/// contexts could not be made (then nothing is sent or taken in plain).
+fn srtp_session(keys: Option<SrtpKeys>) -> Result<Option<SrtpSession>, ()> {
+    let Some(keys) = keys else { return Ok(None) };
+    SrtpSession::new(keys).map(Some).map_err(|e| {
+        tracing::error!(error = %e, "SRTP not set up: media dropped");
+    })
 }
 
 impl MediaSession {
@@ -244,6 +258,7 @@ impl MediaSession {
             timed_out: false,
             stats: MediaStats::default(),
             out: Vec::with_capacity(256),
+            srtp: srtp_session(params.srtp).unwrap_or(None),
             params,
         }
     }
@@ -301,6 +316,9 @@ impl MediaSession {
                     self.narrow = make_narrow(p.codec);
                     self.rtcp.set_rate(p.codec.clock_rate());
                 }
+                if p.srtp != self.params.srtp {
+                    self.rekey(p.srtp);
+                }
                 self.params = p;
             }
         }
@@ -313,15 +331,78 @@ impl MediaSession {
         self.sender.start_talkspurt();
     }
 
+    /// New SRTP keys from a renegotiation: contexts whose key did not
+    /// change keep their state.
+    fn rekey(&mut self, keys: Option<SrtpKeys>) {
+        match (keys, self.srtp.as_mut()) {
+            (Some(k), Some(s)) => {
+                if let Err(e) = s.rekey(k) {
+                    tracing::error!(error = %e, "SRTP not rekeyed: media dropped");
+                    self.srtp = None;
+                }
+            }
+            (k, _) => self.srtp = srtp_session(k).unwrap_or(None),
+        }
+    }
+
+    /// The plain text of a received datagram (decrypted in place when the
+    /// call uses SRTP); `None`: it failed authentication or was a replay,
+    /// and is counted and dropped before anything else sees it.
+    fn unprotect<'a>(&mut self, bytes: &'a mut [u8], rtcp: bool) -> Option<&'a [u8]> {
+        if self.params.srtp.is_none() {
+            return Some(bytes);
+        }
+        let plain = match self.srtp.as_mut() {
+            Some(s) if rtcp => s.unprotect_rtcp(bytes),
+            Some(s) => s.unprotect_rtp(bytes),
+            None => Err(crate::rtp::srtp::SrtpError::Keys("no context".into())),
+        };
+        match plain {
+            Ok(n) => Some(&bytes[..n]),
+            Err(_) => {
+                self.stats.srtp_rejected += 1;
+                None
+            }
+        }
+    }
+
+    /// Protect the packet in `out` when the call uses SRTP; `false`: it
+    /// must not be sent.
+    fn protect(&mut self, rtcp: bool) -> bool {
+        if self.params.srtp.is_none() {
+            return true;
+        }
+        let sealed = match self.srtp.as_mut() {
+            Some(s) if rtcp => s.protect_rtcp(&mut self.out),
+            Some(s) => s.protect_rtp(&mut self.out),
+            None => return false,
+        };
+        sealed
+            .map_err(|e| tracing::debug!(error = %e, "packet not sent"))
+            .is_ok()
+    }
+
+    /// The RTP packet in `out`, protected, for `to`.
+    fn rtp_transmit(&mut self, to: SocketAddr) -> Option<Transmit<'_>> {
+        self.protect(false).then_some(Transmit {
+            to,
+            via: Via::Rtp,
+            bytes: &self.out,
+        })
+    }
+
     /// A datagram on the RTP socket, received at `at`. Returns the audio
-    /// for the room when it is the caller's and in the call's codec.
+    /// for the room when it is the caller's and in the call's codec. An
+    /// SRTP packet is decrypted in place in `bytes`.
     pub fn on_rtp<'a>(
         &mut self,
-        bytes: &'a [u8],
+        bytes: &'a mut [u8],
         from: SocketAddr,
         at: Instant,
     ) -> Option<Audio<'a>> {
-        if rtcp::is_rtcp(bytes) {
+        let muxed_rtcp = rtcp::is_rtcp(bytes);
+        let bytes = self.unprotect(bytes, muxed_rtcp)?;
+        if muxed_rtcp {
             self.on_rtcp_datagram(bytes, from, true, at);
             return None;
         }
@@ -379,9 +460,11 @@ impl MediaSession {
         })
     }
 
-    /// A datagram on the RTCP socket.
-    pub fn on_rtcp(&mut self, bytes: &[u8], from: SocketAddr, at: Instant) {
-        self.on_rtcp_datagram(bytes, from, false, at);
+    /// A datagram on the RTCP socket (SRTCP decrypted in place).
+    pub fn on_rtcp(&mut self, bytes: &mut [u8], from: SocketAddr, at: Instant) {
+        if let Some(bytes) = self.unprotect(bytes, true) {
+            self.on_rtcp_datagram(bytes, from, false, at);
+        }
     }
 
     /// RTCP is taken only from the media source's IP (or, before any media,
@@ -473,11 +556,7 @@ impl MediaSession {
                 );
                 self.sender.skip(frame_ts);
                 self.stats.sent += 1;
-                return Some(Transmit {
-                    to,
-                    via: Via::Rtp,
-                    bytes: &self.out,
-                });
+                return self.rtp_transmit(to);
             }
         }
         match frame {
@@ -503,11 +582,7 @@ impl MediaSession {
             &mut self.out,
         );
         self.stats.sent += 1;
-        Some(Transmit {
-            to,
-            via: Via::Rtp,
-            bytes: &self.out,
-        })
+        self.rtp_transmit(to)
     }
 
     /// The media thread fell `frames` ticks behind: leave a gap in RTP time
@@ -578,8 +653,8 @@ impl MediaSession {
 
     /// Where reports go and on which socket: muxed to the learned media
     /// source, else to the latched RTCP source, the SDP's `a=rtcp` or the
-    /// media source's port + 1.
-    fn rtcp_transmit(&self) -> Option<Transmit<'_>> {
+    /// media source's port + 1. SRTCP when the call uses SRTP.
+    fn rtcp_transmit(&mut self) -> Option<Transmit<'_>> {
         let media = self.learning.destination();
         let p = &self.params;
         let (to, via) = if p.rtcp_mux {
@@ -595,7 +670,7 @@ impl MediaSession {
             };
             (to, Via::Rtcp)
         };
-        Some(Transmit {
+        self.protect(true).then_some(Transmit {
             to,
             via,
             bytes: &self.out,

@@ -11,6 +11,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::{Codec, OpusParams};
+use crate::rtp::sdes::{self, Agreed, Crypto, Policy};
+use crate::rtp::srtp::{MasterKey, SrtpKeys};
 use crate::sip::sdp::{self, Negotiated, SdpError};
 
 /// How media flows, from the negotiated SDP.
@@ -31,6 +33,8 @@ pub struct MediaParams {
     pub rtcp: Option<SocketAddr>,
     /// What the far end asked of our Opus stream.
     pub opus: OpusParams,
+    /// SRTP keys, when the media is protected (SDES).
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl MediaParams {
@@ -44,6 +48,7 @@ impl MediaParams {
             rtcp_mux: n.rtcp_mux,
             rtcp: n.rtcp,
             opus: n.opus,
+            srtp: None,
         }
     }
 }
@@ -60,6 +65,10 @@ pub struct LocalMedia {
     pub port: u16,
     /// The origin's session id (`o=`), fixed for the call.
     pub session_id: u64,
+    /// Whether the media uses SRTP.
+    pub srtp: Policy,
+    /// Our SRTP master key and salt, the same in every description of the call.
+    pub srtp_key: MasterKey,
 }
 
 /// One call's offer/answer state.
@@ -74,6 +83,18 @@ pub struct SdpSession {
     media: Option<MediaParams>,
     /// The codec the room mixes this call in.
     locked: Option<Codec>,
+    /// Our `a=crypto` lines in our last offer.
+    offered: Vec<Crypto>,
+    /// The SRTP in use: the m-line's transport and our line.
+    secure: Option<(String, Crypto)>,
+}
+
+/// `body` with the transport and our `a=crypto` line of `agreed`, if any.
+fn protect(body: String, proto: &str, agreed: Option<&Crypto>) -> String {
+    match agreed {
+        Some(c) => sdp::secure(&body, proto, &[sdes::format(c)]),
+        None => body,
+    }
 }
 
 impl SdpSession {
@@ -84,6 +105,8 @@ impl SdpSession {
             description: Vec::new(),
             media: None,
             locked: None,
+            offered: Vec::new(),
+            secure: None,
         }
     }
 
@@ -113,16 +136,25 @@ impl SdpSession {
     /// only the room's codec will do.
     pub fn answer(&mut self, offer: &[u8]) -> Result<(Vec<u8>, MediaParams), SdpError> {
         let n = sdp::negotiate(offer, &self.codecs())?;
+        let agreed = sdes::answer_offer(self.local.srtp, &n.proto, &n.crypto, self.local.srtp_key)?;
         let n = Negotiated {
             dtmf_pt: n.dtmf_pt.filter(|_| self.local.events),
             ..n
         };
         let (address, port, session_id) =
             (self.local.address, self.local.port, self.local.session_id);
+        let ours = agreed.map(|a| a.ours);
         let body = self
-            .describe(|version| sdp::answer(&n, address, port, session_id, version))
+            .describe(|version| {
+                let plain = sdp::answer(&n, address, port, session_id, version);
+                protect(plain, &n.proto, ours.as_ref())
+            })
             .to_vec();
-        let media = MediaParams::from_negotiated(&n);
+        let media = MediaParams {
+            srtp: agreed.map(|a| a.keys),
+            ..MediaParams::from_negotiated(&n)
+        };
+        self.secure = agreed.map(|a| (n.proto.clone(), a.ours));
         self.media = Some(media);
         Ok((body, media))
     }
@@ -133,15 +165,22 @@ impl SdpSession {
     pub fn offer(&mut self) -> Vec<u8> {
         let codecs = self.codecs();
         let local = self.local.clone();
+        let (proto, offered) = sdes::offer(local.srtp, local.srtp_key);
+        let lines: Vec<String> = offered.iter().map(sdes::format).collect();
+        self.offered = offered;
         self.describe(|version| {
-            sdp::offer(
+            let plain = sdp::offer(
                 &codecs,
                 local.events,
                 local.address,
                 local.port,
                 local.session_id,
                 version,
-            )
+            );
+            match lines.is_empty() {
+                true => plain,
+                false => sdp::secure(&plain, proto, &lines),
+            }
         })
         .to_vec()
     }
@@ -155,15 +194,21 @@ impl SdpSession {
             return self.offer();
         };
         let local = self.local.clone();
+        let secure = self.secure.clone();
+        self.offered = secure.iter().map(|(_, c)| *c).collect();
         self.describe(|version| {
-            sdp::offer_formats(
+            let plain = sdp::offer_formats(
                 &[(media.payload_type, media.codec)],
                 media.dtmf_pt,
                 local.address,
                 local.port,
                 local.session_id,
                 version,
-            )
+            );
+            match &secure {
+                Some((proto, ours)) => protect(plain, proto, Some(ours)),
+                None => plain,
+            }
         })
         .to_vec()
     }
@@ -174,11 +219,17 @@ impl SdpSession {
         if !self.codecs().contains(&n.codec) {
             return Err(SdpError::NoCommonCodec);
         }
+        let agreed: Option<Agreed> =
+            sdes::take_answer(self.local.srtp, &self.offered, &n.proto, &n.crypto)?;
         let n = Negotiated {
             dtmf_pt: n.dtmf_pt.filter(|_| self.local.events),
             ..n
         };
-        let media = MediaParams::from_negotiated(&n);
+        let media = MediaParams {
+            srtp: agreed.map(|a| a.keys),
+            ..MediaParams::from_negotiated(&n)
+        };
+        self.secure = agreed.map(|a| (n.proto.clone(), a.ours));
         self.media = Some(media);
         Ok(media)
     }
@@ -195,6 +246,7 @@ impl SdpSession {
             rtcp_mux: false,
             rtcp: None,
             opus: OpusParams::default(),
+            srtp: None,
         }
     }
 
@@ -223,3 +275,7 @@ impl SdpSession {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_srtp_tests.rs"]
+mod srtp_tests;

@@ -8,6 +8,8 @@ fn local() -> LocalMedia {
         address: IpAddr::from([192, 0, 2, 1]),
         port: 20000,
         session_id: 7000,
+        srtp: crate::rtp::sdes::Policy::Optional,
+        srtp_key: crate::rtp::srtp::MasterKey::random(),
     }
 }
 

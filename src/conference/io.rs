@@ -124,7 +124,8 @@ impl Poller {
 
 /// One received datagram.
 pub struct Datagram<'a> {
-    pub bytes: &'a [u8],
+    /// Mutable: SRTP is decrypted in place.
+    pub bytes: &'a mut [u8],
     pub from: SocketAddr,
     /// When the kernel received it (wall clock), when it said.
     pub at: Option<SystemTime>,
@@ -192,7 +193,7 @@ impl Receiver {
     }
 
     /// Datagram `i` of the last [`Receiver::recv`].
-    pub fn datagram(&self, i: usize) -> Option<Datagram<'_>> {
+    pub fn datagram(&mut self, i: usize) -> Option<Datagram<'_>> {
         if i >= self.got {
             return None;
         }
@@ -201,7 +202,7 @@ impl Receiver {
         let from = sockaddr(&self.names[i], m.msg_hdr.msg_namelen)?;
         let (at, dropped) = control(&m.msg_hdr);
         Some(Datagram {
-            bytes: &self.data[i][..len],
+            bytes: &mut self.data[i][..len],
             from,
             at,
             dropped,

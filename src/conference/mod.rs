@@ -254,6 +254,8 @@ pub struct LegTotals {
     pub received: u64,
     /// Packets refused for not coming from a call's media source.
     pub foreign: ForeignCounters,
+    /// SRTP/SRTCP packets that failed authentication or were replays.
+    pub srtp_rejected: u64,
     /// Members' audio packets that never came, and that came too late.
     pub lost: u64,
     pub late: u64,
@@ -263,6 +265,7 @@ impl LegTotals {
     fn add(&mut self, o: &LegTotals) {
         self.received += o.received;
         self.foreign.add(&o.foreign);
+        self.srtp_rejected += o.srtp_rejected;
         self.lost += o.lost;
         self.late += o.late;
     }

@@ -83,6 +83,7 @@ impl LegSlot {
         LegTotals {
             received: stats.received,
             foreign: stats.foreign,
+            srtp_rejected: stats.srtp_rejected,
             lost: jitter.lost,
             late: jitter.late,
         }
@@ -94,6 +95,7 @@ impl LegSlot {
         LegTotals {
             received: now.received.saturating_sub(self.base.received),
             foreign: now.foreign.since(&self.base.foreign),
+            srtp_rejected: now.srtp_rejected.saturating_sub(self.base.srtp_rejected),
             // A member's counts start with its seat, which never moves.
             lost: now.lost,
             late: now.late,
@@ -118,7 +120,10 @@ fn take_input(
     };
     loop {
         let n = receiver.recv(fd);
-        for d in (0..n).filter_map(|i| receiver.datagram(i)) {
+        for i in 0..n {
+            let Some(d) = receiver.datagram(i) else {
+                continue;
+            };
             if let Some(count) = d.dropped {
                 let last = &mut slot.dropped[usize::from(via == Via::Rtcp)];
                 stats.media_dropped += u64::from(count.wrapping_sub(*last));

@@ -67,7 +67,11 @@ pub async fn run(
         keys: ctx.settings().keys.clone(),
         max_duration: ctx.settings().max_call,
     };
-    let call = match Call::inbound(setup, ctx.sdp_session(port), Instant::now()) {
+    let call = match Call::inbound(
+        setup,
+        ctx.sdp_session(port, ctx.settings().srtp),
+        Instant::now(),
+    ) {
         Ok(call) => call,
         Err(e) => {
             warn!(error = %e, "offer refused");
@@ -95,6 +99,7 @@ pub async fn run(
         rtp_sent = done.leg.sent,
         rtp_received = done.leg.received,
         rtp_foreign = done.leg.foreign.total(),
+        srtp_rejected = done.leg.srtp_rejected,
         rtcp_sent = done.leg.rtcp.sent,
         rtcp_received = done.leg.rtcp.received,
         rtcp_dropped = done.leg.rtcp.malformed + done.leg.rtcp.foreign,

@@ -21,6 +21,8 @@ use crate::events::Events;
 use crate::ivr::inbound::{Entry, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
 use crate::metrics::PinResult;
+use crate::rtp::sdes::Policy;
+use crate::rtp::srtp::MasterKey;
 use crate::sip::call::OfferedCall;
 
 use super::ports::PortPool;
@@ -176,13 +178,17 @@ impl CallContext {
     /// A new call's SDP session for media on `port`. Without an events
     /// receiver telephone-event stays out of the SDP, so the phone sends
     /// tones (or INFO) instead.
-    pub(super) fn sdp_session(&self, port: u16) -> SdpSession {
+    /// `srtp`: the policy of the call's direction (`rtp.srtp` for calls
+    /// that come in, `trunk.srtp` for those placed).
+    pub(super) fn sdp_session(&self, port: u16, srtp: Policy) -> SdpSession {
         SdpSession::new(LocalMedia {
             codecs: self.settings().codecs.clone(),
             events: listens(self.settings().dtmf_mode).0,
             address: self.advertised,
             port,
             session_id: u64::from(rand::random::<u32>()),
+            srtp,
+            srtp_key: MasterKey::random(),
         })
     }
 }

@@ -212,7 +212,7 @@ impl Switchboard for Board {
             }
         };
         let port = sockets.port();
-        let mut session = ctx.sdp_session(port);
+        let mut session = ctx.sdp_session(port, trunk.srtp);
         let offer = session.offer();
         let domain = match (trunk.from_domain.as_str(), &trunk.proxy) {
             ("", Some(proxy)) => proxy.split(':').next().unwrap_or(proxy).to_owned(),

@@ -384,6 +384,12 @@ impl Collector for Sources {
         )?;
         counter(
             &mut e,
+            "srtp_packets_rejected",
+            "SRTP and SRTCP packets dropped for failing authentication or being replays.",
+            s.media.srtp_rejected,
+        )?;
+        counter(
+            &mut e,
             "rtp_packets_dropped_by_kernel",
             "Datagrams dropped by the kernel before a media thread read them.",
             s.media_dropped,

@@ -4,3 +4,5 @@ pub mod learning;
 pub mod pacer;
 pub mod packet;
 pub mod rtcp;
+pub mod sdes;
+pub mod srtp;

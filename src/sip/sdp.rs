@@ -126,6 +126,10 @@ pub struct Negotiated {
     pub media_lines: Vec<MediaLine>,
     /// Index in `media_lines` of the audio stream that was negotiated.
     pub audio_index: usize,
+    /// The stream's transport: `RTP/AVP`, `RTP/SAVP` or `RTP/SAVPF`.
+    pub proto: String,
+    /// The stream's `a=crypto` values (RFC 4568), as written.
+    pub crypto: Vec<String>,
 }
 
 impl Negotiated {
@@ -148,6 +152,9 @@ pub enum SdpError {
     /// Audio offered, but neither PCMU nor PCMA.
     #[error("no common codec (PCMU/PCMA)")]
     NoCommonCodec,
+    /// The stream's SRTP (or its absence) does not meet our policy.
+    #[error("SRTP: {0}")]
+    Srtp(#[from] crate::rtp::sdes::Refusal),
 }
 
 impl SdpError {
@@ -155,7 +162,7 @@ impl SdpError {
     pub fn sip_status(&self) -> u16 {
         match self {
             SdpError::Unparseable(_) => 400,
-            SdpError::NoAudio | SdpError::NoCommonCodec => 488,
+            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::Srtp(_) => 488,
         }
     }
 }
@@ -266,7 +273,7 @@ fn select(
     let mut saw_audio = false;
     for (index, md) in sd.media_descriptions.iter().enumerate() {
         let name = &md.media_name;
-        if name.media != "audio" || name.port.value == 0 || name.protos.join("/") != "RTP/AVP" {
+        if name.media != "audio" || name.port.value == 0 || !is_rtp_proto(&name.protos.join("/")) {
             continue;
         }
         saw_audio = true;
@@ -364,7 +371,47 @@ fn build(
         rtcp,
         media_lines,
         audio_index: index,
+        proto: md.media_name.protos.join("/"),
+        crypto: attr_values(&md.attributes, "crypto")
+            .map(|v| v.trim().to_owned())
+            .collect(),
     })
+}
+
+/// The RTP profiles an audio stream may use: plain, or SRTP keyed by SDES.
+fn is_rtp_proto(proto: &str) -> bool {
+    ["RTP/AVP", "RTP/SAVP", "RTP/SAVPF"]
+        .iter()
+        .any(|p| proto.eq_ignore_ascii_case(p))
+}
+
+/// Whether `proto` is a secure profile (RFC 3711 §12).
+pub fn is_secure_proto(proto: &str) -> bool {
+    ["RTP/SAVP", "RTP/SAVPF"]
+        .iter()
+        .any(|p| proto.eq_ignore_ascii_case(p))
+}
+
+/// Our description `body` with its active audio stream set to `proto` and
+/// carrying `crypto` as `a=crypto` attributes (SDES, RFC 4568). Our own
+/// descriptions always parse; should one not, it is returned unchanged.
+pub fn secure(body: &str, proto: &str, crypto: &[String]) -> String {
+    let Ok(mut sd) = SessionDescription::unmarshal(&mut Cursor::new(body.as_bytes())) else {
+        return body.to_owned();
+    };
+    let Some(md) = sd
+        .media_descriptions
+        .iter_mut()
+        .find(|m| m.media_name.media == "audio" && m.media_name.port.value != 0)
+    else {
+        return body.to_owned();
+    };
+    md.media_name.protos = proto.split('/').map(str::to_owned).collect();
+    for c in crypto {
+        md.attributes
+            .push(Attribute::new("crypto".into(), Some(c.clone())));
+    }
+    sd.marshal()
 }
 
 /// `a=rtcp:<port> [IN IP4 <address>]` (RFC 3605); the address defaults to
@@ -800,7 +847,7 @@ mod tests {
         for media in [
             "",
             "m=video 4000 RTP/AVP 97",
-            "m=audio 4000 RTP/SAVP 0",
+            "m=audio 4000 UDP/TLS/RTP/SAVPF 0",
             "m=audio 0 RTP/AVP 0",
         ] {
             assert_eq!(
