@@ -15,37 +15,15 @@
 //! encoder, one per member as each call has one.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use confgate::media::codec::{Codec, Encoder, OpusParams, MAX_PAYLOAD};
 use confgate::media::mixer::{MemberId, Mixer, Output};
 
-/// Counts allocations so the per-tick figure is measured, not assumed.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwards the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `alloc`; `ptr` and `layout` come from this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::ALLOCS;
 
 const WARMUP: usize = 100;
 const TICKS: usize = 1000;
@@ -115,13 +93,7 @@ fn run(members: usize, talkers: usize) -> Figures {
         }
     }
     std::hint::black_box(checksum);
-    times.sort();
-    Figures {
-        mean: times.iter().sum::<Duration>() / times.len() as u32,
-        p99: times[times.len() * 99 / 100],
-        max: times[times.len() - 1],
-        allocs_per_tick: allocs as f64 / TICKS as f64,
-    }
+    Figures::of(times, allocs)
 }
 
 /// Frames in each pre-encoded sequence (1 s), replayed in a loop.
@@ -256,12 +228,19 @@ fn run_mix(members: usize, talkers: usize, mix: Mix) -> Figures {
         }
     }
     std::hint::black_box(checksum);
-    times.sort();
-    Figures {
-        mean: times.iter().sum::<Duration>() / times.len() as u32,
-        p99: times[times.len() * 99 / 100],
-        max: times[times.len() - 1],
-        allocs_per_tick: allocs as f64 / TICKS as f64,
+    Figures::of(times, allocs)
+}
+
+impl Figures {
+    /// The figures of these tick times and allocations.
+    fn of(mut times: Vec<Duration>, allocs: u64) -> Figures {
+        times.sort();
+        Figures {
+            mean: times.iter().sum::<Duration>() / times.len() as u32,
+            p99: times[times.len() * 99 / 100],
+            max: times[times.len() - 1],
+            allocs_per_tick: allocs as f64 / TICKS as f64,
+        }
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::baresip::Baresip;
 use common::daemon;
 use common::signal::{goertzel, read_wav, sine, temp_dir, write_wav};
-use confgate::events::Event;
 
 const FREQS: [f64; 3] = [500.0, 800.0, 1300.0];
 
@@ -42,19 +41,10 @@ async fn three_baresip_phones_hear_each_other() {
         let mic = dir.join(format!("tone{k}.wav"));
         write_wav(&mic, &sine(8000, f, 5000.0, 8000 * 40));
         let mut phone = Baresip::start(&format!("conf{k}"), &mic, false).await;
-        phone
-            .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
+        let (room, _) = phone
+            .join_room(d.sip_addr(), "2468#", Duration::ZERO, &mut events)
             .await;
-        phone.command("sndcode", "2468#").await;
-        let joined = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Ok(Event::MemberJoined { room, .. }) = events.recv().await {
-                    return room;
-                }
-            }
-        })
-        .await;
-        assert_eq!(joined.ok().as_deref(), Some("2468"), "phone {k} joined");
+        assert_eq!(room.as_deref(), Some("2468"), "phone {k} joined");
         phones.push(phone);
     }
     // All three in the room: each phone records the last one's joined

@@ -139,19 +139,10 @@ async fn join(
     d: &confgate::daemon::Daemon,
     events: &mut tokio::sync::broadcast::Receiver<Event>,
 ) {
-    phone
-        .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
+    let (room, _) = phone
+        .join_room(d.sip_addr(), "2468#", Duration::ZERO, events)
         .await;
-    phone.command("sndcode", "2468#").await;
-    let joined = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(Event::MemberJoined { room, .. }) = events.recv().await {
-                return room;
-            }
-        }
-    })
-    .await;
-    assert_eq!(joined.ok().as_deref(), Some("2468"));
+    assert_eq!(room.as_deref(), Some("2468"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,18 +229,9 @@ async fn an_srtp_phone_is_heard_in_a_room_and_its_media_is_not_plain_on_the_wire
 
 /// Run the CLI against the daemon's control socket; stdout on success.
 fn cli(socket: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_confgate"))
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("confgate runs");
-    assert!(
-        out.status.success(),
-        "confgate {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, out) = common::cli(socket, args);
+    assert_eq!(code, 0, "confgate {args:?}: {out}");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,6 @@ use common::baresip::{Baresip, Options};
 use common::daemon;
 use common::signal::{band_db, goertzel, temp_dir, write_wav_at};
 use confgate::dtmf::Source;
-use confgate::events::Event;
 
 fn db(x: f64) -> f64 {
     10.0 * x.max(1e-9).log10()
@@ -84,31 +83,12 @@ async fn opus_g722_and_pcmu_phones_hear_each_other() {
             ..Options::default()
         };
         let mut phone = Baresip::start_with(p.name, &mic, false, &opts).await;
-        phone
-            .dial_answered(&format!("sip:4000@{}", d.sip_addr()))
+        // Let the wideband phones hear the greeting before keying.
+        let wait = Duration::from_secs(if p.rate > 8000 { 2 } else { 0 });
+        let (room, sources) = phone
+            .join_room(d.sip_addr(), "2468#", wait, &mut events)
             .await;
-        if p.rate > 8000 {
-            // Let the wideband phones hear the greeting before keying.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        phone.command("sndcode", "2468#").await;
-        let mut sources = Vec::new();
-        let joined = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::MemberJoined { room, .. }) => return room,
-                    Ok(Event::Digit { source, .. }) => sources.push(source),
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        assert_eq!(
-            joined.ok().as_deref(),
-            Some("2468"),
-            "the {} phone joined",
-            p.name
-        );
+        assert_eq!(room.as_deref(), Some("2468"), "the {} phone joined", p.name);
         // The PIN came as telephone-events, on the Opus call too.
         assert_eq!(sources, [Source::Rfc4733; 5], "the {} phone's keys", p.name);
         phones.push(phone);

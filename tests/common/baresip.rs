@@ -212,6 +212,34 @@ impl Baresip {
         assert!(answered, "{uri} did not answer");
     }
 
+    /// Dials room number 4000 at `daemon`, waits `before_keys`, keys `keys`
+    /// and waits (10 s) for the `member_joined` event: the room joined, if
+    /// any, and the source of every digit the daemon reported meanwhile.
+    pub async fn join_room(
+        &mut self,
+        daemon: SocketAddr,
+        keys: &str,
+        before_keys: Duration,
+        events: &mut tokio::sync::broadcast::Receiver<confgate::events::Event>,
+    ) -> (Option<String>, Vec<confgate::dtmf::Source>) {
+        use confgate::events::Event;
+        self.dial_answered(&format!("sip:4000@{daemon}")).await;
+        tokio::time::sleep(before_keys).await;
+        self.command("sndcode", keys).await;
+        let mut sources = Vec::new();
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::MemberJoined { room, .. }) => return room,
+                    Ok(Event::Digit { source, .. }) => sources.push(source),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        (joined.ok(), sources)
+    }
+
     /// Waits up to `wait` for an event of `kind` (`CALL_ESTABLISHED`,
     /// `CALL_CLOSED`, ...), seen since the last wait or arriving now.
     pub async fn wait_event(&mut self, kind: &str, wait: Duration) -> bool {
