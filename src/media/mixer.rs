@@ -33,6 +33,10 @@ use super::player::Player;
 /// The room's frame.
 const FRAME: usize = ROOM_FRAME;
 
+/// How far behind the newest decoded Opus packet a packet is taken as late
+/// (the jitter buffer's span); further is a sender that started again.
+const LATE_SPAN: u32 = 32;
+
 /// The most Opus frames in a row recovered when a packet follows a loss
 /// (more is a new talkspurt or a restarted sender, not loss).
 const MAX_GAP: u32 = 6;
@@ -336,10 +340,11 @@ impl Mixer {
         let step = m.codec.frame_ts();
         let mut pcm = [0i16; FRAME];
         if m.codec == Codec::Opus {
-            // One frame per packet, decoded in order: a late packet would
-            // disturb the decoder, and its slot has been concealed.
-            let newer = |last: u32| ts.wrapping_sub(last).wrapping_sub(1) < 0x8000_0000;
-            if m.decoded_ts.is_some_and(|last| !newer(last)) {
+            // Decoded in order: a late or repeated packet would disturb the
+            // decoder, and its slot has been concealed. A timestamp far
+            // behind is a restarted sender, decoded from there on.
+            let late = |last: u32| last.wrapping_sub(ts) < LATE_SPAN * step;
+            if m.decoded_ts.is_some_and(late) {
                 return;
             }
             // Frames lost since the last packet (up to 100 ms): libopus
@@ -1010,6 +1015,35 @@ mod tests {
                 level(frame, 16_000, 6000.0)
             );
         }
+    }
+
+    #[test]
+    fn an_opus_sender_that_starts_again_behind_is_heard_late_packets_are_not() {
+        use crate::media::codec::{Encoder, OpusParams};
+        let mut mixer = Mixer::new();
+        let room = mixer.open_room();
+        let id = mixer.add_member(room, Codec::Opus).unwrap();
+        let mut enc = Encoder::new(Codec::Opus, OpusParams::default()).unwrap();
+        let mut p = Vec::new();
+        let t0 = Instant::now();
+        let mut push = |mixer: &mut Mixer, ts: u32, k: usize| {
+            enc.encode(&tone_at(16_000, 440.0, 320, k * 320), &mut p)
+                .unwrap();
+            mixer.push(id, ts, &p, t0 + Duration::from_millis(20 * k as u64));
+        };
+        let base = 1_000_000_000u32;
+        for k in 0..5 {
+            push(&mut mixer, base + k as u32 * 960, k);
+        }
+        // A repeat of the third packet is late: not decoded, not stored.
+        push(&mut mixer, base + 2 * 960, 5);
+        assert_eq!(mixer.info(id).unwrap().stats.received, 5);
+        // The sender starts again a long way behind (a new SSRC after a
+        // transfer): heard again at once.
+        for k in 0..3 {
+            push(&mut mixer, 1000 + k as u32 * 960, 6 + k);
+        }
+        assert_eq!(mixer.info(id).unwrap().stats.received, 8);
     }
 
     #[test]
