@@ -15,7 +15,7 @@ use crate::dtmf::keyer::Keyer;
 use crate::dtmf::rfc4733::{EventReceiver, Press};
 use crate::dtmf::Source;
 use crate::events::QualityState;
-use crate::media::codec::{Codec, Decoder, Encoder, NARROW_FRAME, ROOM_FRAME};
+use crate::media::codec::{Codec, Decoder, Encoder, MAX_PAYLOAD, NARROW_FRAME, ROOM_FRAME};
 use crate::media::halfband::{Downsampler, Upsampler};
 use crate::media::mixer::Output;
 use crate::media::player::{Player, FRAME};
@@ -249,7 +249,8 @@ impl MediaSession {
             narrow: make_narrow(params.codec),
             up: Upsampler::default(),
             wide_prompt: false,
-            payload: Vec::with_capacity(256),
+            // Room for the largest Opus payload: no allocation mid-call.
+            payload: Vec::with_capacity(MAX_PAYLOAD),
             keyer: Keyer::new(),
             capture: None,
             events: Vec::with_capacity(4),
@@ -257,7 +258,8 @@ impl MediaSession {
             last_rx: now,
             timed_out: false,
             stats: MediaStats::default(),
-            out: Vec::with_capacity(256),
+            // A header, the largest payload and an SRTP tag.
+            out: Vec::with_capacity(MAX_PAYLOAD + 64),
             srtp: srtp_session(params.srtp).unwrap_or(None),
             params,
         }

@@ -211,8 +211,13 @@ pub(super) async fn drive<S: SipLeg>(
             event = leg_event(&mut media.leg), if !leg_gone => match event {
                 Some(MediaEvent::PlaybackDone(id)) => call.handle_input(Input::PlaybackDone(id), Instant::now()),
                 Some(MediaEvent::Captured(id, name)) => {
-                    // Said at 8 kHz, played in the room at 16.
-                    let wide = crate::media::resample::resample(&name, 8000, crate::media::codec::ROOM_RATE);
+                    // Said at 8 kHz, played in the room at 16: the media
+                    // threads' own 2:1 filter, a few µs for the 2 s.
+                    let mut wide = vec![0i16; name.len() * 2];
+                    let mut up = crate::media::halfband::Upsampler::default();
+                    for (i, o) in name.chunks(160).zip(wide.chunks_mut(320)) {
+                        up.process(i, o);
+                    }
                     media.name = Some(wide.into());
                     call.handle_input(Input::PlaybackDone(id), Instant::now())
                 }

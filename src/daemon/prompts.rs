@@ -149,11 +149,15 @@ impl Speaker {
     /// `text` spoken in the configured voice, at the rooms' 16 kHz.
     pub async fn speak(settings: &Settings, text: String) -> Result<Arc<[i16]>, String> {
         let (voice, wpm) = (settings.voice.clone(), settings.words_per_minute);
-        let speech = tokio::task::spawn_blocking(move || espeak::synthesize(&text, &voice, wpm))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(resample(&speech.samples, speech.rate, WIDE_RATE).into())
+        // Synthesis and the conversion both stay off the async threads.
+        let samples = tokio::task::spawn_blocking(move || {
+            espeak::synthesize(&text, &voice, wpm)
+                .map(|speech| resample(&speech.samples, speech.rate, WIDE_RATE))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(samples.into())
     }
 
     /// Like [`Speaker::speak`], kept for the next time.
