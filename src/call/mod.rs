@@ -7,5 +7,6 @@ mod exchange;
 pub mod id;
 pub mod media;
 pub mod session;
+pub mod webrtc;
 
 pub use id::CallId;
