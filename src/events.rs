@@ -17,6 +17,8 @@ pub enum Direction {
     Inbound,
     /// Placed from the control socket.
     Outbound,
+    /// A browser, from the join page (WebRTC).
+    Web,
 }
 
 /// Which way a member's line quality went.

@@ -19,6 +19,7 @@
 
 mod io;
 mod rooms;
+mod session;
 mod shard;
 
 use std::hash::{Hash, Hasher};
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 
 pub use crate::call::media::Quality;
 use crate::call::media::{MediaCommand, MediaEvent, MediaSession, MediaSetup, MediaStats};
+use crate::call::webrtc::WebSession;
 use crate::daemon::RtpSockets;
 use crate::events::Event;
 use crate::events::{Direction, Events};
@@ -43,6 +45,7 @@ use crate::media::codec::Codec;
 use crate::media::recorder::{self, Recorder, RecordingError};
 use crate::metrics::{Histogram, JITTER_SECONDS, TICK_SECONDS};
 use crate::rtp::learning::ForeignCounters;
+use session::Session;
 
 /// What the conference tells a member's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,6 +550,16 @@ impl Conference {
 
     /// Start a call's media on its sockets.
     pub fn start_leg(&self, sockets: RtpSockets, setup: MediaSetup) -> std::io::Result<Leg> {
+        let media = MediaSession::new(setup, Instant::now(), SystemTime::now());
+        self.add_leg(sockets, Session::Rtp(media))
+    }
+
+    /// Start a browser member's media on its socket (the RTP one of the pair).
+    pub fn start_web_leg(&self, sockets: RtpSockets, media: WebSession) -> std::io::Result<Leg> {
+        self.add_leg(sockets, Session::Web(Box::new(media)))
+    }
+
+    fn add_leg(&self, sockets: RtpSockets, media: Session) -> std::io::Result<Leg> {
         for fd in [sockets.rtp.as_raw_fd(), sockets.rtcp.as_raw_fd()] {
             io::enable_timestamps(fd)?;
         }
@@ -554,9 +567,7 @@ impl Conference {
         sockets.rtcp.set_nonblocking(true)?;
         let (commands, command_rx) = std_mpsc::channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        let now = Instant::now();
-        let media = MediaSession::new(setup, now, SystemTime::now());
-        let slot = shard::LegSlot::new(media, sockets, command_rx, event_tx, now);
+        let slot = shard::LegSlot::new(media, sockets, command_rx, event_tx, Instant::now());
         let k = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         self.shards[k]
             .commands

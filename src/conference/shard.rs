@@ -16,13 +16,14 @@ use super::{
     shard_of, Announcements, ConferenceStats, JoinError, JoinRequest, LegCommand, LegTotals,
     Limits, ShardCommand,
 };
-use crate::call::media::{MediaEvent, MediaSession, Transmit, Via};
+use crate::call::media::{MediaEvent, Transmit, Via};
 use crate::daemon::{RtpSocket, RtpSockets};
 use crate::events::{Direction, Events};
 use crate::media::mixer::{MemberId, Mixer};
 use crate::rtp::pacer::Pacer;
 
 use super::rooms::RoomState;
+use super::session::Session;
 use super::{Notice, Quality};
 
 const TICK: Duration = Duration::from_millis(20);
@@ -35,7 +36,7 @@ const CENSUS_TICKS: u64 = 50;
 
 /// A call's media as its thread holds it.
 pub(super) struct LegSlot {
-    pub(super) media: MediaSession,
+    pub(super) media: Session,
     rtp: RtpSocket,
     rtcp: UdpSocket,
     commands: std_mpsc::Receiver<LegCommand>,
@@ -52,7 +53,7 @@ pub(super) struct LegSlot {
 
 impl LegSlot {
     pub(super) fn new(
-        media: MediaSession,
+        media: Session,
         sockets: RtpSockets,
         commands: std_mpsc::Receiver<LegCommand>,
         events: mpsc::UnboundedSender<MediaEvent>,
@@ -133,14 +134,25 @@ fn take_input(
                 d.at.and_then(|w| wall.duration_since(w).ok())
                     .and_then(|age| mono.checked_sub(age))
                     .unwrap_or(mono);
-            if via == Via::Rtcp {
-                slot.media.on_rtcp(d.bytes, d.from, at);
-            } else if let (Some(audio), Some(seat)) =
-                (slot.media.on_rtp(d.bytes, d.from, at), &slot.seat)
-            {
-                match audio.keyed {
-                    true => mixer.push_concealed(seat.id, audio.ts, audio.payload, at),
-                    false => mixer.push(seat.id, audio.ts, audio.payload, at),
+            match &mut slot.media {
+                Session::Rtp(m) if via == Via::Rtcp => m.on_rtcp(d.bytes, d.from, at),
+                Session::Rtp(m) => {
+                    if let (Some(audio), Some(seat)) = (m.on_rtp(d.bytes, d.from, at), &slot.seat) {
+                        match audio.keyed {
+                            true => mixer.push_concealed(seat.id, audio.ts, audio.payload, at),
+                            false => mixer.push(seat.id, audio.ts, audio.payload, at),
+                        }
+                    }
+                }
+                // A browser uses one socket for everything (bundle, rtcp-mux).
+                Session::Web(_) if via == Via::Rtcp => {}
+                Session::Web(w) => {
+                    w.on_datagram(d.bytes, d.from, at);
+                    while let Some((ts, payload)) = w.next_heard() {
+                        if let Some(seat) = &slot.seat {
+                            mixer.push(seat.id, ts, &payload, at);
+                        }
+                    }
                 }
             }
         }
@@ -148,7 +160,18 @@ fn take_input(
             break;
         }
     }
+    flush(slot, stats);
     slot.deadline = slot.deadline.min(slot.media.poll_timeout());
+}
+
+/// Send what a browser's session has queued, on its socket.
+fn flush(slot: &mut LegSlot, stats: &mut ConferenceStats) {
+    while let Some((to, bytes)) = slot.media.next_transmit() {
+        match slot.rtp.send_to(&bytes, to) {
+            Ok(_) => stats.sent += 1,
+            Err(_) => stats.send_errors += 1,
+        }
+    }
 }
 
 /// Send `t` on the call's RTP or RTCP socket.
@@ -447,8 +470,8 @@ impl Shard {
         for slot in legs.iter_mut().flatten() {
             if frame {
                 let t = match &slot.seat {
-                    Some(seat) => slot.media.audio_frame(mixer.output(seat.id)),
-                    None => slot.media.prompt_frame(),
+                    Some(seat) => slot.media.audio_frame(mixer.output(seat.id), now),
+                    None => slot.media.prompt_frame(now),
                 };
                 if let Some(t) = t {
                     // Disjoint fields: the session's packet, the slot's sockets.
@@ -478,6 +501,7 @@ impl Shard {
                     }
                 }
             }
+            flush(slot, stats);
             while let Some(e) = slot.media.poll_event() {
                 slot.events.send(e).ok();
             }

@@ -101,6 +101,30 @@ impl CallContext {
     /// Look a PIN up behind the lockout: a locked-out caller is refused even
     /// with the right PIN, and a wrong PIN counts against caller and number.
     pub(super) fn check_pin(&self, call: &str, pin: &str, caller: &str, number: &str) -> Verdict {
+        self.check(call, None, pin, caller, number)
+    }
+
+    /// [`check_pin`](Self::check_pin) for a caller who names the room too
+    /// (the join page): a PIN of another room is a wrong PIN.
+    pub(super) fn check_pin_for_room(
+        &self,
+        call: &str,
+        room: &str,
+        pin: &str,
+        caller: &str,
+        number: &str,
+    ) -> Verdict {
+        self.check(call, Some(room), pin, caller, number)
+    }
+
+    fn check(
+        &self,
+        call: &str,
+        room: Option<&str>,
+        pin: &str,
+        caller: &str,
+        number: &str,
+    ) -> Verdict {
         let now = Instant::now();
         // A poisoned lock only means another call panicked mid-update; the
         // counts are still usable.
@@ -108,7 +132,12 @@ impl CallContext {
         let mut guard = self.pin_guard.lock().unwrap_or_else(|e| e.into_inner());
         let locked = match guard.locked(caller, number, now) {
             Some(key) => Some(key),
-            None => match self.settings().directory.by_pin(pin) {
+            None => match self
+                .settings()
+                .directory
+                .by_pin(pin)
+                .filter(|a| room.is_none_or(|r| a.room == r))
+            {
                 Some(admission) => {
                     info!(room = %admission.room, "PIN accepted");
                     metrics.pin_checked(PinResult::Accepted);

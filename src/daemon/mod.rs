@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // an edge: notes when the daemon started
 
+mod browser;
 mod call;
 mod context;
 mod driver;

@@ -76,6 +76,7 @@ fn direction(d: Direction) -> &'static str {
     match d {
         Direction::Inbound => "inbound",
         Direction::Outbound => "outbound",
+        Direction::Web => "web",
     }
 }
 
@@ -105,7 +106,7 @@ impl Default for Metrics {
             dials: Family::default(),
             registration: Family::default(),
         };
-        for dir in [Direction::Inbound, Direction::Outbound] {
+        for dir in [Direction::Inbound, Direction::Outbound, Direction::Web] {
             drop(
                 m.calls_started
                     .get_or_create(&[("direction", direction(dir))]),
