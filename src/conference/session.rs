@@ -14,6 +14,8 @@ use crate::call::webrtc::WebSession;
 use crate::events::QualityState;
 use crate::media::mixer::Output;
 
+// Slots are boxed whole; the common SIP session stays inline in its slot.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Session {
     Rtp(MediaSession),
     Web(Box<WebSession>),

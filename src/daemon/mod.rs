@@ -116,6 +116,8 @@ pub struct Daemon {
     board: Arc<Board>,
     control: ControlServer,
     metrics: Option<MetricsServer>,
+    /// Admits browsers from the join page.
+    joiner: Arc<dyn crate::web::Joiner>,
 }
 
 impl Daemon {
@@ -245,6 +247,8 @@ impl Daemon {
             }
             None => None,
         };
+        let joiner: Arc<dyn crate::web::Joiner> =
+            Arc::new(browser::BrowserJoiner::new(ctx.clone()));
         let sweeper = ctx.clone();
         tokio::spawn(async move { sweeper.sweep_pin_failures().await });
         tokio::spawn(memory::give_back(ctx.clone(), ua.clone()));
@@ -287,6 +291,7 @@ impl Daemon {
             board,
             control,
             metrics,
+            joiner,
         })
     }
 
@@ -314,6 +319,11 @@ impl Daemon {
     /// The daemon as the control socket drives it.
     pub fn switchboard(&self) -> Arc<dyn Switchboard> {
         self.board.clone()
+    }
+
+    /// What admits browsers into rooms (the join page's).
+    pub fn joiner(&self) -> Arc<dyn crate::web::Joiner> {
+        self.joiner.clone()
     }
 
     /// The conference rooms.
