@@ -5,6 +5,7 @@
 pub mod baresip;
 pub mod callee;
 pub mod certs;
+pub mod chromium;
 pub mod keypad;
 pub mod linphone;
 pub mod raw;
