@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod rtp;
 pub mod sip;
 pub mod tts;
+pub mod web;

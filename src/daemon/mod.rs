@@ -13,6 +13,7 @@ mod ports;
 pub mod prompts;
 mod registry;
 mod switchboard;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::metrics::{MetricsError, MetricsServer, Sources};
 use crate::sip::register::RegistrationOutcome;
 use crate::sip::ua::{RequestCounts, SipError, StackCounts, TlsOptions, UserAgent};
 use crate::tts::prompts::PromptError;
+use crate::web::WebServer;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
@@ -55,6 +57,10 @@ pub enum StartError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Per-call entries the daemon holds (see [`Daemon::held`]); all zero
@@ -115,6 +121,7 @@ pub struct Daemon {
     board: Arc<Board>,
     control: ControlServer,
     metrics: Option<MetricsServer>,
+    web: Option<WebServer>,
 }
 
 impl Daemon {
@@ -233,6 +240,23 @@ impl Daemon {
         }
         let control =
             ControlServer::start(&settings.control, board.clone(), shutdown.child_token()).await?;
+        let web = match &settings.web {
+            Some(web) => {
+                let token: Arc<str> = settings.control.token("web.listen")?.into();
+                Some(
+                    WebServer::start(
+                        web,
+                        token,
+                        board.clone(),
+                        control.counters(),
+                        Arc::new(web::NoMedia),
+                        shutdown.child_token(),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         let metrics = match settings.metrics_listen {
             Some(addr) => {
                 let registry = events.metrics().registry(Sources {
@@ -286,6 +310,7 @@ impl Daemon {
             board,
             control,
             metrics,
+            web,
         })
     }
 
@@ -303,6 +328,11 @@ impl Daemon {
     /// Where Prometheus scrapes, if `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// Where the web endpoint listens, if `web.listen` is set.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(WebServer::local_addr)
     }
 
     /// Where the control socket listens (Unix path, TCP address).
