@@ -1132,6 +1132,60 @@ mod tests {
         Config::load(None, &ov)
     }
 
+    const TOKEN: &str = "control.token=0123456789abcdef";
+
+    #[test]
+    fn web_is_off_by_default_and_needs_a_token() {
+        assert!(load(&[]).unwrap().web.is_none());
+        let e = load(&["web.listen=127.0.0.1:8080"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("control.token:"), "{e}");
+        assert!(e.contains("web.listen needs a token of at least 16"), "{e}");
+        let e = load(&["web.listen=127.0.0.1:8080", "control.token=short"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("control.token:"), "{e}");
+        let e = load(&["web.listen=8080", TOKEN]).unwrap_err().to_string();
+        assert!(e.starts_with("web.listen:"), "{e}");
+        let s = load(&["web.listen=127.0.0.1:8080", TOKEN]).unwrap();
+        let web = s.web.expect("web on");
+        assert_eq!(web.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(web.tls.is_none());
+        // Without control.tcp, the token is there for the web login.
+        assert!(s.control.tcp.is_none());
+        assert_eq!(s.control.token("web.listen").unwrap(), "0123456789abcdef");
+    }
+
+    #[test]
+    fn web_token_from_a_file() {
+        let path = std::env::temp_dir().join(format!("confgate-web-token-{}", std::process::id()));
+        std::fs::write(&path, "fedcba9876543210fedc\nsecond line\n").unwrap();
+        let file = format!("control.token_file={}", path.display());
+        // Read when the server starts, not at load.
+        let s = load(&["web.listen=127.0.0.1:0", &file]).unwrap();
+        assert_eq!(
+            s.control.token("web.listen").unwrap(),
+            "fedcba9876543210fedc"
+        );
+        std::fs::write(&path, "short\n").unwrap();
+        let e = s.control.token("web.listen").unwrap_err().to_string();
+        assert!(e.starts_with("control.token_file:"), "{e}");
+        assert!(e.contains("web.listen"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = s.control.token("web.listen").unwrap_err().to_string();
+        assert!(e.starts_with("control.token_file:"), "{e}");
+    }
+
+    #[test]
+    fn web_takes_a_restart() {
+        let old = load(&[]).unwrap();
+        let new = load(&["web.listen=127.0.0.1:8080", TOKEN]).unwrap();
+        let (applied, restart) = old.reloaded(new);
+        assert!(restart.contains(&"web"), "{restart:?}");
+        assert!(applied.web.is_none());
+    }
+
     #[test]
     fn embedded_default_is_valid() {
         let s = load(&[]).expect("default config");

@@ -262,6 +262,43 @@ mod tests {
         load(overrides).unwrap_err().to_string()
     }
 
+    fn web(cert: &Path, key: &Path) -> Vec<String> {
+        vec![
+            "web.listen=127.0.0.1:0".to_owned(),
+            "control.token=0123456789abcdef".to_owned(),
+            format!("web.tls_cert={}", cert.display()),
+            format!("web.tls_key={}", key.display()),
+        ]
+    }
+
+    #[test]
+    fn https_for_the_web_endpoint() {
+        let d = dir("web");
+        let (cert, key) = pair(&d, "a");
+        let (_, other_key) = pair(&d, "b");
+        let s = load(&web(&cert, &key)).unwrap();
+        let (c, k) = s.web.expect("web on").tls.expect("https");
+        assert_eq!(c.path, cert);
+        server_config(&c, &k).expect("a server configuration");
+        // Both or neither.
+        let mut only_cert = web(&cert, &key);
+        only_cert.pop();
+        let e = error(&only_cert);
+        assert!(e.starts_with("web.tls_key:"), "{e}");
+        let mut only_key = web(&cert, &key);
+        only_key.remove(2);
+        let e = error(&only_key);
+        assert!(e.starts_with("web.tls_cert:"), "{e}");
+        // A key of another certificate, a file that is not there.
+        let e = error(&web(&cert, &other_key));
+        assert!(
+            e.starts_with("web.tls_key:") && e.contains("not the private key"),
+            "{e}"
+        );
+        let e = error(&web(&d.join("none.pem"), &key));
+        assert!(e.starts_with("web.tls_cert:"), "{e}");
+    }
+
     #[test]
     fn off_by_default() {
         let s = load(&[]).unwrap();
