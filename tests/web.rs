@@ -506,6 +506,25 @@ async fn with_a_session_the_socket_speaks_the_control_protocol() {
     assert!(closes(&mut ws).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(run.counters.open(), 0);
+
+    // A logout closes the sockets of its session.
+    let mut ws = websocket(run.addr, "/ws", &[("cookie", &session)])
+        .await
+        .expect("accepted");
+    assert_eq!(
+        ask(&mut ws, json!({"id": 7, "cmd": "rooms"})).await["ok"],
+        true
+    );
+    let out = http(
+        run.addr,
+        "POST",
+        "/logout",
+        &format!("Cookie: {session}\r\n"),
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert!(closes(&mut ws).await);
 }
 
 #[tokio::test]

@@ -213,11 +213,13 @@ async fn answer(
             Bytes::from_static(pages::JOIN_HTML.as_bytes()),
         ),
         "/ws" if method == Method::GET => {
-            let logged_in = session_of(&req, &shared).is_some();
+            let session = session_of(&req, &shared);
             let task = shared.clone();
             upgrade(req, &shared, permit, move |ws| async move {
-                if logged_in {
-                    socket::control(ws, task.board.clone(), task.counters.clone()).await
+                if let Some(id) = session {
+                    let (board, counters) = (task.board.clone(), task.counters.clone());
+                    let logged_in = move || task.sessions.valid(&id, Instant::now());
+                    socket::control(ws, board, counters, logged_in).await
                 } else {
                     socket::refuse(ws, task.counters.clone()).await
                 }

@@ -22,6 +22,10 @@ use crate::control::{ControlCounters, Switchboard};
 
 /// How long a send may wait for a browser that does not read.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a logged-in socket checks that its session still holds.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
+/// How long a socket without a session is kept open.
+const UNAUTHORIZED_LIFETIME: Duration = Duration::from_secs(30);
 
 pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -112,15 +116,21 @@ pub(super) async fn send(ws: &mut Socket, text: String) -> bool {
 enum Wake {
     Browser(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Control(std::io::Result<Option<String>>),
+    Check,
 }
 
 /// A logged-in room page: each text message is a control request line for
 /// the control handler, each line it writes is a text message.
+/// `logged_in` is asked every [`SESSION_CHECK`]: when the session has
+/// ended (logout, expiry) the socket is closed.
 pub(super) async fn control(
     mut ws: Socket,
     board: Arc<dyn Switchboard>,
     counters: Arc<ControlCounters>,
+    logged_in: impl Fn() -> bool + Send,
 ) {
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (ours, theirs) = tokio::io::duplex(2 * MAX_LINE);
     let handler = tokio::spawn(crate::control::serve(theirs, board, counters.clone()));
     let (reader, mut writer) = tokio::io::split(ours);
@@ -129,6 +139,7 @@ pub(super) async fn control(
         let wake = tokio::select! {
             m = ws.next() => Wake::Browser(m),
             l = lines.next_line() => Wake::Control(l),
+            _ = check.tick() => Wake::Check,
         };
         match wake {
             Wake::Browser(Some(Ok(Message::Text(text)))) => {
@@ -159,6 +170,8 @@ pub(super) async fn control(
                 }
             }
             Wake::Control(Ok(None) | Err(_)) => break,
+            Wake::Check if !logged_in() => break,
+            Wake::Check => {}
         }
     }
     handler.abort();
@@ -168,6 +181,14 @@ pub(super) async fn control(
 /// A room page without a session: every request is answered
 /// `unauthorized` and nothing is done.
 pub(super) async fn refuse(mut ws: Socket, counters: Arc<ControlCounters>) {
+    // It holds a connection slot and can do nothing: not for long.
+    tokio::time::timeout(UNAUTHORIZED_LIFETIME, refuse_all(&mut ws, counters))
+        .await
+        .ok();
+    ws.close(None).await.ok();
+}
+
+async fn refuse_all(ws: &mut Socket, counters: Arc<ControlCounters>) {
     while let Some(message) = ws.next().await {
         let reply = match message {
             Ok(Message::Text(text)) => {
@@ -185,11 +206,10 @@ pub(super) async fn refuse(mut ws: Socket, counters: Arc<ControlCounters>) {
             Ok(_) => continue,
             Err(_) => break,
         };
-        if !send(&mut ws, reply).await {
+        if !send(ws, reply).await {
             break;
         }
     }
-    ws.close(None).await.ok();
 }
 
 #[cfg(test)]

@@ -155,6 +155,11 @@
       let reply;
       try { reply = JSON.parse(m.data); } catch (e) { return; }
       if (reply.event) { onEvent(reply); return; }
+      // The session ended (logged out elsewhere, expired, or the daemon restarted).
+      if (reply.ok === false && reply.error.code === "unauthorized") {
+        location.href = "/login";
+        return;
+      }
       const done = pending.get(reply.id);
       pending.delete(reply.id);
       if (done) {
