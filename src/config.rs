@@ -20,7 +20,7 @@ use crate::media::codec::Codec;
 use crate::rtp::sdes::Policy;
 
 mod tls;
-pub use tls::{PemFile, TlsListen, Transport};
+pub use tls::{server_config as tls_server_config, PemFile, TlsListen, Transport};
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config.toml");
@@ -65,6 +65,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
+    pub web: WebConfig,
     pub shutdown: ShutdownConfig,
     pub trunk: TrunkConfig,
     pub recordings: RecordingsConfig,
@@ -86,6 +87,14 @@ pub struct ShutdownConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub listen: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +290,8 @@ pub struct Settings {
     pub control: ControlSettings,
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web endpoint; `None`: off.
+    pub web: Option<WebSettings>,
     pub trunk: TrunkSettings,
     /// How long `drain` waits for the last call before hanging up the rest.
     pub drain: Duration,
@@ -306,7 +317,17 @@ pub struct ControlSettings {
     pub tcp: Option<(SocketAddr, String)>,
     /// Where the token is, if not in the configuration.
     pub token_file: Option<PathBuf>,
+    /// `control.token` as configured (may be empty).
+    pub token: String,
     pub max_clients: usize,
+}
+
+/// Where the web endpoint listens, and its certificate for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    /// `web.tls_cert` and `web.tls_key`; `None`: plain HTTP.
+    pub tls: Option<(PemFile, PemFile)>,
 }
 
 /// The trunk outbound calls go through, and the rules they must pass.
@@ -564,6 +585,7 @@ impl Config {
             return Err(ConfigError::invalid("recordings.dir", "must not be empty"));
         }
         let control = control_settings(&self.control)?;
+        let web = web_settings(&self.web, &self.control)?;
         let metrics_listen = match self.metrics.listen.trim() {
             "" => None,
             addr => Some(addr.parse().map_err(|_| {
@@ -598,6 +620,7 @@ impl Config {
             user_agent,
             control,
             metrics_listen,
+            web,
             drain: Duration::from_secs(self.shutdown.drain_secs),
             origin: Origin::default(),
             trunk,
@@ -663,6 +686,7 @@ impl Settings {
         keep!(recordings_dir => "recordings.dir");
         keep!(control => "control");
         keep!(metrics_listen => "metrics.listen");
+        keep!(web => "web");
         keep!(trunk.proxy => "trunk.proxy");
         keep!(trunk.username => "trunk.username");
         keep!(trunk.password => "trunk.password");
@@ -692,7 +716,7 @@ fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
             // A token file is read when the server starts (by the daemon,
             // which may be the only one allowed to read it).
             if c.token_file.as_os_str().is_empty() {
-                check_token("control.token", &c.token)?;
+                check_token("control.token", &c.token, "control.tcp")?;
             }
             Some((addr, c.token.clone()))
         }
@@ -707,15 +731,42 @@ fn control_settings(c: &ControlConfig) -> Result<ControlSettings, ConfigError> {
         socket,
         tcp,
         token_file: (!c.token_file.as_os_str().is_empty()).then(|| c.token_file.clone()),
+        token: c.token.clone(),
         max_clients: c.max_clients,
     })
 }
 
-fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
+fn web_settings(w: &WebConfig, c: &ControlConfig) -> Result<Option<WebSettings>, ConfigError> {
+    let listen = match w.listen.trim() {
+        "" => return Ok(None),
+        addr => addr
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::invalid("web.listen", format!("`{addr}` is not IP:PORT")))?,
+    };
+    // The room page's login is the control token; a token file is read
+    // when the server starts, like control.tcp's.
+    if c.token_file.as_os_str().is_empty() {
+        check_token("control.token", &c.token, "web.listen")?;
+    }
+    let tls = match (
+        w.tls_cert.as_os_str().is_empty(),
+        w.tls_key.as_os_str().is_empty(),
+    ) {
+        (true, true) => None,
+        _ => Some(tls::cert_and_key(
+            ("web.tls_cert", &w.tls_cert),
+            ("web.tls_key", &w.tls_key),
+            "HTTPS",
+        )?),
+    };
+    Ok(Some(WebSettings { listen, tls }))
+}
+
+fn check_token(key: &str, token: &str, needed_by: &str) -> Result<(), ConfigError> {
     if token.len() < 16 {
         return Err(ConfigError::invalid(
             key,
-            "control.tcp needs a token of at least 16 characters",
+            format!("{needed_by} needs a token of at least 16 characters"),
         ));
     }
     Ok(())
@@ -732,8 +783,25 @@ impl ControlSettings {
             ConfigError::invalid("control.token_file", format!("{}: {e}", path.display()))
         })?;
         let token = text.lines().next().unwrap_or("").trim().to_owned();
-        check_token("control.token_file", &token)?;
+        check_token("control.token_file", &token, "control.tcp")?;
         Ok(Some((*addr, token)))
+    }
+
+    /// The control token, wherever it is configured: the first line of
+    /// `control.token_file` when one is named, else `control.token`; at
+    /// least 16 characters, or an error naming the key. `needed_by` names
+    /// what asks for it (`web.listen`).
+    pub fn token(&self, needed_by: &str) -> Result<String, ConfigError> {
+        let Some(path) = &self.token_file else {
+            check_token("control.token", &self.token, needed_by)?;
+            return Ok(self.token.clone());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid("control.token_file", format!("{}: {e}", path.display()))
+        })?;
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        check_token("control.token_file", &token, needed_by)?;
+        Ok(token)
     }
 }
 
@@ -1062,6 +1130,60 @@ mod tests {
     fn load(overrides: &[&str]) -> Result<Settings, ConfigError> {
         let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         Config::load(None, &ov)
+    }
+
+    const TOKEN: &str = "control.token=0123456789abcdef";
+
+    #[test]
+    fn web_is_off_by_default_and_needs_a_token() {
+        assert!(load(&[]).unwrap().web.is_none());
+        let e = load(&["web.listen=127.0.0.1:8080"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("control.token:"), "{e}");
+        assert!(e.contains("web.listen needs a token of at least 16"), "{e}");
+        let e = load(&["web.listen=127.0.0.1:8080", "control.token=short"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("control.token:"), "{e}");
+        let e = load(&["web.listen=8080", TOKEN]).unwrap_err().to_string();
+        assert!(e.starts_with("web.listen:"), "{e}");
+        let s = load(&["web.listen=127.0.0.1:8080", TOKEN]).unwrap();
+        let web = s.web.expect("web on");
+        assert_eq!(web.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(web.tls.is_none());
+        // Without control.tcp, the token is there for the web login.
+        assert!(s.control.tcp.is_none());
+        assert_eq!(s.control.token("web.listen").unwrap(), "0123456789abcdef");
+    }
+
+    #[test]
+    fn web_token_from_a_file() {
+        let path = std::env::temp_dir().join(format!("confgate-web-token-{}", std::process::id()));
+        std::fs::write(&path, "fedcba9876543210fedc\nsecond line\n").unwrap();
+        let file = format!("control.token_file={}", path.display());
+        // Read when the server starts, not at load.
+        let s = load(&["web.listen=127.0.0.1:0", &file]).unwrap();
+        assert_eq!(
+            s.control.token("web.listen").unwrap(),
+            "fedcba9876543210fedc"
+        );
+        std::fs::write(&path, "short\n").unwrap();
+        let e = s.control.token("web.listen").unwrap_err().to_string();
+        assert!(e.starts_with("control.token_file:"), "{e}");
+        assert!(e.contains("web.listen"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = s.control.token("web.listen").unwrap_err().to_string();
+        assert!(e.starts_with("control.token_file:"), "{e}");
+    }
+
+    #[test]
+    fn web_takes_a_restart() {
+        let old = load(&[]).unwrap();
+        let new = load(&["web.listen=127.0.0.1:8080", TOKEN]).unwrap();
+        let (applied, restart) = old.reloaded(new);
+        assert!(restart.contains(&"web"), "{restart:?}");
+        assert!(applied.web.is_none());
     }
 
     #[test]

@@ -238,7 +238,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig { .. } => {
-            if let Err(e) = settings.control.tcp_with_token() {
+            let web_token = match settings.web {
+                Some(_) => settings.control.token("web.listen").map(drop),
+                None => Ok(()),
+            };
+            if let Err(e) = settings.control.tcp_with_token().map(drop).and(web_token) {
                 eprintln!("confgate: configuration error: {e}");
                 return ExitCode::from(EX_USAGE);
             }

@@ -142,6 +142,7 @@ impl Running {
             socket: Some(path.clone()),
             tcp: tcp.then(|| ("127.0.0.1:0".parse().unwrap(), TOKEN.to_owned())),
             token_file: None,
+            token: String::new(),
             max_clients,
         };
         let shutdown = CancellationToken::new();
@@ -377,6 +378,7 @@ async fn the_socket_is_private_and_a_stale_one_is_replaced() {
         socket: Some(run.path.clone()),
         tcp: None,
         token_file: None,
+        token: String::new(),
         max_clients: 1,
     };
     let err = ControlServer::start(&settings, Board::new(4), CancellationToken::new())
@@ -397,6 +399,7 @@ async fn the_socket_is_private_and_a_stale_one_is_replaced() {
         socket: Some(path.clone()),
         tcp: None,
         token_file: None,
+        token: String::new(),
         max_clients: 1,
     };
     let shutdown = CancellationToken::new();

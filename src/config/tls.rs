@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -98,18 +99,34 @@ pub(super) fn tls_listen(c: &SipConfig) -> Result<Option<TlsListen>, ConfigError
             ),
         ));
     }
-    for (key, path) in [("sip.tls_cert", &c.tls_cert), ("sip.tls_key", &c.tls_key)] {
+    let (cert, key) = cert_and_key(
+        ("sip.tls_cert", &c.tls_cert),
+        ("sip.tls_key", &c.tls_key),
+        "sip.tls_listen",
+    )?;
+    Ok(Some(TlsListen { listen, cert, key }))
+}
+
+/// A certificate chain and its private key, both named (`cert`, `key`:
+/// the key and the path), read and checked to belong together; `needed_by`
+/// is the key that asked for them. Shared by SIP over TLS and HTTPS.
+pub(super) fn cert_and_key(
+    (cert_key, cert_path): (&str, &Path),
+    (key_key, key_path): (&str, &Path),
+    needed_by: &str,
+) -> Result<(PemFile, PemFile), ConfigError> {
+    for (name, path) in [(cert_key, cert_path), (key_key, key_path)] {
         if path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(
-                key,
-                "sip.tls_listen needs a certificate chain and its private key (PEM files)",
+                name,
+                format!("{needed_by} needs a certificate chain and its private key (PEM files)"),
             ));
         }
     }
-    let cert = read("sip.tls_cert", &c.tls_cert)?;
-    let chain = certificates("sip.tls_cert", &cert)?;
-    let key = read("sip.tls_key", &c.tls_key)?;
-    let private = private_key(&key)?;
+    let cert = read(cert_key, cert_path)?;
+    let chain = certificates(cert_key, &cert)?;
+    let key = read(key_key, key_path)?;
+    let private = private_key(key_key, &key)?;
     let provider = rustls::crypto::ring::default_provider();
     rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
         let reason = match e {
@@ -120,9 +137,23 @@ pub(super) fn tls_listen(c: &SipConfig) -> Result<Option<TlsListen>, ConfigError
             ),
             other => format!("{}: unusable private key: {other}", key.path.display()),
         };
-        ConfigError::invalid("sip.tls_key", reason)
+        ConfigError::invalid(key_key, reason)
     })?;
-    Ok(Some(TlsListen { listen, cert, key }))
+    Ok((cert, key))
+}
+
+/// A TLS server configuration (rustls, ring) from a chain and key that
+/// [`cert_and_key`] accepted when the configuration was loaded.
+pub fn server_config(cert: &PemFile, key: &PemFile) -> Result<rustls::ServerConfig, rustls::Error> {
+    let chain = CertificateDer::pem_slice_iter(&cert.pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| rustls::Error::General(format!("{}: {e}", cert.path.display())))?;
+    let private = PrivateKeyDer::from_pem_slice(&key.pem)
+        .map_err(|e| rustls::Error::General(format!("{}: {e}", key.path.display())))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
 }
 
 /// `trunk.tls_ca`, read and checked; `None` when empty (the system's roots).
@@ -173,8 +204,8 @@ fn certificates(key: &str, file: &PemFile) -> Result<Vec<CertificateDer<'static>
 
 /// The private key: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA
 /// PRIVATE KEY`), the forms the TLS listener loads.
-fn private_key(file: &PemFile) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    let bad = |reason: String| ConfigError::invalid("sip.tls_key", reason);
+fn private_key(key_key: &str, file: &PemFile) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let bad = |reason: String| ConfigError::invalid(key_key, reason);
     let key = PrivateKeyDer::from_pem_slice(&file.pem).map_err(|e| {
         bad(format!(
             "{}: no PEM private key in it: {e}",
@@ -229,6 +260,43 @@ mod tests {
 
     fn error(overrides: &[String]) -> String {
         load(overrides).unwrap_err().to_string()
+    }
+
+    fn web(cert: &Path, key: &Path) -> Vec<String> {
+        vec![
+            "web.listen=127.0.0.1:0".to_owned(),
+            "control.token=0123456789abcdef".to_owned(),
+            format!("web.tls_cert={}", cert.display()),
+            format!("web.tls_key={}", key.display()),
+        ]
+    }
+
+    #[test]
+    fn https_for_the_web_endpoint() {
+        let d = dir("web");
+        let (cert, key) = pair(&d, "a");
+        let (_, other_key) = pair(&d, "b");
+        let s = load(&web(&cert, &key)).unwrap();
+        let (c, k) = s.web.expect("web on").tls.expect("https");
+        assert_eq!(c.path, cert);
+        server_config(&c, &k).expect("a server configuration");
+        // Both or neither.
+        let mut only_cert = web(&cert, &key);
+        only_cert.pop();
+        let e = error(&only_cert);
+        assert!(e.starts_with("web.tls_key:"), "{e}");
+        let mut only_key = web(&cert, &key);
+        only_key.remove(2);
+        let e = error(&only_key);
+        assert!(e.starts_with("web.tls_cert:"), "{e}");
+        // A key of another certificate, a file that is not there.
+        let e = error(&web(&cert, &other_key));
+        assert!(
+            e.starts_with("web.tls_key:") && e.contains("not the private key"),
+            "{e}"
+        );
+        let e = error(&web(&d.join("none.pem"), &key));
+        assert!(e.starts_with("web.tls_cert:"), "{e}");
     }
 
     #[test]

@@ -14,5 +14,5 @@ pub mod server;
 pub mod switchboard;
 
 pub use client::{ClientError, ControlClient, Endpoint};
-pub use server::{ControlCounters, ControlError, ControlServer};
+pub use server::{serve, ControlCounters, ControlError, ControlServer};
 pub use switchboard::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};

@@ -78,7 +78,8 @@ pub struct ControlCounters {
 }
 
 impl ControlCounters {
-    pub(super) fn error(&self, code: &'static str) {
+    /// Count an error response with `code`.
+    pub fn error(&self, code: &'static str) {
         // A poisoned lock only means a counting thread panicked; the counts stand.
         *self
             .errors
@@ -103,6 +104,30 @@ impl ControlCounters {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         errors.iter().map(|(c, n)| (*c, *n)).collect()
     }
+}
+
+/// Serve one already-trusted connection (no token asked) with the
+/// control protocol until it closes: how the web endpoint runs a logged-in
+/// WebSocket. It counts in `counters` like a socket client.
+pub async fn serve<S>(
+    stream: S,
+    board: Arc<dyn Switchboard>,
+    counters: Arc<ControlCounters>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    /// Counts the connection closed however the future ends (or is dropped).
+    struct Open(Arc<ControlCounters>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    counters.accepted.fetch_add(1, Ordering::Relaxed);
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(counters.clone());
+    Handler::new(stream, board, None, counters).run().await
 }
 
 impl ControlServer {

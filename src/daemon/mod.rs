@@ -32,6 +32,7 @@ use crate::metrics::{MetricsError, MetricsServer, Sources};
 use crate::sip::register::RegistrationOutcome;
 use crate::sip::ua::{RequestCounts, SipError, StackCounts, TlsOptions, UserAgent};
 use crate::tts::prompts::PromptError;
+use crate::web::WebServer;
 
 use crate::control::{ControlError, ControlServer, Switchboard};
 use crate::ivr::dial_policy::DialPolicy;
@@ -56,6 +57,10 @@ pub enum StartError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Per-call entries the daemon holds (see [`Daemon::held`]); all zero
@@ -118,6 +123,7 @@ pub struct Daemon {
     metrics: Option<MetricsServer>,
     /// Admits browsers from the join page.
     joiner: Arc<dyn crate::web::Joiner>,
+    web: Option<WebServer>,
 }
 
 impl Daemon {
@@ -236,6 +242,25 @@ impl Daemon {
         }
         let control =
             ControlServer::start(&settings.control, board.clone(), shutdown.child_token()).await?;
+        let joiner: Arc<dyn crate::web::Joiner> =
+            Arc::new(browser::BrowserJoiner::new(ctx.clone()));
+        let web = match &settings.web {
+            Some(web) => {
+                let token: Arc<str> = settings.control.token("web.listen")?.into();
+                Some(
+                    WebServer::start(
+                        web,
+                        token,
+                        board.clone(),
+                        control.counters(),
+                        joiner.clone(),
+                        shutdown.child_token(),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         let metrics = match settings.metrics_listen {
             Some(addr) => {
                 let registry = events.metrics().registry(Sources {
@@ -247,8 +272,6 @@ impl Daemon {
             }
             None => None,
         };
-        let joiner: Arc<dyn crate::web::Joiner> =
-            Arc::new(browser::BrowserJoiner::new(ctx.clone()));
         let sweeper = ctx.clone();
         tokio::spawn(async move { sweeper.sweep_pin_failures().await });
         tokio::spawn(memory::give_back(ctx.clone(), ua.clone()));
@@ -292,6 +315,7 @@ impl Daemon {
             control,
             metrics,
             joiner,
+            web,
         })
     }
 
@@ -309,6 +333,11 @@ impl Daemon {
     /// Where Prometheus scrapes, if `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// Where the web endpoint listens, if `web.listen` is set.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(WebServer::local_addr)
     }
 
     /// Where the control socket listens (Unix path, TCP address).

@@ -1,4 +1,15 @@
-//! The web endpoint's join contract (the endpoint itself lands separately).
+//! The web endpoint: HTTP(S) pages for hosts to watch and steer rooms (a
+//! login with the control token, then control over a WebSocket) and for
+//! browsers to join a room (signalling over a WebSocket; the media is a
+//! [`Joiner`]'s business).
+
+mod join;
+mod pages;
+pub mod server;
+mod session;
+mod socket;
+
+pub use server::{WebError, WebServer};
 
 /// What the join page asks for.
 pub struct JoinAsk {
@@ -9,6 +20,7 @@ pub struct JoinAsk {
     /// Where the page's connection comes from (the PIN lockout's caller key).
     pub peer: std::net::SocketAddr,
 }
+
 /// A browser member, admitted.
 pub struct Joined {
     /// Our call id, as listed in `rooms` and events.
@@ -20,6 +32,8 @@ pub struct Joined {
     /// Send (or drop) when the page goes: the member leaves.
     pub leave: tokio::sync::oneshot::Sender<()>,
 }
+
+/// Why a browser was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinRefused {
     #[error("wrong PIN")]
@@ -35,6 +49,22 @@ pub enum JoinRefused {
     #[error("{0}")]
     Unavailable(String),
 }
+
+impl JoinRefused {
+    /// The `code` the join page is told.
+    pub fn code(&self) -> &'static str {
+        match self {
+            JoinRefused::WrongPin => "wrong_pin",
+            JoinRefused::LockedOut => "locked_out",
+            JoinRefused::Full => "room_full",
+            JoinRefused::Locked => "room_locked",
+            JoinRefused::BadOffer(_) => "bad_offer",
+            JoinRefused::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Admits browsers into rooms: the media side of the join page.
 #[async_trait::async_trait]
 pub trait Joiner: Send + Sync + 'static {
     async fn join(&self, ask: JoinAsk) -> Result<Joined, JoinRefused>;
