@@ -757,14 +757,22 @@ async fn the_daemon_serves_the_web_next_to_its_control_socket() {
     assert_eq!(reloaded["ok"], true, "{reloaded}");
     assert_eq!(next_json(&mut ws).await["event"], "config_reloaded");
 
-    // Browser media is not there yet: a join is refused, and says so.
+    // The daemon's joiner checks the PIN, then the offer: a PIN of another
+    // room is wrong, and the right one with an offer that is not SDP is
+    // refused as such.
     let mut join = websocket(addr, "/join/ws", &[]).await.unwrap();
     let refused = ask(
         &mut join,
         json!({"join": {"room": "alpha", "pin": "1234", "sdp": "v=0"}}),
     )
     .await;
-    assert_eq!(refused["error"]["code"], "unavailable");
+    assert_eq!(refused["error"]["code"], "wrong_pin", "{refused}");
+    let refused = ask(
+        &mut join,
+        json!({"join": {"room": "1234", "pin": "1234", "sdp": "v=0"}}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "bad_offer", "{refused}");
     drop((ws, join, control));
     daemon.shutdown().await;
 }

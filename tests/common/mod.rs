@@ -8,6 +8,7 @@ pub mod certs;
 pub mod chromium;
 pub mod keypad;
 pub mod linphone;
+pub mod netns;
 pub mod raw;
 pub mod relay;
 pub mod signal;

@@ -9,6 +9,7 @@
   const joinButton = document.getElementById("join-button");
   const leaveButton = document.getElementById("leave");
   const audio = document.getElementById("remote");
+  const processingBox = document.getElementById("processing");
   const page = { state: "idle", call: null, pc: null, remoteStream: null };
   window.confgate = page;
   let ws = null;
@@ -87,7 +88,16 @@
     show("connecting");
     try {
       const open = await socket();
-      mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+      // Echo cancellation, noise suppression and gain control, unless the
+      // user turns them off (a headset, music, a test tone).
+      const processing = processingBox.checked;
+      mic = await navigator.mediaDevices.getUserMedia({
+        audio: {
+          echoCancellation: processing,
+          noiseSuppression: processing,
+          autoGainControl: processing,
+        },
+      });
       const pc = new RTCPeerConnection();
       page.pc = pc;
       pc.addEventListener("track", function (e) {
