@@ -93,6 +93,7 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
     pub listen: String,
+    pub room_links: bool,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
 }
@@ -326,6 +327,9 @@ pub struct ControlSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSettings {
     pub listen: SocketAddr,
+    /// The join page's `?room=NAME` link lets a browser in without a PIN
+    /// (for deployments where whoever has the link may join).
+    pub room_links: bool,
     /// `web.tls_cert` and `web.tls_key`; `None`: plain HTTP.
     pub tls: Option<(PemFile, PemFile)>,
 }
@@ -759,7 +763,11 @@ fn web_settings(w: &WebConfig, c: &ControlConfig) -> Result<Option<WebSettings>,
             "HTTPS",
         )?),
     };
-    Ok(Some(WebSettings { listen, tls }))
+    Ok(Some(WebSettings {
+        listen,
+        room_links: w.room_links,
+        tls,
+    }))
 }
 
 fn check_token(key: &str, token: &str, needed_by: &str) -> Result<(), ConfigError> {

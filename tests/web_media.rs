@@ -145,6 +145,27 @@ async fn a_browser_and_a_phone_hear_each_other() {
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(&joined.answer).unwrap())
         .unwrap();
+    let joined_event = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(confgate::events::Event::MemberJoined {
+                call,
+                direction,
+                direct,
+                ..
+            }) = events.recv().await
+            {
+                if call == joined.call {
+                    return (direction, direct);
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        joined_event.ok(),
+        Some((confgate::events::Direction::Web, false)),
+        "member_joined says web"
+    );
     let heard = browser.talk(1000.0, 6).await;
     assert!(browser.rtc.is_connected(), "ICE and DTLS completed");
 
@@ -260,4 +281,32 @@ async fn wrong_pins_on_the_join_page_lock_the_browser_out() {
     let r = joiner.join(other).await;
     assert!(matches!(r, Err(JoinRefused::BadOffer(_))), "{:?}", r.err());
     d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_link_lets_a_browser_in_without_a_pin_only_where_allowed() {
+    let token = "control.token=web-test-token-0123456789";
+    for links in [false, true] {
+        let on = format!("web.room_links={links}");
+        let d = daemon(&["web.listen=127.0.0.1:0", token, &on]).await;
+        let (b, offer, _) = Browser::offer().await;
+        let ask = JoinAsk {
+            room: "lobby".into(),
+            pin: String::new(),
+            offer,
+            peer: b.peer(),
+        };
+        let r = d.joiner().join(ask).await;
+        match links {
+            false => assert!(matches!(r, Err(JoinRefused::WrongPin)), "{:?}", r.err()),
+            true => {
+                let joined = r.expect("a link names the room");
+                let rooms = d.conference().rooms().await;
+                assert_eq!(rooms.len(), 1);
+                assert_eq!(rooms[0].room, "lobby");
+                assert_eq!(rooms[0].members[0].call, joined.call);
+            }
+        }
+        d.shutdown().await;
+    }
 }

@@ -16,6 +16,7 @@ use crate::call::admission::CallPermit;
 use crate::call::webrtc::WebSession;
 use crate::conference::{JoinError, JoinRequest, Leg, Notice};
 use crate::events::Direction;
+use crate::ivr::directory::Admission;
 use crate::ivr::inbound::Verdict;
 use crate::ivr::throttle;
 use crate::web::{JoinAsk, JoinRefused, Joined, Joiner};
@@ -51,17 +52,29 @@ impl Joiner for BrowserJoiner {
         let (listed, commands) = ctx.calls.register();
         let call = listed.id().to_string();
         let span = tracing::info_span!("call", call = %call);
+        let settings = ctx.settings();
         let (caller, number) = throttle::keys("web", ask.peer.ip(), JOIN_PAGE);
+        let links = settings.web.as_ref().is_some_and(|w| w.room_links);
+        let direct = links && ask.pin.is_empty();
         let admission = {
             let _entered = span.enter();
-            info!(peer = %ask.peer, room = %ask.room, "browser asks to join");
-            match ctx.check_pin_for_room(&call, &ask.room, &ask.pin, &caller, &number) {
-                Verdict::Room(a) => a,
-                Verdict::Wrong => return Err(JoinRefused::WrongPin),
-                Verdict::LockedOut => return Err(JoinRefused::LockedOut),
+            info!(peer = %ask.peer, room = %ask.room, direct, "browser asks to join");
+            if direct {
+                // A link names the room: nothing secret was guessed.
+                let room = settings.directory.named(&ask.room);
+                let room = room.ok_or(JoinRefused::WrongPin)?;
+                Admission {
+                    room,
+                    moderator: false,
+                }
+            } else {
+                match ctx.check_pin_for_room(&call, &ask.room, &ask.pin, &caller, &number) {
+                    Verdict::Room(a) => a,
+                    Verdict::Wrong => return Err(JoinRefused::WrongPin),
+                    Verdict::LockedOut => return Err(JoinRefused::LockedOut),
+                }
             }
         };
-        let settings = ctx.settings();
         let sockets = ctx
             .ports
             .bind(settings.sip_listen.ip())
@@ -84,7 +97,7 @@ impl Joiner for BrowserJoiner {
                 from: format!("web:{}", ask.peer.ip()),
                 to: room.clone(),
                 direction: Direction::Web,
-                direct: false,
+                direct,
                 moderator: admission.moderator,
                 rules: settings.directory.rules(&room),
                 name: None,

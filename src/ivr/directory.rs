@@ -158,7 +158,12 @@ impl Directory {
                 .strip_prefix(prefix.as_str())?
                 .strip_suffix(suffix.as_str())
         };
-        let id = conference_id.map(str::trim).or_else(from_uri)?;
+        self.named(conference_id.map(str::trim).or_else(from_uri)?)
+    }
+
+    /// The room `id` names, if it is well formed and a room: listed, or
+    /// any when rooms are open.
+    pub fn named(&self, id: &str) -> Option<String> {
         let well_formed = !id.is_empty()
             && id.len() <= MAX_ID_LEN
             && id
