@@ -185,6 +185,7 @@ async fn start(tls: Option<(PemFile, PemFile)>) -> Running {
     let shutdown = CancellationToken::new();
     let settings = WebSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        room_links: false,
         tls,
     };
     let server = WebServer::start(
