@@ -228,23 +228,31 @@ impl WebSession {
         self.transmits.pop_front()
     }
 
-    /// One 20 ms frame of the room's mix for the browser (16 kHz audio).
+    /// One 20 ms frame of the room's mix for the browser: 16 kHz audio to
+    /// encode, or an Opus payload.
     pub fn audio_frame(&mut self, frame: Option<mixer::Output<'_>>, now: Instant) {
         let time = self.media_time;
         self.media_time += u64::from(Codec::Opus.frame_ts());
         let (Some(mid), Some(pt), true) = (self.mid, self.pt, self.connected) else {
             return;
         };
-        let Some(mixer::Output::Pcm(pcm)) = frame else {
-            return;
-        };
-        let Some(Ok(())) = self
-            .encoder
-            .as_mut()
-            .map(|e| e.encode(pcm, &mut self.payload))
-        else {
-            return;
-        };
+        match frame {
+            Some(mixer::Output::Pcm(pcm)) => {
+                let encoded = self
+                    .encoder
+                    .as_mut()
+                    .map(|e| e.encode(pcm, &mut self.payload));
+                if !matches!(encoded, Some(Ok(()))) {
+                    return;
+                }
+            }
+            // Already Opus.
+            Some(mixer::Output::Encoded(bytes)) => {
+                self.payload.clear();
+                self.payload.extend_from_slice(bytes);
+            }
+            None => return,
+        }
         let Some(writer) = self.rtc.writer(mid) else {
             return;
         };
