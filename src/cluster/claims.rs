@@ -334,3 +334,207 @@ impl Claims {
         self.notices.pop_front()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // any start time will do
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(15);
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A core that is up at `t0`.
+    fn up(t0: Instant) -> Claims {
+        let mut c = Claims::new(TTL, t0);
+        assert_eq!(c.poll_op(t0), Some(Op::Connect));
+        assert_eq!(c.poll_op(t0), None);
+        c.connected(t0);
+        assert_eq!(c.poll_notice(), Some(Notice::Up { outage: None }));
+        c
+    }
+
+    fn drain(c: &mut Claims, now: Instant) -> Vec<Op> {
+        std::iter::from_fn(|| c.poll_op(now)).collect()
+    }
+
+    #[test]
+    fn claims_are_refreshed_every_third_of_the_ttl() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        c.room_opened("a", t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Claim("a".into())]);
+        c.claimed("a", ClaimResult::Ours, t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        assert!(drain(&mut c, t0 + Duration::from_millis(4999)).is_empty());
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(drain(&mut c, t1), vec![Op::Refresh("a".into())]);
+        // Handed out once; the next is due an interval later.
+        assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+        c.refreshed("a", RefreshResult::Extended, t1 + Duration::from_millis(2));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t1 + Duration::from_millis(2) + Duration::from_secs(5))
+        );
+        assert_eq!(c.poll_notice(), None);
+    }
+
+    #[test]
+    fn a_claim_that_names_another_node_is_reported_lost_once() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        c.room_opened("a", t0);
+        drain(&mut c, t0);
+        c.claimed("a", ClaimResult::Ours, t0);
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(drain(&mut c, t1), vec![Op::Refresh("a".into())]);
+        let other = addr("10.0.0.2:5060");
+        c.refreshed("a", RefreshResult::Taken(Some(other)), t1);
+        assert_eq!(
+            c.poll_notice(),
+            Some(Notice::Lost {
+                room: "a".into(),
+                owner: Some(other)
+            })
+        );
+        assert_eq!(c.holding("a"), Some(Holding::Lost(Some(other))));
+        // Neither refreshed nor claimed again, nor released on close.
+        assert_eq!(c.poll_timeout(), None);
+        assert!(drain(&mut c, t1 + TTL).is_empty());
+        c.room_closed("a", t1 + TTL);
+        assert!(drain(&mut c, t1 + TTL).is_empty());
+        assert_eq!(c.poll_notice(), None);
+    }
+
+    #[test]
+    fn an_expired_key_is_claimed_again() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        c.room_opened("a", t0);
+        drain(&mut c, t0);
+        c.claimed("a", ClaimResult::Ours, t0);
+        let t1 = t0 + Duration::from_secs(5);
+        drain(&mut c, t1);
+        c.refreshed("a", RefreshResult::Missing, t1);
+        assert_eq!(drain(&mut c, t1), vec![Op::Claim("a".into())]);
+    }
+
+    #[test]
+    fn closing_a_held_room_releases_it() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        c.room_opened("a", t0);
+        drain(&mut c, t0);
+        c.claimed("a", ClaimResult::Ours, t0);
+        c.room_closed("a", t0);
+        assert_eq!(c.pending_releases().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(drain(&mut c, t0), vec![Op::Release("a".into())]);
+        c.released("a", t0);
+        assert_eq!(c.poll_timeout(), None);
+        // Closed while its claim was under way: released when it turns out ours.
+        c.room_opened("b", t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Claim("b".into())]);
+        c.room_closed("b", t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Release("b".into())]);
+        c.claimed("b", ClaimResult::Ours, t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Release("b".into())]);
+        // Reopened before the release went out: kept, claimed again.
+        c.room_opened("c", t0);
+        drain(&mut c, t0);
+        c.claimed("c", ClaimResult::Ours, t0);
+        c.room_closed("c", t0);
+        c.room_opened("c", t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Claim("c".into())]);
+    }
+
+    #[test]
+    fn an_outage_drops_releases_and_reclaims_open_rooms_on_return() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        for room in ["a", "b", "gone"] {
+            c.room_opened(room, t0);
+        }
+        drain(&mut c, t0);
+        for room in ["a", "b", "gone"] {
+            c.claimed(room, ClaimResult::Ours, t0);
+        }
+        c.room_closed("gone", t0);
+        let t1 = t0 + Duration::from_secs(1);
+        c.failed(t1);
+        assert_eq!(c.poll_notice(), Some(Notice::Down));
+        assert_eq!(c.health(), Health::Down { since: t1 });
+        assert_eq!(c.pending_releases().count(), 0, "the key expires anyway");
+        // Closed during the outage: nothing to send.
+        c.room_closed("b", t1);
+        c.room_opened("new", t1);
+        // Only connection attempts, once a second.
+        assert!(drain(&mut c, t1).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t1 + RETRY));
+        assert_eq!(drain(&mut c, t1 + RETRY), vec![Op::Connect]);
+        assert_eq!(c.poll_timeout(), None, "a try is under way");
+        c.failed(t1 + RETRY);
+        assert_eq!(c.poll_notice(), None, "down is said once");
+        let t2 = t1 + RETRY * 2;
+        assert_eq!(drain(&mut c, t2), vec![Op::Connect]);
+        c.connected(t2);
+        assert_eq!(
+            c.poll_notice(),
+            Some(Notice::Up {
+                outage: Some(RETRY * 2)
+            })
+        );
+        assert_eq!(
+            drain(&mut c, t2),
+            vec![Op::Claim("a".into()), Op::Claim("new".into())]
+        );
+        // One of them was claimed by another node meanwhile.
+        let other = addr("10.0.0.9:5060");
+        c.claimed("a", ClaimResult::Ours, t2);
+        c.claimed("new", ClaimResult::Theirs(other), t2);
+        assert_eq!(
+            c.poll_notice(),
+            Some(Notice::Lost {
+                room: "new".into(),
+                owner: Some(other)
+            })
+        );
+        assert!(matches!(c.holding("a"), Some(Holding::Held { .. })));
+    }
+
+    #[test]
+    fn a_failure_before_the_first_connection_reports_down() {
+        let t0 = Instant::now();
+        let mut c = Claims::new(TTL, t0);
+        assert_eq!(c.health(), Health::Starting);
+        assert_eq!(drain(&mut c, t0), vec![Op::Connect]);
+        c.failed(t0);
+        assert_eq!(c.poll_notice(), Some(Notice::Down));
+        // Rooms open meanwhile are claimed once it is up.
+        c.room_opened("a", t0);
+        assert_eq!(drain(&mut c, t0 + RETRY), vec![Op::Connect]);
+        c.connected(t0 + RETRY);
+        assert_eq!(drain(&mut c, t0 + RETRY), vec![Op::Claim("a".into())]);
+    }
+
+    #[test]
+    fn a_garbled_key_is_left_alone() {
+        let t0 = Instant::now();
+        let mut c = up(t0);
+        c.claiming("a", t0);
+        assert!(
+            drain(&mut c, t0).is_empty(),
+            "the caller's claim is under way"
+        );
+        c.claimed("a", ClaimResult::Garbled, t0);
+        assert_eq!(
+            c.poll_notice(),
+            Some(Notice::Lost {
+                room: "a".into(),
+                owner: None
+            })
+        );
+        assert!(drain(&mut c, t0 + TTL).is_empty());
+    }
+}

@@ -113,7 +113,6 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     }
     let port = authority
         .rsplit_once(':')
-        .map(|(host, port)| (host, port))
         .filter(|(host, _)| !host.is_empty() && host != &"[]")
         .and_then(|(_, port)| port.parse::<u16>().ok())
         .filter(|p| *p != 0);
