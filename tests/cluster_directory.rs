@@ -223,3 +223,49 @@ async fn redis_outage_gives_standalone_then_the_rooms_are_claimed_again() {
     let [_, _, standalone] = a.dir.counters().claims();
     assert_eq!(standalone.1, 2);
 }
+
+/// The metrics endpoint's body (HTTP/1.0, the server closes).
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("an answer")
+        .expect("read");
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_starts_the_directory_and_its_metrics() {
+    let standalone = common::daemon(&[]).await;
+    assert!(standalone.directory().is_none());
+    standalone.shutdown().await;
+
+    let redis = Redis::start();
+    let url = format!("cluster.redis={}", redis.url());
+    let d = common::daemon(&[
+        &url,
+        "cluster.node=127.0.0.1:5221",
+        "cluster.claim_ttl_secs=3",
+        "metrics.listen=127.0.0.1:0",
+    ])
+    .await;
+    let dir = d.directory().expect("cluster.redis set");
+    assert_eq!(dir.node(), node(5221));
+    assert!(until(Duration::from_secs(3), || dir.is_up()).await);
+    assert_eq!(dir.claim("lobby").await, Owner::Here);
+    let text = scrape(d.metrics_addr().expect("metrics")).await;
+    for line in [
+        "confgate_cluster_directory_up 1",
+        "confgate_cluster_claims_total{result=\"here\"} 1",
+        "confgate_cluster_claims_total{result=\"there\"} 0",
+        "confgate_cluster_claims_total{result=\"standalone\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    d.shutdown().await;
+}
