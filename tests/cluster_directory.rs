@@ -269,3 +269,29 @@ async fn the_daemon_starts_the_directory_and_its_metrics() {
     }
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_hangs_costs_a_claim_its_deadline_and_no_more() {
+    let redis = Redis::start();
+    let a = start(&redis, 5231).await;
+    assert_eq!(a.dir.claim("open").await, Owner::Here);
+    redis.pause();
+    let asked = Instant::now();
+    assert_eq!(a.dir.claim("stalled").await, Owner::Standalone);
+    let took = asked.elapsed();
+    assert!(
+        took >= DEADLINE && took <= DEADLINE + Duration::from_millis(150),
+        "{took:?}"
+    );
+    assert!(!a.dir.is_up());
+    let asked = Instant::now();
+    assert_eq!(a.dir.claim("next").await, Owner::Standalone);
+    assert!(asked.elapsed() < Duration::from_millis(50));
+    redis.resume();
+    assert!(
+        until(Duration::from_secs(3), || a.dir.held().len() == 3).await,
+        "{:?}",
+        a.dir.held()
+    );
+    assert!(a.dir.counters().up());
+}

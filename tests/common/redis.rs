@@ -41,9 +41,30 @@ impl Redis {
     /// Kill the server (SIGKILL: no goodbye to its clients).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A paused server dies of SIGKILL all the same.
             c.kill().ok();
             c.wait().ok();
         }
+    }
+
+    /// Stop the server without closing its sockets (SIGSTOP): connections
+    /// stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
     }
 
     /// Start it again on the same port, empty; returns once it answers.
