@@ -19,7 +19,9 @@ use crate::ivr::pin::PinRules;
 use crate::media::codec::Codec;
 use crate::rtp::sdes::Policy;
 
+mod cluster;
 mod tls;
+pub use cluster::{ClusterConfig, ClusterSettings};
 pub use tls::{server_config as tls_server_config, PemFile, TlsListen, Transport};
 
 /// The documented default configuration, built into the binary.
@@ -69,6 +71,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub trunk: TrunkConfig,
     pub recordings: RecordingsConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +299,8 @@ pub struct Settings {
     pub trunk: TrunkSettings,
     /// How long `drain` waits for the last call before hanging up the rest.
     pub drain: Duration,
+    /// The room directory shared with other nodes; `None`: standalone.
+    pub cluster: Option<ClusterSettings>,
     /// Where these settings were read from, to read them again on reload.
     pub origin: Origin,
 }
@@ -620,7 +625,10 @@ impl Config {
             ));
         }
         let sip_tls = tls::tls_listen(&self.sip)?;
+        let cluster =
+            cluster::cluster_settings(&self.cluster, &self.sip, sip_listen, public_address)?;
         Ok(Settings {
+            cluster,
             user_agent,
             control,
             metrics_listen,
@@ -696,6 +704,7 @@ impl Settings {
         keep!(trunk.password => "trunk.password");
         keep!(trunk.register => "trunk.register");
         keep!(trunk.register_expires => "trunk.register_expires_secs");
+        keep!(cluster => "cluster");
         (new, restart)
     }
 }
@@ -1192,6 +1201,61 @@ mod tests {
         let (applied, restart) = old.reloaded(new);
         assert!(restart.contains(&"web"), "{restart:?}");
         assert!(applied.web.is_none());
+    }
+
+    #[test]
+    fn cluster_is_off_by_default_and_names_its_keys() {
+        assert!(load(&[]).unwrap().cluster.is_none());
+        let redis = "cluster.redis=redis://127.0.0.1:6379";
+        let msg = |ov: &[&str]| load(ov).unwrap_err().to_string();
+        // sip.listen is 0.0.0.0 by default: nothing the others can reach.
+        assert!(
+            msg(&[redis]).starts_with("cluster.node:"),
+            "{}",
+            msg(&[redis])
+        );
+        let s = load(&[redis, "sip.public_address=192.0.2.7"]).unwrap();
+        let c = s.cluster.expect("cluster on");
+        assert_eq!(c.node, "192.0.2.7:5060".parse().unwrap());
+        assert_eq!(c.claim_ttl, Duration::from_secs(15));
+        assert_eq!(c.redis, "redis://127.0.0.1:6379");
+        let s = load(&[redis, "sip.listen=10.0.0.5:5070"]).unwrap();
+        assert_eq!(s.cluster.unwrap().node, "10.0.0.5:5070".parse().unwrap());
+        let s = load(&[
+            redis,
+            "cluster.node=10.1.1.1:5080",
+            "cluster.claim_ttl_secs=3",
+        ])
+        .unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!(
+            (c.node, c.claim_ttl),
+            ("10.1.1.1:5080".parse().unwrap(), Duration::from_secs(3))
+        );
+        assert!(msg(&["cluster.redis=localhost:6379"]).starts_with("cluster.redis:"));
+        assert!(msg(&[redis, "cluster.node=10.1.1.1"]).starts_with("cluster.node:"));
+        assert!(msg(&[redis, "cluster.node=0.0.0.0:5060"]).starts_with("cluster.node:"));
+        let ttl = msg(&[
+            redis,
+            "cluster.node=10.1.1.1:5080",
+            "cluster.claim_ttl_secs=2",
+        ]);
+        assert!(ttl.starts_with("cluster.claim_ttl_secs:"), "{ttl}");
+        // Standalone ignores the other keys.
+        assert!(load(&["cluster.node=bogus"]).unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn cluster_takes_a_restart() {
+        let old = load(&[]).unwrap();
+        let new = load(&[
+            "cluster.redis=redis://127.0.0.1:6379",
+            "cluster.node=10.1.1.1:5080",
+        ])
+        .unwrap();
+        let (applied, restart) = old.reloaded(new);
+        assert_eq!(restart, vec!["cluster"]);
+        assert!(applied.cluster.is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! machines; tokio and rsipstack live at the edges (`daemon`, `sip`).
 
 pub mod call;
+pub mod cluster;
 pub mod conference;
 pub mod config;
 pub mod control;

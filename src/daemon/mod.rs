@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::call::admission::Admission;
+use crate::cluster::Directory;
 use crate::conference::{Conference, Limits};
 use crate::config::{Settings, Transport};
 use crate::events::{Event, Events};
@@ -61,6 +62,8 @@ pub enum StartError {
     Web(#[from] crate::web::WebError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cluster.redis: {0}")]
+    Cluster(#[from] redis::RedisError),
 }
 
 /// Per-call entries the daemon holds (see [`Daemon::held`]); all zero
@@ -124,6 +127,8 @@ pub struct Daemon {
     /// Admits browsers from the join page.
     joiner: Arc<dyn crate::web::Joiner>,
     web: Option<WebServer>,
+    /// The cluster's room directory, when `cluster.redis` is set.
+    directory: Option<Arc<Directory>>,
 }
 
 impl Daemon {
@@ -261,12 +266,20 @@ impl Daemon {
             }
             None => None,
         };
+        let directory = match &settings.cluster {
+            Some(cluster) => {
+                info!(redis = %cluster.redis, node = %cluster.node, "cluster directory");
+                Some(Directory::start(cluster, shutdown.child_token())?)
+            }
+            None => None,
+        };
         let metrics = match settings.metrics_listen {
             Some(addr) => {
                 let registry = events.metrics().registry(Sources {
                     conference: conference.clone(),
                     admission: ctx.admission.clone(),
                     control: Some(control.counters()),
+                    cluster: directory.as_ref().map(|d| d.counters()),
                 });
                 Some(MetricsServer::start(addr, registry, shutdown.child_token()).await?)
             }
@@ -316,6 +329,7 @@ impl Daemon {
             metrics,
             joiner,
             web,
+            directory,
         })
     }
 
@@ -353,6 +367,13 @@ impl Daemon {
     /// What admits browsers into rooms (the join page's).
     pub fn joiner(&self) -> Arc<dyn crate::web::Joiner> {
         self.joiner.clone()
+    }
+
+    /// The cluster's room directory (`None`: standalone, `cluster.redis`
+    /// is empty): claim a room when its first member arrives, tell it when
+    /// rooms open and close.
+    pub fn directory(&self) -> Option<Arc<Directory>> {
+        self.directory.clone()
     }
 
     /// The conference rooms.

@@ -301,6 +301,8 @@ pub struct Sources {
     pub conference: Conference,
     pub admission: Admission,
     pub control: Option<std::sync::Arc<ControlCounters>>,
+    /// The cluster directory's, when `cluster.redis` is set.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Counters>>,
 }
 
 impl fmt::Debug for Sources {
@@ -448,6 +450,21 @@ impl Collector for Sources {
                 "Error responses on the control socket, by code.",
                 "code",
                 errors.iter().map(|(code, n)| (*code, *n)),
+            )?;
+        }
+        if let Some(c) = &self.cluster {
+            gauge(
+                &mut e,
+                "cluster_directory_up",
+                "1 while the cluster's room directory in Redis answers, else 0.",
+                usize::from(c.up()),
+            )?;
+            counters_by(
+                &mut e,
+                "cluster_claims",
+                "Rooms claimed in the cluster directory, by result (here, there, standalone).",
+                "result",
+                c.claims(),
             )?;
         }
         Ok(())

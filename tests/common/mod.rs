@@ -10,6 +10,7 @@ pub mod keypad;
 pub mod linphone;
 pub mod netns;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod signal;
 pub mod uac;
