@@ -1028,6 +1028,7 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
                 end_with_moderator: r.end_with_moderator,
                 record: r.record,
                 max_duration: None,
+                bridge: false,
             },
         });
     }

@@ -87,7 +87,11 @@ impl Shard {
             .ok_or(JoinError::Stopped)?;
         slot.media.seated();
         self.mixer.set_held(id, !params.send);
-        self.mixer.play(id, self.clips.joined.clone());
+        // A bridge carries the owner's room, announcements and all.
+        let quiet = state.rules.bridge;
+        if !quiet {
+            self.mixer.play(id, self.clips.joined.clone());
+        }
         let was_waiting = state.waiting();
         if req.moderator {
             state.moderators += 1;
@@ -105,7 +109,7 @@ impl Shard {
             if was_waiting {
                 self.mixer.set_music(room, None);
             }
-            if others.is_empty() {
+            if others.is_empty() && !quiet {
                 self.mixer.play(id, self.clips.only_participant.clone());
             }
         }
@@ -114,7 +118,11 @@ impl Shard {
         };
         let greeting = req.name.as_ref().map(|n| said(n, &self.clips.has_joined));
         let farewell = req.name.as_ref().map(|n| said(n, &self.clips.has_left));
-        if let Some(clip) = greeting.as_ref().or(self.clips.join_tone.as_ref()) {
+        if let Some(clip) = greeting
+            .as_ref()
+            .or(self.clips.join_tone.as_ref())
+            .filter(|_| !quiet)
+        {
             for &other in &others {
                 self.mixer.play(other, clip.clone());
             }
@@ -189,6 +197,11 @@ impl Shard {
             return;
         }
         if state.ending {
+            return;
+        }
+        if state.rules.bridge {
+            // One side of a bridge went: the other has nobody to talk to.
+            self.end_room(&seat.room, "bridge_ended");
             return;
         }
         if seat.moderator {

@@ -63,6 +63,8 @@ pub struct CallContext {
     /// Every call task, inbound and outbound; shutdown waits for them.
     pub tasks: TaskTracker,
     pub speaker: Speaker,
+    /// The cluster (directory and SIP stack to bridge with), once started.
+    pub cluster: std::sync::OnceLock<super::bridge::Cluster>,
 }
 
 impl CallContext {

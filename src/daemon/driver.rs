@@ -63,6 +63,7 @@ pub(super) trait SipLeg {
 }
 
 /// Who the call is, for the room listing.
+#[derive(Clone)]
 pub(super) struct Party {
     pub call: String,
     pub sip_call_id: String,
@@ -350,11 +351,13 @@ impl Media {
         room: String,
         moderator: bool,
         party: &Party,
-        ctx: &CallContext,
+        ctx: &Arc<CallContext>,
     ) -> (Input<'static>, Option<usize>) {
         let Some(leg) = &self.leg else {
             return (Input::JoinStopped, None);
         };
+        // A room another node holds is reached through a bridge room here.
+        let room = super::bridge::route(ctx, room, party).await;
         let rules = ctx.settings().directory.rules(&room);
         let joined = leg
             .join(JoinRequest {
@@ -372,6 +375,8 @@ impl Media {
             })
             .await;
         let input = match joined {
+            // Across a bridge the owner counts the others.
+            Ok(_) if rules.bridge => return (Input::Joined, None),
             Ok(others) => return (Input::Joined, Some(others)),
             Err(JoinError::Full) => {
                 warn!(%room, "room full");

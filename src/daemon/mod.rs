@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // an edge: notes when the daemon started
 
+mod bridge;
 mod browser;
 mod call;
 mod context;
@@ -185,6 +186,7 @@ impl Daemon {
             admission,
             tasks: TaskTracker::new(),
             speaker: Speaker::default(),
+            cluster: std::sync::OnceLock::new(),
         });
         let ua = Arc::new(ua);
         let settings = ctx.settings();
@@ -269,7 +271,11 @@ impl Daemon {
         let directory = match &settings.cluster {
             Some(cluster) => {
                 info!(redis = %cluster.redis, node = %cluster.node, "cluster directory");
-                Some(Directory::start(cluster, shutdown.child_token())?)
+                let directory = Directory::start(cluster, shutdown.child_token())?;
+                let cluster = bridge::Cluster::start(&ctx, directory.clone(), ua.clone());
+                ctx.cluster.set(cluster).ok();
+                tokio::spawn(bridge::follow_rooms(ctx.clone(), directory.clone()));
+                Some(directory)
             }
             None => None,
         };

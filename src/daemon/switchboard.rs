@@ -127,7 +127,7 @@ fn host_ip(target: &str) -> Option<std::net::IpAddr> {
 }
 
 /// A fresh SIP Call-ID for an INVITE of ours.
-fn sip_call_id() -> String {
+pub(super) fn sip_call_id() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
@@ -232,6 +232,7 @@ impl Switchboard for Board {
             credential: (!trunk.username.is_empty())
                 .then(|| (trunk.username.clone(), trunk.password.clone())),
             offer,
+            headers: Vec::new(),
         };
         let dialing = match self.ua.dial(spec).await {
             Ok(d) => d,

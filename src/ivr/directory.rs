@@ -17,7 +17,14 @@ pub struct RoomRules {
     pub record: bool,
     /// The room ends this long after it opened.
     pub max_duration: Option<Duration>,
+    /// A two-member bridge to the room's node: no announcements in it, and
+    /// it ends when either member goes.
+    pub bridge: bool,
 }
+
+/// The names of bridge rooms (never a room of the directory: `:` is not
+/// allowed in room ids).
+pub const BRIDGE_PREFIX: &str = "bridge:";
 
 /// A room from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +133,12 @@ impl Directory {
 
     /// How `room` behaves: its configuration, or an open room's defaults.
     pub fn rules(&self, room: &str) -> RoomRules {
+        if room.starts_with(BRIDGE_PREFIX) {
+            return RoomRules {
+                bridge: true,
+                ..RoomRules::default()
+            };
+        }
         self.rooms.iter().find(|r| r.id == room).map_or(
             RoomRules {
                 max_duration: self.max_duration,

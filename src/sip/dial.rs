@@ -36,6 +36,8 @@ pub struct DialSpec {
     pub credential: Option<(String, String)>,
     /// Our SDP offer.
     pub offer: Vec<u8>,
+    /// Extra headers (name, value), e.g. `X-Conference-Id` to another node.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a dial could not even start.
@@ -173,6 +175,12 @@ pub(super) async fn dial(
             auth_username: None,
         }),
         call_id: Some(spec.call_id),
+        headers: (!spec.headers.is_empty()).then(|| {
+            spec.headers
+                .into_iter()
+                .map(|(name, value)| rsipstack::sip::Header::Other(name, value))
+                .collect()
+        }),
         ..Default::default()
     };
     let (state_tx, state_rx) = layer.new_dialog_state_channel();

@@ -1,0 +1,215 @@
+//! Rooms that live on another node: a caller whose PIN names a room the
+//! directory says another node holds is bridged there. This node, as a
+//! B2BUA, dials `sip:room-ROOM@OWNER` with `X-Conference-Id: ROOM` (the
+//! owner trusts us through `rooms.trusted`) and seats the caller and that
+//! leg in a two-member bridge room of its own: each hears the other, no
+//! announcements are played in it, and it ends (so both calls end) when
+//! either side goes. The owner sees the bridged caller as a member.
+
+#![allow(clippy::disallowed_methods)] // an edge: reads the clock for the call core
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn, Instrument};
+
+use crate::cluster::{Directory, Owner};
+use crate::conference::Control;
+use crate::config::Transport;
+use crate::events::Event;
+use crate::ivr::directory::BRIDGE_PREFIX;
+use crate::rtp::sdes::Policy;
+use crate::sip::dial::DialSpec;
+use crate::sip::ua::UserAgent;
+
+use super::context::CallContext;
+use super::driver::Party;
+use super::outbound::{self, OutboundCall};
+
+/// How long the owner has to answer the bridge's INVITE.
+const RING: Duration = Duration::from_secs(10);
+
+/// What bridging needs: the directory, and the task that dials owners.
+pub struct Cluster {
+    pub directory: Arc<Directory>,
+    dialer: mpsc::UnboundedSender<Ask>,
+}
+
+/// A caller to bridge to `owner`, and where to say the bridge room's name.
+struct Ask {
+    room: String,
+    owner: SocketAddr,
+    party: Party,
+    reply: oneshot::Sender<Result<String, String>>,
+}
+
+impl Cluster {
+    /// The cluster on `directory`, with its dialer task started.
+    pub fn start(ctx: &Arc<CallContext>, directory: Arc<Directory>, ua: Arc<UserAgent>) -> Cluster {
+        let (dialer, mut asks) = mpsc::unbounded_channel::<Ask>();
+        let (ctx, node) = (ctx.clone(), directory.node());
+        // The bridge legs are dialled from a task of their own: a call's
+        // flow asks, so the call's future does not hold another call's.
+        tokio::spawn(async move {
+            while let Some(ask) = asks.recv().await {
+                let placed = dial_owner(&ctx, &ua, node, &ask.room, ask.owner, &ask.party).await;
+                ask.reply.send(placed).ok();
+            }
+        });
+        Cluster { directory, dialer }
+    }
+}
+
+/// Where a caller for `room` goes: the room itself (here, or standalone),
+/// or the bridge room that carries it to the owner.
+pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -> String {
+    let Some(cluster) = ctx.cluster.get() else {
+        return room;
+    };
+    let owner = match cluster.directory.claim(&room).await {
+        Owner::Here | Owner::Standalone => return room,
+        Owner::There(owner) => owner,
+    };
+    let (reply, placed) = oneshot::channel();
+    let ask = Ask {
+        room: room.clone(),
+        owner,
+        party: party.clone(),
+        reply,
+    };
+    let placed = match cluster.dialer.send(ask) {
+        Ok(()) => placed
+            .await
+            .unwrap_or_else(|_| Err("the daemon is stopping".into())),
+        Err(_) => Err("the daemon is stopping".into()),
+    };
+    match placed {
+        Ok(bridge) => bridge,
+        Err(e) => {
+            // Better a room here than no room.
+            warn!(%room, %owner, error = %e, "bridge not placed: the room opens here");
+            room
+        }
+    }
+}
+
+/// Dial the owner for `party`'s call; returns the bridge room's name.
+async fn dial_owner(
+    ctx: &Arc<CallContext>,
+    ua: &UserAgent,
+    node: SocketAddr,
+    room: &str,
+    owner: SocketAddr,
+    party: &Party,
+) -> Result<String, String> {
+    let permit = ctx.admission.admit_outbound().map_err(|r| r.to_string())?;
+    let bridge = format!("{BRIDGE_PREFIX}{}", party.call);
+    let sockets = ctx
+        .ports
+        .bind(ctx.settings().sip_listen.ip())
+        .map_err(|e| format!("no RTP port: {e}"))?;
+    let mut session = ctx.sdp_session(sockets.port(), Policy::Off);
+    let offer = session.offer();
+    let (listed, commands) = ctx.calls.register();
+    let id = listed.id().to_string();
+    let sip_call_id = super::switchboard::sip_call_id();
+    let user = super::context::uri_user(&party.from);
+    let user = if user.is_empty() { "bridge" } else { user };
+    let from = format!("sip:{user}@{node}");
+    let to = format!("sip:room-{room}@{owner}");
+    let spec = DialSpec {
+        call_id: sip_call_id.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        proxy: None,
+        transport: Transport::Udp,
+        credential: None,
+        offer,
+        headers: vec![("X-Conference-Id".to_owned(), room.to_owned())],
+    };
+    let dialing = ua.dial(spec).await.map_err(|e| e.to_string())?;
+    info!(%room, %owner, bridge_call = %id, "bridging to the room's node");
+    let call = OutboundCall {
+        call_id: id.clone(),
+        sip_call_id,
+        room: bridge.clone(),
+        signalling_ip: Some(owner.ip()),
+        from,
+        to,
+        ring_timeout: RING,
+        sockets,
+        session,
+        dialing,
+        key_in: None,
+        commands,
+    };
+    let span = tracing::info_span!("call", call = %id);
+    let task = ctx.clone();
+    let run = outbound::run(call, task.clone());
+    let caller = party.call.clone();
+    ctx.tasks.spawn(
+        async move {
+            let _listed = listed;
+            let _permit = permit;
+            let mut events = task.events.subscribe();
+            let failed = watch_dial(&mut events, &id);
+            tokio::pin!(failed);
+            tokio::select! {
+                _ = run => {}
+                status = &mut failed => {
+                    // The owner never took the bridge: the caller, alone
+                    // in the bridge room, is let go.
+                    warn!(?status, "bridge refused by the room's node");
+                    task.conference.control(&caller, Control::Kick).await;
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Ok(bridge)
+}
+
+/// Resolves when the dial `call` fails (never, once it is answered).
+async fn watch_dial(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    call: &str,
+) -> Option<u16> {
+    loop {
+        match events.recv().await {
+            Ok(Event::DialFailed {
+                call: c, status, ..
+            }) if c == call => return status,
+            Ok(Event::CallAnswered { call: c, .. }) if c == call => {
+                return std::future::pending().await
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return std::future::pending().await
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Tell the directory which rooms open and close here (bridge rooms are
+/// not rooms of the cluster), until the daemon stops.
+pub(super) async fn follow_rooms(ctx: Arc<CallContext>, directory: Arc<Directory>) {
+    let mut events = ctx.events.subscribe();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        match event {
+            Ok(Event::RoomOpened { room }) if !room.starts_with(BRIDGE_PREFIX) => {
+                directory.room_opened(&room)
+            }
+            Ok(Event::RoomClosed { room }) if !room.starts_with(BRIDGE_PREFIX) => {
+                directory.room_closed(&room)
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+}
