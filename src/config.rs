@@ -208,6 +208,7 @@ pub struct RoomsConfig {
     pub open: bool,
     pub trusted: Vec<String>,
     pub direct_uri: String,
+    pub upstream: String,
     pub max_members: usize,
     pub announce: String,
     pub max_duration_secs: u64,
@@ -976,6 +977,23 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
             }
         },
     };
+    let upstream = match c.upstream.trim() {
+        "" => None,
+        uri if (uri.starts_with("sip:") || uri.starts_with("sips:"))
+            && uri.matches("{room}").count() == 1
+            && uri.contains('@') =>
+        {
+            Some(uri.to_owned())
+        }
+        uri => {
+            return Err(ConfigError::invalid(
+                "rooms.upstream",
+                format!(
+                    "`{uri}` must be a sip: URI with {{room}} once, e.g. sip:conf_{{room}}@host"
+                ),
+            ))
+        }
+    };
     let mut rooms: Vec<RoomEntry> = Vec::new();
     let mut pins: Vec<&str> = Vec::new();
     for (i, r) in c.room.iter().enumerate() {
@@ -1044,6 +1062,7 @@ fn directory(c: &RoomsConfig, pin: &PinRules) -> Result<Directory, ConfigError> 
         rooms,
         trusted,
         direct_uri,
+        upstream,
         max_duration,
     })
 }

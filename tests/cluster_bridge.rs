@@ -1,9 +1,12 @@
-//! Two nodes sharing a room directory in a real redis-server: a baresip
-//! phone keys PIN 2468 on node B, which claims the room; a second phone
-//! keys the same PIN on node A, which finds the room held by B and bridges
-//! the caller there. B's room lists both (the bridged caller from A), each
-//! phone hears the other's tone, and when the bridged caller hangs up, A
-//! hangs up its leg to B and B's room is left with its own member.
+//! Bridging with real phones. Two nodes sharing a room directory in a real
+//! redis-server: a baresip phone keys PIN 2468 on node B, which claims the
+//! room; a second phone keys the same PIN on node A, which finds the room
+//! held by B and bridges the caller there. B's room lists both (the bridged
+//! caller from A), each phone hears the other's tone, and when the bridged
+//! caller hangs up, A hangs up its leg to B and B's room is left with its
+//! own member. With Redis gone, calls keep their audio and a new caller's
+//! room opens where it called. And `rooms.upstream`: a gatekeeper node
+//! checks the PIN and bridges every caller to another conference server.
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 mod common;
@@ -21,16 +24,73 @@ fn db(x: f64) -> f64 {
 }
 
 async fn node(ip: &str, redis: &Redis) -> Daemon {
-    let port = free_port();
-    let listen = format!("sip.listen={ip}:{port}");
     let url = format!("cluster.redis={}", redis.url());
-    let settings = common::settings(&[
-        &listen,
-        &url,
-        "cluster.claim_ttl_secs=5",
-        r#"rooms.trusted=["127.0.0.0/8"]"#,
-    ]);
-    Daemon::start(settings).await.expect("node starts")
+    plain_node(ip, free_port(), &[&url, "cluster.claim_ttl_secs=5"]).await
+}
+
+async fn plain_node(ip: &str, port: u16, extra: &[&str]) -> Daemon {
+    let listen = format!("sip.listen={ip}:{port}");
+    let mut args = vec![listen.as_str(), r#"rooms.trusted=["127.0.0.0/8"]"#];
+    args.extend_from_slice(extra);
+    Daemon::start(common::settings(&args))
+        .await
+        .expect("node starts")
+}
+
+/// A phone playing `freq` Hz, seated with PIN 2468 on `node`; the room.
+async fn caller(name: &str, freq: f64, node: &Daemon) -> (Baresip, String) {
+    let mic = temp_dir("cluster-bridge").join(format!("{name}.wav"));
+    write_wav_at(&mic, &sine(8000, freq, 6000.0, 8000 * 60), 8000);
+    let mut phone = Baresip::start_with(name, &mic, false, &Options::default()).await;
+    // Events from now on: the next member seated is this caller.
+    let mut events = node.subscribe();
+    let (room, _) = phone
+        .join_room(node.sip_addr(), "2468#", Duration::ZERO, &mut events)
+        .await;
+    (phone, room.unwrap_or_else(|| panic!("{name} is seated")))
+}
+
+/// Waits for a member to be seated in `room` on a node: its From, and
+/// whether it named the room directly.
+async fn seated(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    room: &str,
+) -> (String, bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::MemberJoined {
+                room: r,
+                from,
+                direct,
+                ..
+            }) = events.recv().await
+            {
+                if r == room {
+                    return (from, direct);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a member is seated in {room}"))
+}
+
+/// Whether `samples` (8 kHz) carry `freq` 20 dB over the floor.
+fn hears(samples: &[i16], freq: f64) -> bool {
+    let (tone, floor) = (
+        db(goertzel(samples, 8000, freq)),
+        db(goertzel(samples, 8000, 2300.0)),
+    );
+    eprintln!("{freq} Hz at {tone:.1} dB over {floor:.1} dB");
+    tone - floor > 20.0
+}
+
+fn read(rec: &std::path::Path) -> Vec<i16> {
+    hound::WavReader::open(rec)
+        .expect("a recording")
+        .samples::<i16>()
+        .map_while(Result::ok)
+        .collect()
 }
 
 /// The last seconds but the very end of a phone's recording.
@@ -49,48 +109,17 @@ async fn a_caller_on_another_node_is_bridged_to_the_rooms_owner() {
     let redis = Redis::start();
     let b = node("127.0.0.3", &redis).await;
     let a = node("127.0.0.2", &redis).await;
-    let (mut events_a, mut events_b) = (a.subscribe(), b.subscribe());
-    let dir = temp_dir("cluster-bridge");
-
-    let mic1 = dir.join("one.wav");
-    write_wav_at(&mic1, &sine(8000, 700.0, 6000.0, 8000 * 60), 8000);
-    let mut one = Baresip::start_with("one", &mic1, false, &Options::default()).await;
-    let (room, _) = one
-        .join_room(b.sip_addr(), "2468#", Duration::ZERO, &mut events_b)
-        .await;
-    assert_eq!(
-        room.as_deref(),
-        Some("2468"),
-        "the first caller opens the room on B"
-    );
-
-    let mic2 = dir.join("two.wav");
-    write_wav_at(&mic2, &sine(8000, 1000.0, 6000.0, 8000 * 60), 8000);
-    let mut two = Baresip::start_with("two", &mic2, false, &Options::default()).await;
-    let (room, _) = two
-        .join_room(a.sip_addr(), "2468#", Duration::ZERO, &mut events_a)
-        .await;
-    let room = room.expect("the second caller is seated on A");
+    let mut events_b = b.subscribe();
+    let (one, room) = caller("bridge-one", 700.0, &b).await;
+    assert_eq!(room, "2468", "the first caller opens the room on B");
+    let (two, room) = caller("bridge-two", 1000.0, &a).await;
     assert!(
         room.starts_with("bridge:"),
         "seated in a bridge room on A: {room}"
     );
-
     // B's room holds its own caller and the one bridged from A.
-    let bridged = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(Event::MemberJoined {
-                room, from, direct, ..
-            }) = events_b.recv().await
-            {
-                if room == "2468" {
-                    return (from, direct);
-                }
-            }
-        }
-    })
-    .await
-    .expect("the bridge leg joins the room on B");
+    seated(&mut events_b, "2468").await;
+    let bridged = seated(&mut events_b, "2468").await;
     assert!(bridged.0.contains("127.0.0.2"), "from node A: {bridged:?}");
     assert!(bridged.1, "named by X-Conference-Id from a trusted node");
     let rooms = b.conference().rooms().await;
@@ -148,4 +177,82 @@ async fn a_caller_on_another_node_is_bridged_to_the_rooms_owner() {
         tone - floor > 20.0,
         "the room's caller hears the bridged caller"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_calls_keep_their_audio_and_new_rooms_are_local() {
+    let mut redis = Redis::start();
+    let b = node("127.0.0.3", &redis).await;
+    let a = node("127.0.0.2", &redis).await;
+    let mut events_b = b.subscribe();
+    let (one, room) = caller("outage-one", 700.0, &b).await;
+    assert_eq!(room, "2468");
+    let (two, room) = caller("outage-two", 1000.0, &a).await;
+    assert!(room.starts_with("bridge:"), "{room}");
+    seated(&mut events_b, "2468").await;
+    seated(&mut events_b, "2468").await;
+    redis.kill();
+    // A new caller on A: the directory cannot say, so the room opens on A.
+    let (three, room) = caller("outage-three", 1500.0, &a).await;
+    assert_eq!(room, "2468", "a local room on A");
+    let on_a: Vec<String> = a
+        .conference()
+        .rooms()
+        .await
+        .into_iter()
+        .map(|r| r.room)
+        .collect();
+    assert!(on_a.contains(&"2468".to_owned()), "{on_a:?}");
+    // The bridged call kept its audio through the outage.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = two.recorded();
+    let rec = read(&Baresip::heard(&two.quit().await).expect("two's recording"));
+    let mark = mark.min(rec.len());
+    assert!(mark > 8000 * 3);
+    assert!(
+        hears(&rec[mark - 8000 * 2..mark], 700.0),
+        "the bridged caller still hears B's room"
+    );
+    three.quit().await;
+    one.quit().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gatekeeper_bridges_every_caller_upstream() {
+    // The conference server: a plain node that trusts the gatekeeper.
+    let port = free_port();
+    let server = plain_node("127.0.0.3", port, &[]).await;
+    let upstream = format!("rooms.upstream=sip:room-{{room}}@127.0.0.3:{port}");
+    let gate = plain_node("127.0.0.2", free_port(), &[&upstream]).await;
+    let mut events_server = server.subscribe();
+    let (one, room) = caller("gate-one", 700.0, &server).await;
+    assert_eq!(room, "2468");
+    let (two, room) = caller("gate-two", 1000.0, &gate).await;
+    assert!(
+        room.starts_with("bridge:"),
+        "the gatekeeper mixes nothing itself: {room}"
+    );
+    seated(&mut events_server, "2468").await;
+    seated(&mut events_server, "2468").await;
+    let rooms = server.conference().rooms().await;
+    assert_eq!(rooms[0].members.len(), 2, "{rooms:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = one.recorded();
+    let rec_one = read(&Baresip::heard(&one.quit().await).expect("one's recording"));
+    let rec_two = read(&Baresip::heard(&two.quit().await).expect("two's recording"));
+    let mark = mark.min(rec_one.len());
+    assert!(
+        hears(&rec_one[mark - 8000 * 2..mark], 1000.0),
+        "the server's caller hears the gatekeeper's"
+    );
+    let n = rec_two.len();
+    assert!(n > 8000 * 4);
+    assert!(
+        hears(&rec_two[n - 8000 * 3..n - 8000], 700.0),
+        "the gatekeeper's caller hears the server's room"
+    );
+    gate.shutdown().await;
+    server.shutdown().await;
 }

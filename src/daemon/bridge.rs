@@ -1,10 +1,11 @@
-//! Rooms that live on another node: a caller whose PIN names a room the
-//! directory says another node holds is bridged there. This node, as a
+//! Rooms that live elsewhere. A caller whose PIN names a room the
+//! directory says another node holds is bridged there: this node, as a
 //! B2BUA, dials `sip:room-ROOM@OWNER` with `X-Conference-Id: ROOM` (the
-//! owner trusts us through `rooms.trusted`) and seats the caller and that
-//! leg in a two-member bridge room of its own: each hears the other, no
-//! announcements are played in it, and it ends (so both calls end) when
-//! either side goes. The owner sees the bridged caller as a member.
+//! owner trusts us through `rooms.trusted`). With `rooms.upstream` every
+//! admitted caller is bridged to that conference server instead. Either
+//! way the caller and the leg dialled sit in a two-member bridge room
+//! here: each hears the other, no announcements are played in it, and it
+//! ends (so both calls end) when either side goes.
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the call core
 
@@ -31,77 +32,105 @@ use super::outbound::{self, OutboundCall};
 /// How long the owner has to answer the bridge's INVITE.
 const RING: Duration = Duration::from_secs(10);
 
-/// What bridging needs: the directory, and the task that dials owners.
-pub struct Cluster {
-    pub directory: Arc<Directory>,
+/// What bridging needs: the directory (in a cluster), and the task that
+/// dials the far ends.
+pub struct Bridges {
+    pub directory: Option<Arc<Directory>>,
     dialer: mpsc::UnboundedSender<Ask>,
 }
 
-/// A caller to bridge to `owner`, and where to say the bridge room's name.
+/// A caller to bridge to `to`, and where to say the bridge room's name.
 struct Ask {
+    /// The room's node, or the upstream server's URI.
+    to: Far,
     room: String,
-    owner: SocketAddr,
     party: Party,
     reply: oneshot::Sender<Result<String, String>>,
 }
 
-impl Cluster {
-    /// The cluster on `directory`, with its dialer task started.
-    pub fn start(ctx: &Arc<CallContext>, directory: Arc<Directory>, ua: Arc<UserAgent>) -> Cluster {
+/// Where a bridge goes.
+#[derive(Debug, Clone)]
+enum Far {
+    Node(SocketAddr),
+    Upstream(String),
+}
+
+impl Bridges {
+    /// Bridging, with its dialer task started; `directory` in a cluster.
+    pub fn start(
+        ctx: &Arc<CallContext>,
+        directory: Option<Arc<Directory>>,
+        ua: Arc<UserAgent>,
+    ) -> Bridges {
         let (dialer, mut asks) = mpsc::unbounded_channel::<Ask>();
-        let (ctx, node) = (ctx.clone(), directory.node());
+        let ctx = ctx.clone();
+        let node = directory.as_ref().map(|d| d.node());
         // The bridge legs are dialled from a task of their own: a call's
         // flow asks, so the call's future does not hold another call's.
         tokio::spawn(async move {
             while let Some(ask) = asks.recv().await {
-                let placed = dial_owner(&ctx, &ua, node, &ask.room, ask.owner, &ask.party).await;
+                let placed = dial(&ctx, &ua, node, &ask.room, &ask.to, &ask.party).await;
                 ask.reply.send(placed).ok();
             }
         });
-        Cluster { directory, dialer }
+        Bridges { directory, dialer }
     }
 }
 
 /// Where a caller for `room` goes: the room itself (here, or standalone),
-/// or the bridge room that carries it to the owner.
-pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -> String {
-    let Some(cluster) = ctx.cluster.get() else {
-        return room;
+/// or the bridge room that carries it to the room's node or the upstream
+/// server. `None`: the upstream server could not be dialled.
+pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -> Option<String> {
+    let Some(bridges) = ctx.bridges.get() else {
+        return Some(room);
     };
-    let owner = match cluster.directory.claim(&room).await {
-        Owner::Here | Owner::Standalone => return room,
-        Owner::There(owner) => owner,
+    // A bridge's own leg joins its bridge room here.
+    if room.starts_with(BRIDGE_PREFIX) {
+        return Some(room);
+    }
+    let upstream = ctx.settings().directory.upstream.clone();
+    let to = match (upstream, &bridges.directory) {
+        (Some(uri), _) => Far::Upstream(uri.replace("{room}", &room)),
+        (None, Some(directory)) => match directory.claim(&room).await {
+            Owner::Here | Owner::Standalone => return Some(room),
+            Owner::There(owner) => Far::Node(owner),
+        },
+        (None, None) => return Some(room),
     };
     let (reply, placed) = oneshot::channel();
     let ask = Ask {
+        to: to.clone(),
         room: room.clone(),
-        owner,
         party: party.clone(),
         reply,
     };
-    let placed = match cluster.dialer.send(ask) {
+    let placed = match bridges.dialer.send(ask) {
         Ok(()) => placed
             .await
             .unwrap_or_else(|_| Err("the daemon is stopping".into())),
         Err(_) => Err("the daemon is stopping".into()),
     };
-    match placed {
-        Ok(bridge) => bridge,
-        Err(e) => {
+    match (placed, to) {
+        (Ok(bridge), _) => Some(bridge),
+        (Err(e), Far::Node(owner)) => {
             // Better a room here than no room.
             warn!(%room, %owner, error = %e, "bridge not placed: the room opens here");
-            room
+            Some(room)
+        }
+        (Err(e), Far::Upstream(uri)) => {
+            warn!(%room, %uri, error = %e, "upstream not dialled");
+            None
         }
     }
 }
 
-/// Dial the owner for `party`'s call; returns the bridge room's name.
-async fn dial_owner(
+/// Dial the far end for `party`'s call; returns the bridge room's name.
+async fn dial(
     ctx: &Arc<CallContext>,
     ua: &UserAgent,
-    node: SocketAddr,
+    node: Option<SocketAddr>,
     room: &str,
-    owner: SocketAddr,
+    far: &Far,
     party: &Party,
 ) -> Result<String, String> {
     let permit = ctx.admission.admit_outbound().map_err(|r| r.to_string())?;
@@ -117,8 +146,17 @@ async fn dial_owner(
     let sip_call_id = super::switchboard::sip_call_id();
     let user = super::context::uri_user(&party.from);
     let user = if user.is_empty() { "bridge" } else { user };
+    let node =
+        node.unwrap_or_else(|| SocketAddr::new(ctx.advertised, ctx.settings().sip_listen.port()));
     let from = format!("sip:{user}@{node}");
-    let to = format!("sip:room-{room}@{owner}");
+    let (to, headers, signalling_ip) = match far {
+        Far::Node(owner) => (
+            format!("sip:room-{room}@{owner}"),
+            vec![("X-Conference-Id".to_owned(), room.to_owned())],
+            Some(owner.ip()),
+        ),
+        Far::Upstream(uri) => (uri.clone(), Vec::new(), super::switchboard::host_ip(uri)),
+    };
     let spec = DialSpec {
         call_id: sip_call_id.clone(),
         from: from.clone(),
@@ -127,15 +165,15 @@ async fn dial_owner(
         transport: Transport::Udp,
         credential: None,
         offer,
-        headers: vec![("X-Conference-Id".to_owned(), room.to_owned())],
+        headers,
     };
     let dialing = ua.dial(spec).await.map_err(|e| e.to_string())?;
-    info!(%room, %owner, bridge_call = %id, "bridging to the room's node");
+    info!(%room, %to, bridge_call = %id, "bridging");
     let call = OutboundCall {
         call_id: id.clone(),
         sip_call_id,
         room: bridge.clone(),
-        signalling_ip: Some(owner.ip()),
+        signalling_ip,
         from,
         to,
         ring_timeout: RING,
@@ -159,9 +197,9 @@ async fn dial_owner(
             tokio::select! {
                 _ = run => {}
                 status = &mut failed => {
-                    // The owner never took the bridge: the caller, alone
+                    // The far end never took the bridge: the caller, alone
                     // in the bridge room, is let go.
-                    warn!(?status, "bridge refused by the room's node");
+                    warn!(?status, "bridge refused by the far end");
                     task.conference.control(&caller, Control::Kick).await;
                 }
             }

@@ -63,8 +63,8 @@ pub struct CallContext {
     /// Every call task, inbound and outbound; shutdown waits for them.
     pub tasks: TaskTracker,
     pub speaker: Speaker,
-    /// The cluster (directory and SIP stack to bridge with), once started.
-    pub cluster: std::sync::OnceLock<super::bridge::Cluster>,
+    /// Bridging to rooms elsewhere (the cluster's, `rooms.upstream`), once started.
+    pub bridges: std::sync::OnceLock<super::bridge::Bridges>,
 }
 
 impl CallContext {

@@ -357,7 +357,9 @@ impl Media {
             return (Input::JoinStopped, None);
         };
         // A room another node holds is reached through a bridge room here.
-        let room = super::bridge::route(ctx, room, party).await;
+        let Some(room) = super::bridge::route(ctx, room, party).await else {
+            return (Input::JoinStopped, None);
+        };
         let rules = ctx.settings().directory.rules(&room);
         let joined = leg
             .join(JoinRequest {

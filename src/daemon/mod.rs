@@ -186,7 +186,7 @@ impl Daemon {
             admission,
             tasks: TaskTracker::new(),
             speaker: Speaker::default(),
-            cluster: std::sync::OnceLock::new(),
+            bridges: std::sync::OnceLock::new(),
         });
         let ua = Arc::new(ua);
         let settings = ctx.settings();
@@ -272,13 +272,13 @@ impl Daemon {
             Some(cluster) => {
                 info!(redis = %cluster.redis, node = %cluster.node, "cluster directory");
                 let directory = Directory::start(cluster, shutdown.child_token())?;
-                let cluster = bridge::Cluster::start(&ctx, directory.clone(), ua.clone());
-                ctx.cluster.set(cluster).ok();
                 tokio::spawn(bridge::follow_rooms(ctx.clone(), directory.clone()));
                 Some(directory)
             }
             None => None,
         };
+        let bridges = bridge::Bridges::start(&ctx, directory.clone(), ua.clone());
+        ctx.bridges.set(bridges).ok();
         let metrics = match settings.metrics_listen {
             Some(addr) => {
                 let registry = events.metrics().registry(Sources {

@@ -113,7 +113,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The host of `sip:user@host:port;params` or `host:port` when it is an IP
 /// literal (`[v6]` included).
-fn host_ip(target: &str) -> Option<std::net::IpAddr> {
+pub(super) fn host_ip(target: &str) -> Option<std::net::IpAddr> {
     let rest = target
         .strip_prefix("sips:")
         .or_else(|| target.strip_prefix("sip:"))

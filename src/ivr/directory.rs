@@ -92,6 +92,9 @@ pub struct Directory {
     pub trusted: Vec<Cidr>,
     /// `room-{id}` split around `{id}`; `None`: the URI names no room.
     pub direct_uri: Option<(String, String)>,
+    /// `rooms.upstream`: a conference server every admitted caller is
+    /// bridged to (`{room}` replaced), instead of a room here.
+    pub upstream: Option<String>,
     /// `rooms.max_duration_secs`, for every room.
     pub max_duration: Option<Duration>,
 }
