@@ -219,6 +219,7 @@ mod tests {
                 Cidr::parse("192.0.2.7").unwrap(),
             ],
             direct_uri: Some(("room-".into(), String::new())),
+            upstream: None,
             max_duration: Some(Duration::from_secs(7200)),
         }
     }
