@@ -320,3 +320,50 @@ async fn to_node(node: &tokio::net::UdpSocket, k: &Kamailio) -> String {
     .await
     .unwrap_or_else(|_| panic!("the INVITE never reached the node:\n{}", k.log()))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_fails_over_before_a_probe_has_seen_the_node() {
+    // Probes far apart: only the failure route can route around a node
+    // nobody listens on (timeout) and a draining one (503).
+    let live = Daemon::start(common::settings(&["sip.listen=127.0.0.2:0"]))
+        .await
+        .expect("node starts");
+    let draining = Daemon::start(common::settings(&["sip.listen=127.0.0.3:0"]))
+        .await
+        .expect("node starts");
+    draining.switchboard().drain().await.expect("drain");
+    let dead = {
+        let s = std::net::UdpSocket::bind("127.0.0.6:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let mut events = watch(&[&live, &draining]);
+    let k = Kamailio::start(
+        "failover",
+        &[dead, draining.sip_addr(), live.sip_addr()],
+        60,
+        FR_TIMER_MS,
+    )
+    .await;
+    let dir = temp_dir("cluster-kamailio-failover");
+    let mic = dir.join("mic.wav");
+    write_wav(&mic, &hiss(8000 * 30));
+    let mut callers = Vec::new();
+    for name in ["kamfa", "kamfb", "kamfc"] {
+        let t = Instant::now();
+        let c = join(name, &mic, k.addr, &mut events, &k).await;
+        eprintln!("{name} in its room {:?} after dialing", t.elapsed());
+        assert_eq!(c.node, 0, "{name} landed on the draining node");
+        callers.push(c);
+    }
+    let log = k.log();
+    assert!(log.contains(&format!("{dead} failed")), "{log}");
+    assert!(
+        log.contains(&format!("{} failed", draining.sip_addr())),
+        "{log}"
+    );
+    for c in callers {
+        c.phone.quit().await;
+    }
+    live.shutdown().await;
+    draining.shutdown().await;
+}
