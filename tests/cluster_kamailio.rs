@@ -184,6 +184,11 @@ async fn kamailio_spreads_callers_and_routes_around_dead_and_draining_nodes() {
         late.push(c);
     }
     callers.extend(late);
+    assert!(
+        !k.log().contains("failed (timeout or 5xx)"),
+        "a call was sent to the dead node after the probe:\n{}",
+        k.log()
+    );
 
     // Node 2 (index 1) drains: its OPTIONS answer turns 503, a probe marks
     // it down, new callers all go to node 1; its calls stay up.
@@ -211,6 +216,11 @@ async fn kamailio_spreads_callers_and_routes_around_dead_and_draining_nodes() {
     for c in callers.iter().filter(|c| c.node == 1) {
         hears(c, "draining").await;
     }
+    assert!(
+        !k.log().contains("failed (timeout or 5xx)"),
+        "a call was sent to the draining node after the probe:\n{}",
+        k.log()
+    );
 
     // A caller hangs up: its BYE goes through Kamailio (record-routed) to
     // its node, and the member leaves.

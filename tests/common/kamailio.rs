@@ -50,22 +50,34 @@ impl Kamailio {
         let list: String = nodes.iter().map(|n| format!("1 sip:{n}\n")).collect();
         let list_path = dir.join("dispatcher.list");
         std::fs::write(&list_path, list).expect("dispatcher list");
-        let port = free_udp_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::fs::File::create(dir.join("kamailio.log")).expect("log");
-        let child = Command::new("kamailio")
-            .args(Kamailio::args(&dir, addr, probe_interval, fr_timer_ms))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            // Its own process group: Drop stops it and every child it forked.
-            .process_group(0)
-            .spawn()
-            .expect("kamailio starts");
-        let mut k = Kamailio { child, dir, addr };
-        k.wait_listening().await;
-        k
+        // The port was free a moment ago; if another process took it
+        // meanwhile, Kamailio exits and gets another.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+            let log = std::fs::File::create(dir.join("kamailio.log")).expect("log");
+            let child = Command::new("kamailio")
+                .args(Kamailio::args(&dir, addr, probe_interval, fr_timer_ms))
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                // Its own process group: Drop stops it and every child it forked.
+                .process_group(0)
+                .spawn()
+                .expect("kamailio starts");
+            let mut k = Kamailio {
+                child,
+                dir: dir.clone(),
+                addr,
+            };
+            match k.wait_listening().await {
+                Ok(()) => return k,
+                Err(e) if tries < 3 && e.contains("exited") => continue,
+                Err(e) => panic!("{e}:\n{}", k.log()),
+            }
+        }
     }
 
     /// The command line (after `kamailio`).
@@ -104,7 +116,7 @@ impl Kamailio {
     }
 
     /// Until Kamailio answers an OPTIONS to itself with 200 (10 s at most).
-    async fn wait_listening(&mut self) {
+    async fn wait_listening(&mut self) -> Result<(), String> {
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("probe socket");
@@ -113,7 +125,7 @@ impl Kamailio {
         let mut n = 0;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kamailio exited ({status}):\n{}", self.log());
+                return Err(format!("kamailio exited ({status})"));
             }
             n += 1;
             let options = format!(
@@ -133,11 +145,11 @@ impl Kamailio {
                 tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await
             {
                 if buf[..len].starts_with(b"SIP/2.0 200") {
-                    return;
+                    return Ok(());
                 }
             }
         }
-        panic!("kamailio never answered OPTIONS:\n{}", self.log());
+        Err("kamailio never answered OPTIONS".into())
     }
 
     /// What Kamailio logged so far.
