@@ -263,7 +263,7 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kamailio_removes_x_conference_id_from_callers_and_record_routes() {
+async fn kamailio_keeps_callers_from_naming_rooms_and_record_routes() {
     // A stand-in node on 127.0.0.5 that answers probes and shows what it got.
     let node = tokio::net::UdpSocket::bind("127.0.0.5:0").await.unwrap();
     let node_addr = node.local_addr().unwrap();
@@ -293,6 +293,26 @@ async fn kamailio_removes_x_conference_id_from_callers_and_record_routes() {
         "{}",
         k.log()
     );
+
+    // A caller may not name a room in the Request-URI either.
+    let direct = invite
+        .replace("sip:4000@", "sip:room-42@")
+        .replace("xconf-1", "xconf-3");
+    caller.send_to(direct.as_bytes(), k.addr).await.unwrap();
+    // (After the first INVITE's 100 Trying.)
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, _) = caller.recv_from(&mut buf).await.unwrap();
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.contains("xconf-3") {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("an answer to the room-naming INVITE");
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
 
     // A node's own request (a node bridging a caller to another) keeps it.
     let bridged = invite
