@@ -6,6 +6,7 @@ pub mod baresip;
 pub mod callee;
 pub mod certs;
 pub mod chromium;
+pub mod kamailio;
 pub mod keypad;
 pub mod linphone;
 pub mod netns;
