@@ -14,12 +14,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::baresip::Baresip;
-use common::kamailio::Kamailio;
+use common::kamailio::{join, watch, Caller, Kamailio};
 use common::signal::{temp_dir, write_wav};
 use confgate::daemon::Daemon;
 use confgate::events::Event;
-use tokio::sync::mpsc;
 
 /// Seconds between Kamailio's OPTIONS probes of the nodes.
 const PROBE_INTERVAL: u32 = 1;
@@ -31,79 +29,6 @@ fn hiss(samples: usize) -> Vec<i16> {
     (0..samples)
         .map(|i| ((i as u64 * 7919) % 17) as i16 - 8)
         .collect()
-}
-
-/// Every node's events, tagged with the node's index.
-fn watch(nodes: &[&Daemon]) -> mpsc::UnboundedReceiver<(usize, Event)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    for (i, d) in nodes.iter().enumerate() {
-        let mut events = d.subscribe();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match events.recv().await {
-                    Ok(e) => {
-                        if tx.send((i, e)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
-    }
-    rx
-}
-
-/// A caller in a room on some node.
-struct Caller {
-    phone: Baresip,
-    node: usize,
-    call: String,
-}
-
-/// `name` dials room number 4000 at Kamailio, keys 2468#; the node it
-/// landed on and the call, once a node reports it joined room 2468.
-async fn join(
-    name: &str,
-    mic: &std::path::Path,
-    kamailio: SocketAddr,
-    events: &mut mpsc::UnboundedReceiver<(usize, Event)>,
-    k: &Kamailio,
-) -> Caller {
-    let mut phone = Baresip::start(name, mic, false).await;
-    let reply = phone.command("dial", &format!("sip:4000@{kamailio}")).await;
-    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
-    let established = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
-        .await;
-    assert!(
-        established,
-        "{name}'s call through Kamailio was not answered; kamailio log:\n{}",
-        k.log()
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let reply = phone.command("sndcode", "2468#").await;
-    assert!(reply.contains("\"ok\":true"), "sndcode: {reply}");
-    let joined = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some((node, e)) = events.recv().await {
-            if let Event::MemberJoined {
-                call, room, from, ..
-            } = e
-            {
-                if from.contains(name) {
-                    return (node, call, room);
-                }
-            }
-        }
-        panic!("the nodes' events ended")
-    })
-    .await;
-    let (node, call, room) = joined.unwrap_or_else(|_| panic!("{name} joined no room"));
-    assert_eq!(room, "2468", "{name}");
-    Caller { phone, node, call }
 }
 
 /// The caller hears its node (the room's mix) for another half second.

@@ -8,6 +8,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use confgate::daemon::Daemon;
+use confgate::events::Event;
+use tokio::sync::mpsc;
+
+use super::baresip::Baresip;
+
 pub struct Kamailio {
     child: Child,
     pub dir: PathBuf,
@@ -188,4 +194,81 @@ impl Drop for Kamailio {
         unsafe { libc::kill(group, libc::SIGKILL) };
         self.child.wait().ok();
     }
+}
+
+/// Every node's events, tagged with the node's index.
+pub fn watch(nodes: &[&Daemon]) -> mpsc::UnboundedReceiver<(usize, Event)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (i, d) in nodes.iter().enumerate() {
+        let mut events = d.subscribe();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if tx.send((i, e)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// A caller in a room on some node.
+pub struct Caller {
+    pub phone: Baresip,
+    pub node: usize,
+    pub call: String,
+}
+
+/// `name` dials room number 4000 at Kamailio, keys 2468#; the node it
+/// landed on and the call, once a node reports it joined room 2468.
+pub async fn join(
+    name: &str,
+    mic: &std::path::Path,
+    kamailio: SocketAddr,
+    events: &mut mpsc::UnboundedReceiver<(usize, Event)>,
+    k: &Kamailio,
+) -> Caller {
+    let mut phone = Baresip::start(name, mic, false).await;
+    let reply = phone.command("dial", &format!("sip:4000@{kamailio}")).await;
+    assert!(reply.contains("\"ok\":true"), "dial: {reply}");
+    let established = phone
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+        .await;
+    assert!(
+        established,
+        "{name}'s call through Kamailio was not answered; kamailio log:\n{}",
+        k.log()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = phone.command("sndcode", "2468#").await;
+    assert!(reply.contains("\"ok\":true"), "sndcode: {reply}");
+    let joined = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((node, e)) = events.recv().await {
+            if let Event::MemberJoined {
+                call, room, from, ..
+            } = e
+            {
+                if from.contains(name) {
+                    return (node, call, room);
+                }
+            }
+        }
+        panic!("the nodes' events ended")
+    })
+    .await;
+    let (node, call, room) = joined.unwrap_or_else(|_| panic!("{name} joined no room"));
+    // In the room, or (in a cluster) in the bridge to its node.
+    assert!(
+        room == "2468" || room.starts_with("bridge:"),
+        "{name}: {room}"
+    );
+    Caller { phone, node, call }
 }
