@@ -4,9 +4,9 @@
 //! calls once a probe sees it; in-dialog requests (the callers' BYEs) go
 //! through Kamailio, which record-routes.
 //!
-//! Until the room directory and bridging exist, callers on different nodes
-//! are in different rooms of the same number: only the distribution and
-//! each caller's own call are checked here.
+//! These nodes share no directory, so callers on different nodes are in
+//! different rooms of the same number: only the distribution and each
+//! caller's own call are checked here (`tests/cluster.rs` adds Redis).
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 mod common;
