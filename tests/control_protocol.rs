@@ -1,6 +1,8 @@
 //! The control server over real sockets, against a switchboard double that
 //! records what it was asked and publishes events when told to.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -14,13 +16,12 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use confgate::conference::{Control, MemberStatus, RoomStatus};
+use confgate::conference::{Control, RoomStatus};
 use confgate::config::ControlSettings;
 use confgate::control::{
     CommandError, ControlError, ControlServer, DialRequest, Status, Switchboard, Target,
 };
 use confgate::events::{Direction, Event};
-use confgate::media::codec::Codec;
 
 const TOKEN: &str = "0123456789abcdef-token";
 
@@ -36,29 +37,7 @@ impl Board {
         Arc::new(Board {
             asked: Mutex::new(Vec::new()),
             events: broadcast::channel(event_capacity).0,
-            rooms: vec![RoomStatus {
-                room: "sales".into(),
-                locked: false,
-                members: vec![MemberStatus {
-                    call: "in-1".into(),
-                    sip_call_id: "in-1@pbx".into(),
-                    direction: Direction::Inbound,
-                    from: "alice".into(),
-                    to: "100".into(),
-                    moderator: false,
-                    codec: Codec::Pcmu,
-                    talking: true,
-                    muted: false,
-                    deaf: false,
-                    held: false,
-                    listen_db: 0,
-                    talk_db: 0,
-                    lost: 2,
-                    late: 1,
-                    jitter_ms: 1.5,
-                    quality: Default::default(),
-                }],
-            }],
+            rooms: vec![common::sales_room()],
         })
     }
 

@@ -94,14 +94,8 @@ async fn opus_g722_and_pcmu_phones_hear_each_other() {
         phones.push(phone);
     }
     // Each member speaks its phone's codec.
-    let socket = d
-        .control_endpoints()
-        .0
-        .expect("a control socket")
-        .to_owned();
-    let (code, out) = common::cli(&socket, &["rooms", "--json"]);
-    assert_eq!(code, 0, "{out}");
-    let rooms: serde_json::Value = serde_json::from_str(&out).expect("rooms JSON");
+    let rooms = common::rooms_json(&d);
+    let out = rooms.to_string();
     let mut codecs: Vec<String> = rooms[0]["members"]
         .as_array()
         .expect("members")

@@ -20,12 +20,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use confgate::conference::{Control, MemberStatus, RoomStatus};
+use confgate::conference::{Control, RoomStatus};
 use confgate::config::{PemFile, WebSettings};
 use confgate::control::protocol::{ok_line, rooms_result};
 use confgate::control::{CommandError, ControlCounters, DialRequest, Status, Switchboard, Target};
-use confgate::events::{Direction, Event};
-use confgate::media::codec::Codec;
+use confgate::events::Event;
 use confgate::web::{JoinAsk, JoinRefused, Joined, Joiner, WebServer};
 
 const TOKEN: &str = "0123456789abcdef-web";
@@ -44,29 +43,7 @@ impl Board {
         Arc::new(Board {
             asked: Mutex::new(Vec::new()),
             events: broadcast::channel(16).0,
-            rooms: vec![RoomStatus {
-                room: "sales".into(),
-                locked: false,
-                members: vec![MemberStatus {
-                    call: "in-1".into(),
-                    sip_call_id: "in-1@pbx".into(),
-                    direction: Direction::Inbound,
-                    from: "alice".into(),
-                    to: "100".into(),
-                    moderator: false,
-                    codec: Codec::Pcmu,
-                    talking: true,
-                    muted: false,
-                    deaf: false,
-                    held: false,
-                    listen_db: 0,
-                    talk_db: 0,
-                    lost: 2,
-                    late: 1,
-                    jitter_ms: 1.5,
-                    quality: Default::default(),
-                }],
-            }],
+            rooms: vec![common::sales_room()],
         })
     }
 

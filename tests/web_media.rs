@@ -169,14 +169,8 @@ async fn a_browser_and_a_phone_hear_each_other() {
     let heard = browser.talk(1000.0, 6).await;
     assert!(browser.rtc.is_connected(), "ICE and DTLS completed");
 
-    let socket = d
-        .control_endpoints()
-        .0
-        .expect("a control socket")
-        .to_owned();
-    let (code, out) = common::cli(&socket, &["rooms", "--json"]);
-    assert_eq!(code, 0, "{out}");
-    let rooms: serde_json::Value = serde_json::from_str(&out).expect("rooms JSON");
+    let rooms = common::rooms_json(&d);
+    let out = rooms.to_string();
     let web = rooms[0]["members"]
         .as_array()
         .expect("members")

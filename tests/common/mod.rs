@@ -257,3 +257,43 @@ pub fn cli(socket: &std::path::Path, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// `confgate rooms --json` against the daemon's control socket, parsed.
+pub fn rooms_json(d: &Daemon) -> serde_json::Value {
+    let socket = d
+        .control_endpoints()
+        .0
+        .expect("a control socket")
+        .to_owned();
+    let (code, out) = cli(&socket, &["rooms", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rooms JSON: {e}: {out}"))
+}
+
+/// The one room the switchboard doubles list: "sales", with one member.
+pub fn sales_room() -> confgate::conference::RoomStatus {
+    use confgate::conference::{MemberStatus, RoomStatus};
+    RoomStatus {
+        room: "sales".into(),
+        locked: false,
+        members: vec![MemberStatus {
+            call: "in-1".into(),
+            sip_call_id: "in-1@pbx".into(),
+            direction: confgate::events::Direction::Inbound,
+            from: "alice".into(),
+            to: "100".into(),
+            moderator: false,
+            codec: Codec::Pcmu,
+            talking: true,
+            muted: false,
+            deaf: false,
+            held: false,
+            listen_db: 0,
+            talk_db: 0,
+            lost: 2,
+            late: 1,
+            jitter_ms: 1.5,
+            quality: Default::default(),
+        }],
+    }
+}
