@@ -262,6 +262,12 @@ impl WebSession {
             Err(e) => tracing::debug!(error = %e, "frame not sent"),
         }
         self.drain();
+        // str0m's pacer lets the packet go once its clock reaches `now`:
+        // this tick, not when the session's timers are next looked at.
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(error = %e, "browser media timer");
+        }
+        self.drain();
     }
 
     /// The media thread fell `frames` ticks behind: a gap in RTP time.
