@@ -626,8 +626,13 @@ impl Config {
             ));
         }
         let sip_tls = tls::tls_listen(&self.sip)?;
-        let cluster =
-            cluster::cluster_settings(&self.cluster, &self.sip, sip_listen, public_address)?;
+        let cluster = cluster::cluster_settings(
+            &self.cluster,
+            &self.sip,
+            sip_listen,
+            public_address,
+            control.tcp.as_ref().map(|(addr, _)| *addr),
+        )?;
         Ok(Settings {
             cluster,
             user_agent,
@@ -1263,6 +1268,54 @@ mod tests {
         assert!(ttl.starts_with("cluster.claim_ttl_secs:"), "{ttl}");
         // Standalone ignores the other keys.
         assert!(load(&["cluster.node=bogus"]).unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn cluster_control_defaults_to_control_tcp() {
+        let redis = "cluster.redis=redis://127.0.0.1:6379";
+        let node = "cluster.node=10.1.1.1:5080";
+        let token = "control.token=0123456789abcdef";
+        let msg = |ov: &[&str]| load(ov).unwrap_err().to_string();
+        // No control TCP: nothing to announce.
+        assert_eq!(load(&[redis, node]).unwrap().cluster.unwrap().control, None);
+        // A wildcard control.tcp is announced at the node's address.
+        let s = load(&[redis, node, token, "control.tcp=0.0.0.0:7070"]).unwrap();
+        assert_eq!(
+            s.cluster.unwrap().control,
+            Some("10.1.1.1:7070".parse().unwrap())
+        );
+        let s = load(&[
+            redis,
+            node,
+            token,
+            "control.tcp=0.0.0.0:7070",
+            "cluster.control=192.0.2.1:7171",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cluster.unwrap().control,
+            Some("192.0.2.1:7171".parse().unwrap())
+        );
+        for bad in [
+            vec![redis, node, "cluster.control=192.0.2.1:7171"],
+            vec![
+                redis,
+                node,
+                token,
+                "control.tcp=0.0.0.0:7070",
+                "cluster.control=x",
+            ],
+            vec![
+                redis,
+                node,
+                token,
+                "control.tcp=0.0.0.0:7070",
+                "cluster.control=0.0.0.0:7070",
+            ],
+        ] {
+            let e = msg(&bad);
+            assert!(e.starts_with("cluster.control:"), "{e}");
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! dispatcher on 127.0.0.1, three confgate nodes on 127.0.0.2–4 sharing the
 //! room directory. Four baresip callers dial Kamailio and key the same PIN;
 //! they land on at least two nodes, the room's node lists all four (the
-//! others bridged to it), and every caller hears every other's tone. Then
+//! others bridged to it), `confgate rooms --json` on every node lists the
+//! room with its four members and the node it is on, a `mute` given on
+//! another node mutes the member on the room's node, and every caller hears
+//! every other's tone. Then
 //! the room's node is shut down: its room's claim runs out within the TTL,
 //! and new callers with the same PIN form the room again on a node left.
 #![allow(clippy::disallowed_methods)] // tests run in real time
@@ -35,7 +38,16 @@ async fn four_callers_through_kamailio_share_one_room_across_nodes() {
     let mut nodes = Vec::new();
     for n in 2..=4 {
         let listen = format!("sip.listen=127.0.0.{n}:{}", free_port());
-        let s = common::settings(&[&listen, &url, &ttl, r#"rooms.trusted=["127.0.0.0/8"]"#]);
+        // Every node's control on TCP, with the token they share.
+        let control = format!("control.tcp=127.0.0.{n}:{}", free_port());
+        let s = common::settings(&[
+            &listen,
+            &url,
+            &ttl,
+            r#"rooms.trusted=["127.0.0.0/8"]"#,
+            &control,
+            "control.token=cluster-token-0123456789",
+        ]);
         nodes.push(Some(Daemon::start(s).await.expect("node starts")));
     }
     let addrs: Vec<SocketAddr> = nodes.iter().flatten().map(Daemon::sip_addr).collect();
@@ -76,6 +88,60 @@ async fn four_callers_through_kamailio_share_one_room_across_nodes() {
         "room 2468 on node {owner}: {:?}",
         listing.members.iter().map(|m| &m.from).collect::<Vec<_>>()
     );
+
+    // One view of the cluster: every node lists the room, on its node, with
+    // all four members, and the bridge rooms of the bridged callers.
+    let owner_addr = addrs[owner].to_string();
+    for (n, d) in nodes.iter().flatten().enumerate() {
+        let rooms = common::rooms_json(d);
+        let room = rooms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["room"] == "2468")
+            .unwrap_or_else(|| panic!("node {n} lists room 2468: {rooms}"));
+        assert_eq!(room["node"], owner_addr.as_str(), "node {n}: {room}");
+        assert_eq!(
+            room["members"].as_array().map(Vec::len),
+            Some(4),
+            "node {n}: {room}"
+        );
+        let bridges = rooms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["room"].as_str().is_some_and(|r| r.starts_with("bridge:")))
+            .count();
+        let bridged = callers.iter().filter(|c| c.node != owner).count();
+        assert_eq!(bridges, bridged, "node {n} lists every bridge: {rooms}");
+    }
+    // A mute given on another node reaches the member on the room's node.
+    let elsewhere = (0..nodes.len())
+        .find(|n| *n != owner)
+        .expect("another node");
+    let member = listing.members[1].call.clone();
+    let socket = nodes[elsewhere]
+        .as_ref()
+        .unwrap()
+        .control_endpoints()
+        .0
+        .expect("a control socket")
+        .to_owned();
+    let (code, out) = common::cli(&socket, &["mute", &member]);
+    assert_eq!(code, 0, "mute through node {elsewhere}: {out}");
+    let rooms = nodes[owner].as_ref().unwrap().conference().rooms().await;
+    let muted: Vec<bool> = rooms
+        .iter()
+        .filter(|r| r.room == "2468")
+        .flat_map(|r| r.members.iter().map(|m| m.muted))
+        .collect();
+    assert_eq!(muted, [false, true, false, false], "{rooms:?}");
+    let (code, out) = common::cli(&socket, &["unmute", &member]);
+    assert_eq!(code, 0, "unmute through node {elsewhere}: {out}");
+    // A call no node has is still no such call.
+    let (code, out) = common::cli(&socket, &["mute", "no-such-call"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("no_such_call"), "{out}");
 
     // Every caller hears every other.
     tokio::time::sleep(Duration::from_secs(3)).await;

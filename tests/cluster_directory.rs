@@ -38,6 +38,7 @@ async fn start(redis: &Redis, port: u16) -> Node {
         redis: redis.url(),
         node: node(port),
         claim_ttl: TTL,
+        control: Some(control(port)),
     };
     let stop = CancellationToken::new();
     let dir = Directory::start(&settings, stop.clone()).expect("directory");
@@ -60,6 +61,11 @@ async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Where node `port` says its control answers (nothing listens there).
+fn control(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 9], port + 1000))
 }
 
 fn key(room: &str) -> String {
@@ -100,6 +106,32 @@ async fn two_nodes_race_for_a_room_and_one_wins() {
     assert_eq!(here.1 + there.1, 40);
     assert_eq!(standalone.1, 0);
     assert!(a.dir.counters().up());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_announce_their_control_and_a_stopped_node_drops_out_within_the_ttl() {
+    let redis = Redis::start();
+    let a = start(&redis, 5151).await;
+    let b = start(&redis, 5152).await;
+    let both = vec![(node(5151), control(5151)), (node(5152), control(5152))];
+    assert!(
+        until(Duration::from_secs(2), || redis
+            .cli(&["EXISTS", "confgate:node:127.0.0.1:5152"])
+            .as_deref()
+            == Some("1"))
+        .await,
+        "b announced"
+    );
+    assert_eq!(a.dir.nodes().await, Ok(both));
+    assert_eq!(a.dir.control_of(node(5152)).await, Ok(Some(control(5152))));
+    assert_eq!(a.dir.control_of(node(5999)).await, Ok(None));
+    // Announced again while it lives: still there past the TTL.
+    tokio::time::sleep(TTL + Duration::from_millis(1500)).await;
+    assert_eq!(b.dir.nodes().await.map(|n| n.len()), Ok(2));
+    // A node that stops is gone from the list within the TTL.
+    drop(b);
+    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
+    assert_eq!(a.dir.nodes().await, Ok(vec![(node(5151), control(5151))]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

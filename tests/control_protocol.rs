@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use confgate::conference::{Control, RoomStatus};
 use confgate::config::ControlSettings;
 use confgate::control::{
-    CommandError, ControlError, ControlServer, DialRequest, Status, Switchboard, Target,
+    CommandError, ControlError, ControlServer, DialRequest, Peers, Status, Switchboard, Target,
 };
 use confgate::events::{Direction, Event};
 
@@ -30,6 +30,8 @@ struct Board {
     asked: Mutex<Vec<String>>,
     events: broadcast::Sender<Event>,
     rooms: Vec<RoomStatus>,
+    /// The other nodes, as a cluster node has them.
+    peers: Option<Arc<dyn Peers>>,
 }
 
 impl Board {
@@ -38,6 +40,7 @@ impl Board {
             asked: Mutex::new(Vec::new()),
             events: broadcast::channel(event_capacity).0,
             rooms: vec![common::sales_room()],
+            peers: None,
         })
     }
 
@@ -75,7 +78,15 @@ impl Switchboard for Board {
     }
     async fn control(&self, call: &str, control: Control) -> Result<(), CommandError> {
         self.record(format!("control {call} {control:?}"));
-        Ok(())
+        // Only its own members.
+        match self
+            .rooms
+            .iter()
+            .any(|r| r.members.iter().any(|m| m.call == call))
+        {
+            true => Ok(()),
+            false => Err(CommandError::NoSuchCall(call.into())),
+        }
     }
     async fn say(&self, target: Target, text: String) -> Result<(), CommandError> {
         self.record(format!("say {target:?} {text}"));
@@ -93,6 +104,9 @@ impl Switchboard for Board {
     }
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+    fn peers(&self) -> Option<Arc<dyn Peers>> {
+        self.peers.clone()
     }
 }
 
@@ -115,8 +129,11 @@ struct Running {
 
 impl Running {
     async fn start(name: &str, max_clients: usize, tcp: bool, event_capacity: usize) -> Running {
+        Running::with_board(name, max_clients, tcp, Board::new(event_capacity)).await
+    }
+
+    async fn with_board(name: &str, max_clients: usize, tcp: bool, board: Arc<Board>) -> Running {
         let path = socket_path(name);
-        let board = Board::new(event_capacity);
         let settings = ControlSettings {
             socket: Some(path.clone()),
             tcp: tcp.then(|| ("127.0.0.1:0".parse().unwrap(), TOKEN.to_owned())),
@@ -635,4 +652,139 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_slot_freed() {
     assert!(freed, "the stuck client was cut off and its slot reused");
     drop(stuck);
     run.stop().await;
+}
+
+/// The cluster as node "a" sees it: "north" lives on node "b"; a third node
+/// is announced but does not answer.
+struct TwoOthers {
+    b: confgate::control::Peer,
+    dead: confgate::control::Peer,
+}
+
+#[async_trait::async_trait]
+impl Peers for TwoOthers {
+    fn node(&self) -> &str {
+        "10.0.0.1:5060"
+    }
+    fn token(&self) -> &str {
+        TOKEN
+    }
+    async fn holder(&self, room: &str) -> Option<confgate::control::Peer> {
+        (room == "north").then(|| self.b.clone())
+    }
+    async fn others(&self) -> Vec<confgate::control::Peer> {
+        vec![self.b.clone(), self.dead.clone()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_lists_and_acts_on_what_lives_on_the_others() {
+    // Node b: room "north" with member b-1, on TCP with the shared token.
+    let mut north = common::sales_room();
+    north.room = "north".into();
+    north.members[0].call = "b-1".into();
+    let b = Running::with_board(
+        "node-b",
+        4,
+        true,
+        Arc::new(Board {
+            asked: Mutex::new(Vec::new()),
+            events: broadcast::channel(16).0,
+            rooms: vec![north],
+            peers: None,
+        }),
+    )
+    .await;
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let peers = TwoOthers {
+        b: confgate::control::Peer {
+            node: "10.0.0.2:5060".into(),
+            control: b.server.tcp_addr().unwrap(),
+        },
+        dead: confgate::control::Peer {
+            node: "10.0.0.3:5060".into(),
+            control: dead_addr,
+        },
+    };
+    let a = Running::with_board(
+        "node-a",
+        4,
+        false,
+        Arc::new(Board {
+            asked: Mutex::new(Vec::new()),
+            events: broadcast::channel(16).0,
+            rooms: vec![common::sales_room()],
+            peers: Some(Arc::new(peers)),
+        }),
+    )
+    .await;
+    let mut peer = a.unix().await;
+
+    // Every node's rooms, each with its node; the one that did not answer named.
+    let rooms = peer.ask(r#"{"id":1,"cmd":"rooms"}"#).await;
+    let listed: Vec<(&str, &str)> = rooms["result"]["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["room"].as_str().unwrap(), r["node"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("north", "10.0.0.2:5060"), ("sales", "10.0.0.1:5060")],
+        "{rooms}"
+    );
+    assert_eq!(rooms["result"]["unreachable"], json!(["10.0.0.3:5060"]));
+    // Asked with "local": this node's alone, as the others ask it.
+    let here = peer.ask(r#"{"cmd":"rooms","local":true}"#).await;
+    assert_eq!(
+        here["result"]["rooms"].as_array().unwrap().len(),
+        1,
+        "{here}"
+    );
+    assert!(here["result"].get("unreachable").is_none(), "{here}");
+    assert_eq!(
+        code(&peer.ask(r#"{"cmd":"rooms","local":1}"#).await),
+        "bad_argument"
+    );
+
+    // A room elsewhere is read from its node.
+    let room = peer.ask(r#"{"id":2,"cmd":"room","room":"north"}"#).await;
+    assert_eq!(room["id"], 2);
+    assert_eq!(room["result"]["node"], "10.0.0.2:5060", "{room}");
+    assert_eq!(room["result"]["members"][0]["call"], "b-1");
+    assert_eq!(
+        code(&peer.ask(r#"{"cmd":"room","room":"south"}"#).await),
+        "no_such_room"
+    );
+
+    // A member elsewhere is muted on its node; a call nobody has is no such call.
+    let mute = peer.ask(r#"{"id":3,"cmd":"mute","call":"b-1"}"#).await;
+    assert_eq!(mute, json!({"id":3,"ok":true,"result":{}}));
+    assert_eq!(
+        code(&peer.ask(r#"{"cmd":"kick","call":"zz-9"}"#).await),
+        "no_such_call"
+    );
+    // A dial into a room elsewhere is placed by its node; a node's error comes back as it was.
+    let dial = peer
+        .ask(r#"{"cmd":"dial","room":"north","to":"+15551234"}"#)
+        .await;
+    assert_eq!(dial["result"], json!({"call":"out-1"}));
+    assert_eq!(
+        a.board.asked(),
+        ["control b-1 Mute(true)", "control zz-9 Kick"],
+        "a tried its own calls first and dialled nothing"
+    );
+    assert_eq!(
+        b.board.asked(),
+        [
+            "control b-1 Mute(true)",
+            "control zz-9 Kick",
+            r#"dial DialRequest { room: "north", to: "+15551234", from: None, timeout: None, dtmf: None }"#,
+        ]
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -23,6 +23,9 @@ pub enum Op {
     Refresh(String),
     /// Delete our key of a room closed here, if it still names us.
     Release(String),
+    /// Say (again) where this node's control socket answers, so that the
+    /// other nodes can forward commands for its rooms.
+    Announce,
 }
 
 /// What a claim found.
@@ -97,6 +100,8 @@ pub struct Claims {
     /// Rooms closed here whose key still names us.
     releases: BTreeSet<String>,
     notices: VecDeque<Notice>,
+    /// When the next [`Op::Announce`] is due; `None`: this node does not announce.
+    announce_at: Option<Instant>,
 }
 
 impl Claims {
@@ -110,7 +115,15 @@ impl Claims {
             rooms: BTreeMap::new(),
             releases: BTreeSet::new(),
             notices: VecDeque::new(),
+            announce_at: None,
         }
+    }
+
+    /// Hand out an [`Op::Announce`] as soon as the directory is up, and
+    /// again every third of the TTL while it stays up.
+    pub fn announcing(mut self, now: Instant) -> Claims {
+        self.announce_at = Some(now);
+        self
     }
 
     pub fn ttl(&self) -> Duration {
@@ -246,6 +259,11 @@ impl Claims {
         self.up(now);
     }
 
+    /// An announcement was stored.
+    pub fn announced(&mut self, now: Instant) {
+        self.up(now);
+    }
+
     /// A connection was opened.
     pub fn connected(&mut self, now: Instant) {
         self.up(now);
@@ -277,6 +295,10 @@ impl Claims {
         };
         self.health = Health::Up;
         self.retry_at = None;
+        // Back (or up for the first time): say where we are at once.
+        if self.announce_at.is_some() {
+            self.announce_at = Some(now);
+        }
         self.notices.push_back(Notice::Up { outage });
     }
 
@@ -297,6 +319,10 @@ impl Claims {
             return Some(Op::Release(room));
         }
         let interval = self.ttl / 3;
+        if let Some(at) = self.announce_at.filter(|at| *at <= now) {
+            self.announce_at = Some(at.max(now) + interval);
+            return Some(Op::Announce);
+        }
         for (room, h) in self.rooms.iter_mut() {
             match *h {
                 Holding::Unclaimed => {
@@ -327,6 +353,7 @@ impl Claims {
                 Holding::Held { refresh_at } => Some(*refresh_at),
                 _ => None,
             })
+            .chain(self.announce_at)
             .min()
     }
 
@@ -516,6 +543,31 @@ mod tests {
         assert_eq!(drain(&mut c, t0 + RETRY), vec![Op::Connect]);
         c.connected(t0 + RETRY);
         assert_eq!(drain(&mut c, t0 + RETRY), vec![Op::Claim("a".into())]);
+    }
+
+    #[test]
+    fn a_node_announces_itself_when_up_and_every_third_of_the_ttl() {
+        let t0 = Instant::now();
+        let mut c = Claims::new(TTL, t0).announcing(t0);
+        // Nothing but connecting while down.
+        assert_eq!(drain(&mut c, t0), vec![Op::Connect]);
+        c.connected(t0);
+        assert_eq!(drain(&mut c, t0), vec![Op::Announce]);
+        c.announced(t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        assert!(drain(&mut c, t0 + Duration::from_millis(4999)).is_empty());
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(drain(&mut c, t1), vec![Op::Announce]);
+        // After an outage, at once again.
+        let t2 = t1 + Duration::from_secs(1);
+        c.failed(t2);
+        assert_eq!(drain(&mut c, t2 + RETRY), vec![Op::Connect]);
+        c.connected(t2 + RETRY);
+        assert_eq!(drain(&mut c, t2 + RETRY), vec![Op::Announce]);
+        // A node that does not announce never does.
+        let mut quiet = up(t0);
+        assert!(drain(&mut quiet, t0 + TTL).is_empty());
+        assert_eq!(quiet.poll_timeout(), None);
     }
 
     #[test]

@@ -29,6 +29,9 @@ const LIST_DEADLINE: Duration = Duration::from_secs(2);
 const LIST_MAX: usize = 10_000;
 /// The key prefix of rooms.
 pub const PREFIX: &str = "confgate:room:";
+/// The key prefix of nodes: `confgate:node:<cluster.node>` holds the node's
+/// control TCP address (`cluster.control`), with the claims' TTL.
+pub const NODE_PREFIX: &str = "confgate:node:";
 
 /// Take the key if it is free, or keep it if it already names us (a node
 /// restarted with its rooms): 1; else the value that is there.
@@ -113,6 +116,8 @@ pub struct Directory {
     /// The node as stored in keys.
     value: String,
     ttl_ms: u64,
+    /// Our control TCP address as announced, if any.
+    control: Option<SocketAddr>,
     connection: Mutex<Option<MultiplexedConnection>>,
     claims: Mutex<Claims>,
     wake: Notify,
@@ -148,13 +153,19 @@ impl Directory {
         shutdown: CancellationToken,
     ) -> Result<Arc<Directory>, redis::RedisError> {
         let client = Client::open(settings.redis.as_str())?;
+        let now = Instant::now();
+        let mut claims = Claims::new(settings.claim_ttl, now);
+        if settings.control.is_some() {
+            claims = claims.announcing(now);
+        }
         let dir = Arc::new(Directory {
             client,
             node: settings.node,
             value: settings.node.to_string(),
             ttl_ms: u64::try_from(settings.claim_ttl.as_millis()).unwrap_or(u64::MAX),
+            control: settings.control,
             connection: Mutex::new(None),
-            claims: Mutex::new(Claims::new(settings.claim_ttl, Instant::now())),
+            claims: Mutex::new(claims),
             wake: Notify::new(),
             counters: Arc::default(),
             claim: Script::new(CLAIM),
@@ -303,7 +314,7 @@ impl Directory {
     /// room (at most 10 000; keys naming no node are left out).
     pub async fn rooms(&self) -> Result<Vec<(String, SocketAddr)>, Unreachable> {
         let conn = self.connection().ok_or(Unreachable)?;
-        match tokio::time::timeout(LIST_DEADLINE, list(conn)).await {
+        match tokio::time::timeout(LIST_DEADLINE, scan(conn, PREFIX)).await {
             Ok(Ok(mut rooms)) => {
                 rooms.sort();
                 Ok(rooms)
@@ -312,6 +323,53 @@ impl Directory {
                 self.fail();
                 Err(Unreachable)
             }
+        }
+    }
+
+    /// Every node that has announced its control address (ourselves
+    /// included), sorted by node; at most 10 000.
+    pub async fn nodes(&self) -> Result<Vec<(SocketAddr, SocketAddr)>, Unreachable> {
+        let conn = self.connection().ok_or(Unreachable)?;
+        match tokio::time::timeout(LIST_DEADLINE, scan(conn, NODE_PREFIX)).await {
+            Ok(Ok(mut nodes)) => {
+                nodes.sort();
+                Ok(nodes)
+            }
+            _ => {
+                self.fail();
+                Err(Unreachable)
+            }
+        }
+    }
+
+    /// The control address `node` announced, if it is in the directory.
+    pub async fn control_of(&self, node: SocketAddr) -> Result<Option<SocketAddr>, Unreachable> {
+        let mut conn = self.connection().ok_or(Unreachable)?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(format!("{NODE_PREFIX}{node}"));
+        let get = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
+        match tokio::time::timeout(DEADLINE, get).await {
+            Ok(Ok(v)) => Ok(v.as_deref().and_then(node_of)),
+            _ => {
+                self.fail();
+                Err(Unreachable)
+            }
+        }
+    }
+
+    async fn run_announce(&self, mut conn: MultiplexedConnection) -> Result<(), ()> {
+        let Some(control) = self.control else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{NODE_PREFIX}{}", self.node))
+            .arg(control.to_string())
+            .arg("PX")
+            .arg(self.ttl_ms);
+        let set = cmd.query_async::<Value>(&mut conn);
+        match tokio::time::timeout(DEADLINE, set).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(()),
         }
     }
 
@@ -498,6 +556,9 @@ impl Directory {
             (Op::Release(room), Some(conn)) => self.run_release(conn, &room).await.map(|()| {
                 self.core().released(&room, Instant::now());
             }),
+            (Op::Announce, Some(conn)) => self.run_announce(conn).await.map(|()| {
+                self.core().announced(Instant::now());
+            }),
             (_, None) => Err(()),
         };
         if result.is_err() {
@@ -506,15 +567,20 @@ impl Directory {
     }
 }
 
-/// SCAN the room keys and read their values, up to [`LIST_MAX`].
-async fn list(mut conn: MultiplexedConnection) -> redis::RedisResult<Vec<(String, SocketAddr)>> {
+/// SCAN the keys under `prefix` and read their values, up to
+/// [`LIST_MAX`]: (the rest of the key, the address the value names); keys
+/// whose value names no address are left out.
+async fn scan<T: std::str::FromStr>(
+    mut conn: MultiplexedConnection,
+    prefix: &str,
+) -> redis::RedisResult<Vec<(T, SocketAddr)>> {
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{PREFIX}*"))
+            .arg(format!("{prefix}*"))
             .arg("COUNT")
             .arg(500)
             .query_async(&mut conn)
@@ -528,17 +594,17 @@ async fn list(mut conn: MultiplexedConnection) -> redis::RedisResult<Vec<(String
     keys.sort();
     keys.dedup();
     keys.truncate(LIST_MAX);
-    let mut rooms = Vec::with_capacity(keys.len());
+    let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(500) {
         let values: Vec<Option<Vec<u8>>> =
             redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
         for (k, v) in chunk.iter().zip(values) {
-            let (Some(room), Some(addr)) = (k.strip_prefix(PREFIX), v.as_deref().and_then(node_of))
-            else {
+            let name = k.strip_prefix(prefix).and_then(|n| n.parse::<T>().ok());
+            let (Some(name), Some(addr)) = (name, v.as_deref().and_then(node_of)) else {
                 continue;
             };
-            rooms.push((room.to_owned(), addr));
+            found.push((name, addr));
         }
     }
-    Ok(rooms)
+    Ok(found)
 }

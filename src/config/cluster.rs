@@ -15,6 +15,10 @@ pub struct ClusterSettings {
     pub node: SocketAddr,
     /// How long a claim lives in Redis unless refreshed (every third of it).
     pub claim_ttl: Duration,
+    /// This node's control TCP address as the other nodes reach it, which
+    /// it announces so that they can forward commands for its rooms;
+    /// `None`: it has no control TCP, its rooms are seen only from here.
+    pub control: Option<SocketAddr>,
 }
 
 /// The shortest `cluster.claim_ttl_secs`: a refresh every second.
@@ -28,6 +32,7 @@ pub struct ClusterConfig {
     pub redis: String,
     pub node: String,
     pub claim_ttl_secs: u64,
+    pub control: String,
 }
 
 /// `None` when `cluster.redis` is empty (a standalone node).
@@ -36,6 +41,7 @@ pub(super) fn cluster_settings(
     sip: &SipConfig,
     sip_listen: SocketAddr,
     public_address: Option<IpAddr>,
+    control_tcp: Option<SocketAddr>,
 ) -> Result<Option<ClusterSettings>, ConfigError> {
     let url = c.redis.trim();
     if url.is_empty() {
@@ -82,10 +88,42 @@ pub(super) fn cluster_settings(
             node
         }
     };
+    let control = match c.control.trim() {
+        "" => match control_tcp {
+            Some(tcp) if tcp.port() == 0 => {
+                return Err(ConfigError::invalid(
+                    "cluster.control",
+                    "empty, and control.tcp has port 0: the other nodes could not know the \
+                     port (give control.tcp a port)",
+                ))
+            }
+            Some(tcp) if tcp.ip().is_unspecified() => Some(SocketAddr::new(node.ip(), tcp.port())),
+            tcp => tcp,
+        },
+        s => {
+            let addr: SocketAddr = s.parse().map_err(|_| {
+                ConfigError::invalid("cluster.control", format!("`{s}` is not IP:PORT"))
+            })?;
+            if control_tcp.is_none() {
+                return Err(ConfigError::invalid(
+                    "cluster.control",
+                    format!("`{s}` is set but control.tcp is empty: nothing would answer there"),
+                ));
+            }
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(ConfigError::invalid(
+                    "cluster.control",
+                    format!("`{s}` is not an address the other nodes can reach"),
+                ));
+            }
+            Some(addr)
+        }
+    };
     Ok(Some(ClusterSettings {
         redis: url.to_owned(),
         node,
         claim_ttl: Duration::from_secs(c.claim_ttl_secs),
+        control,
     }))
 }
 

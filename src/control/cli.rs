@@ -53,7 +53,21 @@ pub fn request(endpoint: &Endpoint, request: Value, show: Show) -> ExitCode {
         Show::Path => format!("{}\n", text(&result["path"])),
         Show::Rooms { json: true } => format!("{}\n", result["rooms"]),
         Show::Rooms { json: false } => {
-            rooms_table(result["rooms"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+            let mut table =
+                rooms_table(result["rooms"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let unreachable: Vec<String> = result["unreachable"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            if !unreachable.is_empty() {
+                table.push_str(&format!(
+                    "not listed: node(s) {} did not answer\n",
+                    unreachable.join(", ")
+                ));
+            }
+            table
         }
         Show::Room { json: true } | Show::Status { json: true } => format!("{result}\n"),
         Show::Room { json: false } => rooms_table(std::slice::from_ref(&result)),
@@ -136,7 +150,11 @@ pub fn rooms_table(rooms: &[Value]) -> String {
     }
     let mut rows: Vec<[String; 12]> = vec![ROOM_COLUMNS.map(str::to_owned)];
     for room in rooms {
-        let id = text(&room["room"]);
+        // In a cluster, which node the room is on.
+        let id = match room["node"].as_str() {
+            Some(node) => format!("{}@{node}", text(&room["room"])),
+            None => text(&room["room"]),
+        };
         let members = room["members"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         if members.is_empty() {
             let mut row: [String; 12] = Default::default();

@@ -6,14 +6,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError};
+use tracing::warn;
 
 use super::lines::{Line, LineSplitter, MAX_LINE};
+use super::peers::{ask, Answer, Peer, Peers};
 use super::protocol::{self, Parsed, ProtocolError, Request};
 use super::server::ControlCounters;
-use super::switchboard::{CommandError, Switchboard};
+use super::switchboard::{CommandError, Switchboard, Target};
 use crate::events::Event;
 use crate::ivr::throttle::secrets_equal;
 
@@ -35,6 +38,11 @@ struct Subscription {
 enum Refusal {
     Protocol(ProtocolError),
     Command(CommandError),
+    /// Another node's error response to a command forwarded there.
+    Remote {
+        code: String,
+        message: String,
+    },
 }
 
 impl From<ProtocolError> for Refusal {
@@ -60,6 +68,8 @@ pub(super) struct Handler<S> {
     token: Option<Arc<str>>,
     subscription: Option<Subscription>,
     counters: Arc<ControlCounters>,
+    /// The other nodes, in a cluster.
+    peers: Option<Arc<dyn Peers>>,
 }
 
 /// What woke the handler.
@@ -76,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
         counters: Arc<ControlCounters>,
     ) -> Self {
         let (reader, writer) = tokio::io::split(stream);
+        let peers = board.peers();
         Handler {
             reader,
             writer,
@@ -85,6 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
             token,
             subscription: None,
             counters,
+            peers,
         }
     }
 
@@ -172,15 +184,16 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
         let parsed = match line {
             Line::Complete(bytes) if is_blank(&bytes) => return Ok(true),
             Line::Complete(bytes) => protocol::parse(&bytes),
-            Line::TooLong => Parsed {
-                id: Value::Null,
-                request: Err(ProtocolError::LineTooLong(MAX_LINE)),
-            },
+            Line::TooLong => Parsed::refused(ProtocolError::LineTooLong(MAX_LINE)),
         };
         let id = parsed.id;
-        let outcome = match parsed.request {
-            Ok(request) => self.execute(request).await,
-            Err(e) => Err(e.into()),
+        let outcome = match (parsed.request, self.peers.clone()) {
+            (Ok(request), Some(peers)) if !parsed.local => {
+                self.execute_in_cluster(request, &parsed.fields, peers)
+                    .await
+            }
+            (Ok(request), _) => self.execute(request).await,
+            (Err(e), _) => Err(e.into()),
         };
         let keep_open = !matches!(outcome, Err(Refusal::Protocol(ProtocolError::AuthFailed)));
         let reply = match outcome {
@@ -193,6 +206,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
                 self.counters.error(e.code());
                 protocol::command_error_line(&id, &e)
             }
+            // Counted by the node that refused it.
+            Err(Refusal::Remote { code, message }) => protocol::error_line(&id, &code, &message),
         };
         self.write_line(reply).await?;
         Ok(keep_open)
@@ -257,8 +272,99 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
         })
     }
 
+    /// Answer `request` for the whole cluster: rooms and calls that live on
+    /// other nodes are listed and acted on there (`fields`, the request as it
+    /// came, is forwarded).
+    async fn execute_in_cluster(
+        &mut self,
+        request: Request,
+        fields: &Map<String, Value>,
+        peers: Arc<dyn Peers>,
+    ) -> Result<Value, Refusal> {
+        let here = peers.node().to_owned();
+        match request {
+            Request::Rooms => {
+                let mut rooms: Vec<Value> = self
+                    .board
+                    .rooms()
+                    .await
+                    .iter()
+                    .map(|r| with_node(protocol::room_json(r), &here))
+                    .collect();
+                let others = peers.others().await;
+                let answers = join_all(others.iter().map(|p| ask(p, peers.token(), fields))).await;
+                let mut unreachable = Vec::new();
+                for (peer, answer) in others.iter().zip(answers) {
+                    match answer {
+                        Answer::Ok(result) => rooms.extend(
+                            result["rooms"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|r| with_node(r.clone(), &peer.node)),
+                        ),
+                        Answer::Refused { message, .. } | Answer::Unreachable(message) => {
+                            warn!(node = %peer.node, %message, "rooms: a node did not answer");
+                            unreachable.push(peer.node.clone());
+                        }
+                    }
+                }
+                rooms.sort_by(|a, b| {
+                    let key = |r: &Value| (r["room"].to_string(), r["node"].to_string());
+                    key(a).cmp(&key(b))
+                });
+                Ok(json!({ "rooms": rooms, "unreachable": unreachable }))
+            }
+            Request::Room { room } => {
+                let rooms = self.board.rooms().await;
+                if let Some(found) = rooms.iter().find(|r| r.room == room) {
+                    return Ok(with_node(protocol::room_json(found), &here));
+                }
+                match peers.holder(&room).await {
+                    Some(peer) => forwarded(&peer, peers.token(), fields)
+                        .await
+                        .map(|v| with_node(v, &peer.node)),
+                    None => Err(CommandError::NoSuchRoom(room).into()),
+                }
+            }
+            Request::Dial(req) => match peers.holder(&req.room).await {
+                // Placed from the room's node, so it joins there.
+                Some(peer) => forwarded(&peer, peers.token(), fields).await,
+                None => self.execute(Request::Dial(req)).await,
+            },
+            request @ (Request::Lock { .. }
+            | Request::Record { .. }
+            | Request::Say {
+                target: Target::Room(_),
+                ..
+            }) => match self.execute(request).await {
+                Err(Refusal::Command(CommandError::NoSuchRoom(room))) => {
+                    match peers.holder(&room).await {
+                        Some(peer) => forwarded(&peer, peers.token(), fields).await,
+                        None => Err(CommandError::NoSuchRoom(room).into()),
+                    }
+                }
+                other => other,
+            },
+            request @ (Request::Control { .. }
+            | Request::Hangup { .. }
+            | Request::Dtmf { .. }
+            | Request::Say {
+                target: Target::Call(_),
+                ..
+            }) => match self.execute(request).await {
+                Err(Refusal::Command(CommandError::NoSuchCall(call))) => wherever(&peers, fields)
+                    .await
+                    .unwrap_or(Err(CommandError::NoSuchCall(call).into())),
+                other => other,
+            },
+            request => self.execute(request).await,
+        }
+    }
+
     async fn write_event(&mut self, event: &Event) -> io::Result<()> {
-        let Some((name, line)) = protocol::event_line(event) else {
+        let node = self.peers.as_ref().map(|p| p.node());
+        let Some((name, line)) = protocol::event_line(event, node) else {
             return Ok(());
         };
         let wanted = self
@@ -284,6 +390,47 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Handler<S> {
             )),
         }
     }
+}
+
+/// `value` (a room, a response) marked with the node it is on.
+fn with_node(mut value: Value, node: &str) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("node".into(), Value::String(node.to_owned()));
+    }
+    value
+}
+
+/// Forward a command to `peer` and relay its answer.
+async fn forwarded(
+    peer: &Peer,
+    token: &str,
+    fields: &Map<String, Value>,
+) -> Result<Value, Refusal> {
+    match ask(peer, token, fields).await {
+        Answer::Ok(result) => Ok(result),
+        Answer::Refused { code, message } => Err(Refusal::Remote { code, message }),
+        Answer::Unreachable(why) => Err(CommandError::Unavailable(why).into()),
+    }
+}
+
+/// Ask every other node to run a command for a call that is not here; the
+/// node that has it answers. `None`: no node has it.
+async fn wherever(
+    peers: &Arc<dyn Peers>,
+    fields: &Map<String, Value>,
+) -> Option<Result<Value, Refusal>> {
+    let others = peers.others().await;
+    let answers = join_all(others.iter().map(|p| ask(p, peers.token(), fields))).await;
+    let mut refused = None;
+    for answer in answers {
+        match answer {
+            Answer::Ok(result) => return Some(Ok(result)),
+            Answer::Refused { code, .. } if code == "no_such_call" => {}
+            Answer::Refused { code, message } => refused = Some(Refusal::Remote { code, message }),
+            Answer::Unreachable(_) => {}
+        }
+    }
+    refused.map(Err)
 }
 
 /// The next event, or never when not subscribed.

@@ -9,10 +9,12 @@ pub mod cli;
 pub mod client;
 mod connection;
 pub mod lines;
+pub mod peers;
 pub mod protocol;
 pub mod server;
 pub mod switchboard;
 
 pub use client::{ClientError, ControlClient, Endpoint};
+pub use peers::{Peer, Peers};
 pub use server::{serve, ControlCounters, ControlError, ControlServer};
 pub use switchboard::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};

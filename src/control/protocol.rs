@@ -145,6 +145,23 @@ impl ProtocolError {
 pub struct Parsed {
     pub id: Value,
     pub request: Result<Request, ProtocolError>,
+    /// `"local": true`: answer from this node alone, never forward (what a
+    /// node of a cluster sends another).
+    pub local: bool,
+    /// The request's fields but `id` and `local`, to forward as they came.
+    pub fields: Map<String, Value>,
+}
+
+impl Parsed {
+    /// A line refused before it could be read.
+    pub fn refused(error: ProtocolError) -> Parsed {
+        Parsed {
+            id: Value::Null,
+            request: Err(error),
+            local: false,
+            fields: Map::new(),
+        }
+    }
 }
 
 /// Parse one request line (without its newline).
@@ -152,21 +169,25 @@ pub fn parse(line: &[u8]) -> Parsed {
     let mut object = match serde_json::from_slice::<Value>(line) {
         Ok(Value::Object(object)) => object,
         Ok(_) => {
-            return Parsed {
-                id: Value::Null,
-                request: Err(ProtocolError::BadJson("a request is a JSON object".into())),
-            }
+            return Parsed::refused(ProtocolError::BadJson("a request is a JSON object".into()))
         }
-        Err(e) => {
-            return Parsed {
-                id: Value::Null,
-                request: Err(ProtocolError::BadJson(e.to_string())),
-            }
-        }
+        Err(e) => return Parsed::refused(ProtocolError::BadJson(e.to_string())),
     };
     let id = object.remove("id").unwrap_or(Value::Null);
-    let request = request(Fields(object));
-    Parsed { id, request }
+    let (local, request) = match object.remove("local") {
+        None | Some(Value::Bool(false)) => (false, request(Fields(object.clone()))),
+        Some(Value::Bool(true)) => (true, request(Fields(object.clone()))),
+        Some(_) => (
+            false,
+            Err(ProtocolError::bad("local", "must be true or false")),
+        ),
+    };
+    Parsed {
+        id,
+        request,
+        local,
+        fields: object,
+    }
 }
 
 fn request(mut f: Fields) -> Result<Request, ProtocolError> {
@@ -389,9 +410,13 @@ pub fn command_error_line(id: &Value, error: &CommandError) -> String {
 }
 
 /// An event and its name (for filters), or `None` if it cannot be written.
-pub fn event_line(event: &Event) -> Option<(String, String)> {
-    let value = serde_json::to_value(event).ok()?;
+/// In a cluster `node` names the node it happened on.
+pub fn event_line(event: &Event, node: Option<&str>) -> Option<(String, String)> {
+    let mut value = serde_json::to_value(event).ok()?;
     let name = value.get("event")?.as_str()?.to_owned();
+    if let (Some(node), Some(object)) = (node, value.as_object_mut()) {
+        object.insert("node".into(), Value::String(node.to_owned()));
+    }
     Some((name, value.to_string()))
 }
 

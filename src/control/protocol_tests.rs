@@ -421,7 +421,7 @@ fn the_filter_names_are_the_event_names() {
     ];
     let names: Vec<String> = events
         .iter()
-        .filter_map(event_line)
+        .filter_map(|e| event_line(e, None))
         .map(|(n, _)| n)
         .collect();
     assert_eq!(names, EVENT_NAMES);
@@ -496,5 +496,35 @@ fn no_input_panics_the_parser() {
     assert_eq!(
         parse(deep.as_bytes()).request.map_err(|e| e.code()),
         Err("bad_json")
+    );
+}
+
+#[test]
+fn local_keeps_a_request_on_this_node_and_the_fields_are_kept_to_forward() {
+    let p = parse(br#"{"id":4,"cmd":"mute","call":"c1","local":true}"#);
+    assert!(p.local);
+    assert_eq!(p.id, json!(4));
+    assert_eq!(
+        Value::Object(p.fields),
+        json!({"cmd":"mute","call":"c1"}),
+        "forwarded without id or local"
+    );
+    assert!(!parse(br#"{"cmd":"rooms","local":false}"#).local);
+    assert!(!parse(br#"{"cmd":"rooms"}"#).local);
+    assert_eq!(code(r#"{"cmd":"rooms","local":"yes"}"#), "bad_argument");
+}
+
+#[test]
+fn events_name_their_node_in_a_cluster() {
+    let event = Event::Draining { calls: 2 };
+    let (_, alone) = event_line(&event, None).unwrap();
+    let alone: Value = serde_json::from_str(&alone).unwrap();
+    assert_eq!(alone, json!({"event":"draining","calls":2}));
+    let (name, line) = event_line(&event, Some("10.0.0.21:5060")).unwrap();
+    assert_eq!(name, "draining");
+    let value: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        value,
+        json!({"event":"draining","calls":2,"node":"10.0.0.21:5060"})
     );
 }

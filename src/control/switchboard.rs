@@ -1,9 +1,11 @@
 //! What the control server may ask of the daemon, and the errors it gets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::peers::Peers;
 use crate::conference::{Control, RoomStatus};
 use crate::events::Event;
 
@@ -176,4 +178,9 @@ pub trait Switchboard: Send + Sync + 'static {
     }
     /// Every event from now on.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// The other nodes, in a cluster whose nodes can forward commands to
+    /// each other; `None`: every command is answered from here alone.
+    fn peers(&self) -> Option<Arc<dyn Peers>> {
+        None
+    }
 }

@@ -11,6 +11,7 @@ mod driver;
 
 mod memory;
 mod outbound;
+mod peers;
 mod ports;
 pub mod prompts;
 mod registry;
@@ -197,6 +198,38 @@ impl Daemon {
                  in a dialog reach confgate only on the connection confgate opened"
             );
         }
+        let directory = match &settings.cluster {
+            Some(cluster) => {
+                info!(redis = %cluster.redis, node = %cluster.node, "cluster directory");
+                let directory = Directory::start(cluster, shutdown.child_token())?;
+                tokio::spawn(bridge::follow_rooms(ctx.clone(), directory.clone()));
+                Some(directory)
+            }
+            None => None,
+        };
+        let peers = match (&settings.cluster, &directory) {
+            (Some(cluster), Some(directory)) if cluster.control.is_some() => {
+                let token = settings
+                    .control
+                    .tcp_with_token()?
+                    .map(|(_, token)| token)
+                    .unwrap_or_default();
+                let peers: Arc<dyn crate::control::Peers> = Arc::new(peers::ClusterPeers {
+                    directory: directory.clone(),
+                    node: cluster.node.to_string(),
+                    token,
+                });
+                Some(peers)
+            }
+            (Some(_), Some(_)) => {
+                warn!(
+                    "control.tcp is empty: the other nodes cannot list or control the rooms \
+                     here, and commands here act on this node's rooms alone"
+                );
+                None
+            }
+            _ => None,
+        };
         let board = Arc::new(Board {
             policy: Arc::new(Mutex::new(DialPolicy::new(
                 trunk.allow.clone(),
@@ -209,6 +242,7 @@ impl Daemon {
             registration: Arc::new(Mutex::new("disabled")),
             drained: CancellationToken::new(),
             reloading: tokio::sync::Mutex::new(()),
+            peers,
         });
         if let (true, Some(proxy)) = (trunk.register, &trunk.proxy) {
             let state = board.registration.clone();
@@ -265,15 +299,6 @@ impl Daemon {
                     )
                     .await?,
                 )
-            }
-            None => None,
-        };
-        let directory = match &settings.cluster {
-            Some(cluster) => {
-                info!(redis = %cluster.redis, node = %cluster.node, "cluster directory");
-                let directory = Directory::start(cluster, shutdown.child_token())?;
-                tokio::spawn(bridge::follow_rooms(ctx.clone(), directory.clone()));
-                Some(directory)
             }
             None => None,
         };

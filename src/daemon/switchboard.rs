@@ -13,7 +13,9 @@ use tracing::{info, warn, Instrument};
 use crate::call::admission::Refusal;
 use crate::conference::{Audience, Control, Limits, RecordError, RoomStatus};
 use crate::config::Config;
-use crate::control::{CommandError, DialRequest, Draining, Reloaded, Status, Switchboard, Target};
+use crate::control::{
+    CommandError, DialRequest, Draining, Peers, Reloaded, Status, Switchboard, Target,
+};
 use crate::events::Event;
 use crate::ivr::dial_policy::{destination, DestinationError, DialPolicy};
 use crate::sip::dial::{DialError, DialSpec};
@@ -43,6 +45,8 @@ pub struct Board {
     pub drained: CancellationToken,
     /// One reload at a time.
     pub reloading: tokio::sync::Mutex<()>,
+    /// The other nodes, in a cluster whose nodes announce their control.
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 /// How often a drain looks for the last call to end.
@@ -433,6 +437,10 @@ impl Switchboard for Board {
             registration: (*lock(&self.registration)).to_owned(),
             draining: self.ctx.admission.draining(),
         }
+    }
+
+    fn peers(&self) -> Option<Arc<dyn Peers>> {
+        self.peers.clone()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
