@@ -114,7 +114,8 @@ pub enum Event {
         direction: Direction,
         /// True when a trusted source named the room (no PIN asked).
         direct: bool,
-        /// Admitted with the room's moderator PIN.
+        /// Admitted with the room's moderator PIN (here, or on the node
+        /// that bridged the call here).
         moderator: bool,
     },
     /// A member keyed a room control (`mute`, `count`, `lock`, ...);

@@ -7,6 +7,8 @@
 //! own member. With Redis gone, calls keep their audio and a new caller's
 //! room opens where it called. And `rooms.upstream`: a gatekeeper node
 //! checks the PIN and bridges every caller to another conference server.
+//! A bridged caller's keys act in the owner's room, and a caller who keyed
+//! the moderator PIN on A is a moderator there.
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 mod common;
@@ -24,8 +26,14 @@ fn db(x: f64) -> f64 {
 }
 
 async fn node(ip: &str, redis: &Redis) -> Daemon {
+    node_with(ip, redis, &[]).await
+}
+
+async fn node_with(ip: &str, redis: &Redis, extra: &[&str]) -> Daemon {
     let url = format!("cluster.redis={}", redis.url());
-    plain_node(ip, free_port(), &[&url, "cluster.claim_ttl_secs=5"]).await
+    let mut args = vec![url.as_str(), "cluster.claim_ttl_secs=5"];
+    args.extend_from_slice(extra);
+    plain_node(ip, free_port(), &args).await
 }
 
 async fn plain_node(ip: &str, port: u16, extra: &[&str]) -> Daemon {
@@ -39,13 +47,23 @@ async fn plain_node(ip: &str, port: u16, extra: &[&str]) -> Daemon {
 
 /// A phone playing `freq` Hz, seated with PIN 2468 on `node`; the room.
 async fn caller(name: &str, freq: f64, node: &Daemon) -> (Baresip, String) {
+    caller_with_pin(name, freq, node, "2468").await
+}
+
+/// A phone playing `freq` Hz, seated with `pin` on `node`; the room.
+async fn caller_with_pin(name: &str, freq: f64, node: &Daemon, pin: &str) -> (Baresip, String) {
     let mic = temp_dir("cluster-bridge").join(format!("{name}.wav"));
     write_wav_at(&mic, &sine(8000, freq, 6000.0, 8000 * 60), 8000);
     let mut phone = Baresip::start_with(name, &mic, false, &Options::default()).await;
     // Events from now on: the next member seated is this caller.
     let mut events = node.subscribe();
     let (room, _) = phone
-        .join_room(node.sip_addr(), "2468#", Duration::ZERO, &mut events)
+        .join_room(
+            node.sip_addr(),
+            &format!("{pin}#"),
+            Duration::ZERO,
+            &mut events,
+        )
         .await;
     (phone, room.unwrap_or_else(|| panic!("{name} is seated")))
 }
@@ -255,4 +273,138 @@ async fn a_gatekeeper_bridges_every_caller_upstream() {
     );
     gate.shutdown().await;
     server.shutdown().await;
+}
+
+/// The room of the next `member_key` event on a node for `call`, and the
+/// action: within 10 s.
+async fn keyed(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    call: &str,
+) -> Option<(String, &'static str, bool)> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::MemberKey {
+                    call: c,
+                    room,
+                    action,
+                    allowed,
+                }) if c == call => return Some((room, action, allowed)),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The member of `room` in a node's `rooms --json` whose From has `from`.
+fn listed(node: &Daemon, room: &str, from: &str) -> serde_json::Value {
+    let rooms = common::rooms_json(node);
+    rooms
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["room"] == room)
+        .flat_map(|r| r["members"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["from"].as_str().is_some_and(|f| f.contains(from)))
+        .unwrap_or_else(|| panic!("a member from {from} in {room}: {rooms}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_moderators_keys_act_in_the_rooms_owner() {
+    const SALES: &str = r#"rooms.room=[{id="sales", pin="4321", moderator_pin="98765"}]"#;
+    let redis = Redis::start();
+    let b = node_with("127.0.0.3", &redis, &[SALES]).await;
+    let a = node_with("127.0.0.2", &redis, &[SALES]).await;
+    let mut events_b = b.subscribe();
+    let (one, room) = caller_with_pin("keys-one", 700.0, &b, "4321").await;
+    assert_eq!(room, "sales", "the first caller opens the room on B");
+    seated(&mut events_b, "sales").await;
+    // The second keys the moderator PIN on A, and is bridged to B.
+    let mut events_a = a.subscribe();
+    let (mut two, room) = caller_with_pin("keys-two", 1000.0, &a, "98765").await;
+    assert!(room.starts_with("bridge:"), "{room}");
+    let bridged = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::MemberJoined {
+                room,
+                call,
+                from,
+                moderator,
+                ..
+            }) = events_b.recv().await
+            {
+                if room == "sales" {
+                    return (call, from, moderator);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the bridged caller is seated on B");
+    assert!(bridged.1.contains("127.0.0.2"), "from node A: {bridged:?}");
+    assert!(bridged.2, "a moderator on B as on A: {bridged:?}");
+    assert_eq!(listed(&b, "sales", "127.0.0.2")["moderator"], true);
+    assert_eq!(listed(&b, "sales", "127.0.0.2")["muted"], false);
+    // A moment for the far end to listen: B's leg answered, the media up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // `*6` on A mutes the caller in B's room; A's keypad does nothing.
+    two.command("sndcode", "*6").await;
+    assert_eq!(
+        keyed(&mut events_b, &bridged.0).await,
+        Some(("sales".to_owned(), "mute", true)),
+        "B's keypad acted on the relayed keys"
+    );
+    assert_eq!(listed(&b, "sales", "127.0.0.2")["muted"], true);
+    // The moderator's `*2` locks B's room.
+    two.command("sndcode", "*2").await;
+    assert_eq!(
+        keyed(&mut events_b, &bridged.0).await,
+        Some(("sales".to_owned(), "lock", true))
+    );
+    let rooms = common::rooms_json(&b);
+    assert_eq!(rooms[0]["room"], "sales", "{rooms}");
+    assert_eq!(rooms[0]["locked"], true, "{rooms}");
+    // Each key acted once: no second mute or lock came after them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(keyed_now(&mut events_b, &bridged.0), None);
+    assert_eq!(listed(&b, "sales", "127.0.0.2")["muted"], true);
+    // On A nothing was keyed or locked: the bridge room only carried them.
+    let mut on_a = Vec::new();
+    while let Ok(e) = events_a.try_recv() {
+        if let Event::MemberKey { action, .. } = e {
+            on_a.push(action);
+        }
+    }
+    assert!(on_a.is_empty(), "keys acted on A: {on_a:?}");
+    assert!(
+        a.conference().rooms().await.iter().all(|r| !r.locked),
+        "the bridge room is not locked"
+    );
+    two.quit().await;
+    one.quit().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A `member_key` for `call` already received, if any.
+fn keyed_now(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    call: &str,
+) -> Option<&'static str> {
+    while let Ok(e) = events.try_recv() {
+        if let Event::MemberKey {
+            call: c, action, ..
+        } = e
+        {
+            if c == call {
+                return Some(action);
+            }
+        }
+    }
+    None
 }

@@ -205,12 +205,14 @@ async fn kamailio_keeps_callers_from_naming_rooms_and_record_routes() {
          CSeq: 1 INVITE\r\n\
          Contact: <sip:mallory@{me}>\r\n\
          X-Conference-Id: 9999\r\n\
+         X-Conference-Moderator: yes\r\n\
          Content-Length: 0\r\n\r\n",
         k = k.addr
     );
     caller.send_to(invite.as_bytes(), k.addr).await.unwrap();
     let got = to_node(&node, &k).await;
     assert!(header(&got, "X-Conference-Id").is_none(), "{got}");
+    assert!(header(&got, "X-Conference-Moderator").is_none(), "{got}");
     let rr = header(&got, "Record-Route").unwrap_or_else(|| panic!("no Record-Route: {got}"));
     assert!(rr.contains(&k.addr.to_string()), "{rr}");
     assert!(
@@ -246,6 +248,7 @@ async fn kamailio_keeps_callers_from_naming_rooms_and_record_routes() {
     node.send_to(bridged.as_bytes(), k.addr).await.unwrap();
     let got = to_node(&node, &k).await;
     assert_eq!(header(&got, "X-Conference-Id"), Some("9999"), "{got}");
+    assert_eq!(header(&got, "X-Conference-Moderator"), Some("yes"), "{got}");
 }
 
 /// The next INVITE Kamailio relays to the stand-in `node`, which answers

@@ -1,6 +1,8 @@
 //! Callers key their PIN over real sockets — as RFC 4733 events, as tones in
 //! the audio, or in SIP INFO — and reach the room; wrong PINs, lockouts and
-//! trusted direct entry behave as configured.
+//! trusted direct entry behave as configured: a trusted source (another
+//! node bridging a caller) may seat a moderator with
+//! `X-Conference-Moderator`, anyone else may not.
 
 mod common;
 
@@ -469,6 +471,73 @@ async fn an_untrusted_source_naming_a_room_is_asked_for_the_pin() {
     assert_eq!(
         joined(&mut events, WAIT).await,
         Some(("9876".to_owned(), false))
+    );
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+/// The room and moderator flag of the next member seated.
+async fn joined_as(events: &mut Receiver<Event>, wait: Duration) -> Option<(String, bool)> {
+    next(events, wait, |e| match e {
+        Event::MemberJoined {
+            room, moderator, ..
+        } => Some((room, moderator)),
+        _ => None,
+    })
+    .await
+}
+
+const SALES_MODERATED: &str = "rooms.room=[{id=\"sales\", pin=\"4321\", moderator_pin=\"98765\"}]";
+
+#[tokio::test]
+async fn a_trusted_node_seats_a_moderator_it_names_the_room_for() {
+    let d = daemon(&["rooms.trusted=[\"127.0.0.1\"]", SALES_MODERATED]).await;
+    let mut events = d.subscribe();
+    let mut phone = direct_call(
+        &d,
+        "direct-moderator",
+        "room-sales",
+        "X-Conference-Id: sales\r\nX-Conference-Moderator: yes\r\n",
+    )
+    .await;
+    assert_eq!(
+        joined_as(&mut events, WAIT).await,
+        Some(("sales".to_owned(), true))
+    );
+    hang_up(&mut phone).await;
+    // Without the header, an ordinary member.
+    let mut phone = direct_call(&d, "direct-member", "room-sales", "").await;
+    assert_eq!(
+        joined_as(&mut events, WAIT).await,
+        Some(("sales".to_owned(), false))
+    );
+    hang_up(&mut phone).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn x_conference_moderator_from_an_untrusted_source_is_ignored() {
+    let d = daemon(&["rooms.trusted=[\"10.0.0.0/8\"]", SALES_MODERATED]).await;
+    let mut events = d.subscribe();
+    let mut phone = RawPhone::new(d.sip_addr(), "moderator-untrusted").await;
+    let (rtp, dest, _) = call(
+        &mut phone,
+        "0 101",
+        "X-Conference-Id: sales\r\nX-Conference-Moderator: yes\r\n",
+    )
+    .await;
+    assert_eq!(
+        joined_as(&mut events, Duration::from_secs(1)).await,
+        None,
+        "no room without a PIN"
+    );
+    // The member's PIN seats a member, not a moderator.
+    Keypad::new(&rtp, dest, Codec::Pcmu)
+        .events("4321#", 101)
+        .await;
+    assert_eq!(
+        joined_as(&mut events, WAIT).await,
+        Some(("sales".to_owned(), false))
     );
     hang_up(&mut phone).await;
     d.shutdown().await;

@@ -34,6 +34,21 @@ pub const TIME_WARNING: Duration = Duration::from_secs(60);
 /// Audio before a dialled call's `dtmf` is keyed: 1 s.
 const KEY_IN_LEAD_FRAMES: u32 = 50;
 
+/// Relayed key presses kept for a bridge leg not yet in its room, at most
+/// (the keyer takes 64 at once; a caller does not key this many while the
+/// far end answers).
+const MAX_RELAY_PENDING: usize = 32;
+
+/// What a key press does once the call is in a room.
+#[derive(Debug)]
+enum RoomKeys {
+    /// A control of the room here.
+    Keypad(Keypad),
+    /// The room is a bridge to the real one: the press is for that room's
+    /// keypad, at the far end of the bridge.
+    Relay,
+}
+
 #[derive(Debug)]
 enum Flow {
     Inbound {
@@ -69,8 +84,8 @@ pub struct Call {
     plays: u64,
     waiting_for: Option<u64>,
     keys: Arc<KeyBindings>,
-    /// In a room: key presses are controls.
-    keypad: Option<Keypad>,
+    /// In a room: key presses are controls, or relayed across a bridge.
+    room_keys: Option<RoomKeys>,
     max_duration: Option<Duration>,
     /// From the answer: when to warn, and when to end the call.
     limit: Option<Limit>,
@@ -110,7 +125,7 @@ impl Call {
             plays: 0,
             waiting_for: None,
             keys: offered.keys,
-            keypad: None,
+            room_keys: None,
             max_duration: offered.max_duration,
             limit: None,
             clock: now,
@@ -136,7 +151,7 @@ impl Call {
             plays: 0,
             waiting_for: None,
             keys: dialled.keys,
-            keypad: None,
+            room_keys: None,
             max_duration: dialled.max_duration,
             limit: None,
             clock: now,
@@ -169,10 +184,13 @@ impl Call {
                 self.answered(sdp, now);
                 self.start_limit(now);
             }
-            Input::Joined => {
+            Input::Joined | Input::JoinedBridge => {
                 self.session.lock_codec();
                 self.waiting_for = None;
-                self.keypad = Some(Keypad::new());
+                self.room_keys = Some(match input {
+                    Input::JoinedBridge => RoomKeys::Relay,
+                    _ => RoomKeys::Keypad(Keypad::new()),
+                });
                 if let Flow::Outbound { flow, key_in, .. } = &mut self.flow {
                     flow.joined(Ok(()));
                     if let Some(digits) = key_in.take() {
@@ -309,7 +327,7 @@ impl Call {
         if let Some(limit) = &mut self.limit {
             if limit.warn_at.is_some_and(|t| now >= t) {
                 limit.warn_at = None;
-                if self.keypad.is_some() {
+                if self.room_keys.is_some() {
                     self.outputs
                         .push_back(Output::Room(RoomAction::Say(Prompt::TimeWarning)));
                 }
@@ -394,6 +412,25 @@ impl Call {
         true
     }
 
+    /// Key presses relayed from the other member of a bridge room (its
+    /// [`RoomAction::Relay`]), for this call's far end: sent at once in
+    /// the room, or, for a dialled leg not in it yet (the far end has not
+    /// answered), kept and sent once it is, like its own keys.
+    pub fn relay_digits(&mut self, digits: &str) {
+        if self.ended().is_some() {
+            return;
+        }
+        if self.room_keys.is_some() {
+            self.send_digits(digits, 0);
+            return;
+        }
+        if let Flow::Outbound { key_in, .. } = &mut self.flow {
+            let pending = key_in.get_or_insert_with(String::new);
+            let room = MAX_RELAY_PENDING.saturating_sub(pending.chars().count());
+            pending.extend(digits.chars().take(room));
+        }
+    }
+
     /// How many key presses came from each source.
     pub fn digit_counters(&self) -> DigitCounters {
         self.digits.counters()
@@ -414,14 +451,20 @@ impl Call {
             digit: press.digit,
             source: press.source,
         }));
-        if let Some(pad) = &mut self.keypad {
-            if let Some(action) = pad.press(&self.keys, press.digit, at) {
-                self.outputs
-                    .push_back(Output::Room(RoomAction::Key(action)));
+        match &mut self.room_keys {
+            Some(RoomKeys::Keypad(pad)) => {
+                if let Some(action) = pad.press(&self.keys, press.digit, at) {
+                    self.outputs
+                        .push_back(Output::Room(RoomAction::Key(action)));
+                }
             }
-            return;
+            // Each press once, after the de-duplication above: the far
+            // end's keypad makes the sequences.
+            Some(RoomKeys::Relay) => self
+                .outputs
+                .push_back(Output::Room(RoomAction::Relay(press.digit))),
+            None => self.inbound_input(inbound::Input::Digit(press.digit), now),
         }
-        self.inbound_input(inbound::Input::Digit(press.digit), now);
     }
 
     fn verdict(&mut self, verdict: Verdict) {

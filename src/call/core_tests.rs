@@ -678,6 +678,130 @@ fn digits_go_as_events_where_negotiated_and_a_dialled_call_keys_its_own_in() {
     );
 }
 
+fn relayed(out: &[Output]) -> String {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Room(RoomAction::Relay(d)) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn in_a_bridge_room_every_key_is_relayed_once_and_none_acted_on_here() {
+    let t0 = Instant::now();
+    let (mut call, _) = at_pin_prompt(t0);
+    key(&mut call, "98765#", t0 + S);
+    call.handle_input(
+        Input::PinVerdict(Verdict::Room(Admission {
+            room: "sales".into(),
+            moderator: true,
+        })),
+        t0 + S,
+    );
+    drain(&mut call);
+    call.handle_input(Input::JoinedBridge, t0 + S);
+    drain(&mut call);
+    // `*2` (lock) as events, heard as tones too and sent as INFO: each
+    // key goes across once, and the bridge room is not locked here.
+    let at = t0 + 2 * S;
+    for (i, d) in "*2".chars().enumerate() {
+        let at = at + S / 2 * i as u32;
+        for source in [Source::Rfc4733, Source::Inband] {
+            call.handle_input(
+                Input::Digit {
+                    digit: d,
+                    source,
+                    at,
+                },
+                at,
+            );
+        }
+        let body = format!("Signal={d}\r\nDuration=160\r\n");
+        assert_eq!(
+            call.info("application/dtmf-relay", body.as_bytes(), at),
+            200
+        );
+    }
+    let out = drain(&mut call);
+    assert_eq!(relayed(&out), "*2", "{out:?}");
+    assert!(room_keys(&out).is_empty(), "{out:?}");
+    // Each press is still reported here as a digit.
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::Event(Event::Digit { .. })))
+            .count(),
+        2
+    );
+    // A stray key goes too: the far end's keypad makes the sequences.
+    key(&mut call, "6", t0 + 10 * S);
+    assert_eq!(relayed(&drain(&mut call)), "6");
+    assert_eq!(call.ended(), None);
+}
+
+#[test]
+fn a_bridge_leg_keys_what_is_relayed_to_it_once_in_its_room() {
+    let t0 = Instant::now();
+    // Relayed before the far end answered: kept, after its own keys.
+    let (mut call, _) = outbound(t0);
+    call.relay_digits("*");
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0 101", "sendrecv"),
+        },
+        t0,
+    );
+    call.relay_digits("6");
+    assert!(
+        !drain(&mut call)
+            .iter()
+            .any(|o| matches!(o, Output::SendDigits { .. })),
+        "nothing keyed before the room"
+    );
+    call.handle_input(Input::Joined, t0 + S);
+    let sent: Vec<Output> = drain(&mut call)
+        .into_iter()
+        .filter(|o| matches!(o, Output::SendDigits { .. }))
+        .collect();
+    assert_eq!(
+        sent,
+        [Output::SendDigits {
+            digits: "4321#*6".into(),
+            path: DigitPath::Rtp { lead_frames: 50 }
+        }]
+    );
+    // In the room: at once, one press at a time.
+    call.relay_digits("2");
+    assert_eq!(
+        drain(&mut call),
+        [Output::SendDigits {
+            digits: "2".into(),
+            path: DigitPath::Rtp { lead_frames: 0 }
+        }]
+    );
+    // Kept presses are bounded; a call that ended keys nothing.
+    let (mut call, _) = outbound(t0);
+    for _ in 0..100 {
+        call.relay_digits("1");
+    }
+    call.handle_input(
+        Input::Answered {
+            sdp: &sdp("0 101", "sendrecv"),
+        },
+        t0,
+    );
+    call.handle_input(Input::Joined, t0 + S);
+    let keyed = drain(&mut call).into_iter().find_map(|o| match o {
+        Output::SendDigits { digits, .. } => Some(digits),
+        _ => None,
+    });
+    assert_eq!(keyed.map(|d| d.len()), Some(32));
+    call.handle_input(Input::Bye, t0 + 2 * S);
+    drain(&mut call);
+    call.relay_digits("3");
+    assert!(drain(&mut call).is_empty());
+}
+
 #[test]
 fn a_call_at_its_time_limit_is_warned_then_let_out_of_its_room_with_goodbye() {
     let t0 = Instant::now();

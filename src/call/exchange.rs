@@ -73,6 +73,9 @@ pub enum RoomAction {
     Leave(&'static str),
     /// Play a prompt to the member in its room.
     Say(Prompt),
+    /// A key press for the room a bridge leads to: pass it to the bridge's
+    /// far leg, whose far end's keypad acts on it (see [`Input::JoinedBridge`]).
+    Relay(char),
 }
 
 /// How key presses go to the far end.
@@ -135,6 +138,11 @@ pub enum Input<'a> {
     PinVerdict(Verdict),
     /// The room took the call.
     Joined,
+    /// A bridge room took the call: the real room is at the far end of the
+    /// bridge's other leg, so the member's key presses are for that room's
+    /// keypad. They come out as [`RoomAction::Relay`], once each, instead of
+    /// acting on the bridge room.
+    JoinedBridge,
     /// The room refused the call: full or locked.
     RoomRefused(RoomRefusal),
     /// The room refused the call: the conference is stopping.

@@ -5,7 +5,10 @@
 //! admitted caller is bridged to that conference server instead. Either
 //! way the caller and the leg dialled sit in a two-member bridge room
 //! here: each hears the other, no announcements are played in it, and it
-//! ends (so both calls end) when either side goes.
+//! ends (so both calls end) when either side goes. The caller's key
+//! presses are relayed to the leg dialled, which keys them to the far end
+//! (its keypad acts on them in the real room), and a caller admitted here
+//! as a moderator is announced as one with `X-Conference-Moderator: yes`.
 
 #![allow(clippy::disallowed_methods)] // an edge: reads the clock for the call core
 
@@ -16,11 +19,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn, Instrument};
 
+use crate::call::CallId;
 use crate::cluster::{Directory, Owner};
 use crate::conference::Control;
 use crate::config::Transport;
 use crate::events::Event;
-use crate::ivr::directory::BRIDGE_PREFIX;
+use crate::ivr::directory::{BRIDGE_PREFIX, MODERATOR_HEADER};
 use crate::rtp::sdes::Policy;
 use crate::sip::dial::DialSpec;
 use crate::sip::ua::UserAgent;
@@ -31,6 +35,30 @@ use super::outbound::{self, OutboundCall};
 
 /// How long the owner has to answer the bridge's INVITE.
 const RING: Duration = Duration::from_secs(10);
+
+/// Where a caller is seated here.
+pub(super) struct Seat {
+    /// The room, or the bridge room that leads to it.
+    pub room: String,
+    /// In a bridge room: the leg to the far end, which the caller's key
+    /// presses are relayed to.
+    pub far_leg: Option<CallId>,
+}
+
+impl Seat {
+    fn here(room: String) -> Seat {
+        Seat {
+            room,
+            far_leg: None,
+        }
+    }
+}
+
+/// A bridge placed: its room here and its leg to the far end.
+struct Placed {
+    room: String,
+    leg: CallId,
+}
 
 /// What bridging needs: the directory (in a cluster), and the task that
 /// dials the far ends.
@@ -44,8 +72,9 @@ struct Ask {
     /// The room's node, or the upstream server's URI.
     to: Far,
     room: String,
+    moderator: bool,
     party: Party,
-    reply: oneshot::Sender<Result<String, String>>,
+    reply: oneshot::Sender<Result<Placed, String>>,
 }
 
 /// Where a bridge goes.
@@ -69,7 +98,16 @@ impl Bridges {
         // flow asks, so the call's future does not hold another call's.
         tokio::spawn(async move {
             while let Some(ask) = asks.recv().await {
-                let placed = dial(&ctx, &ua, node, &ask.room, &ask.to, &ask.party).await;
+                let placed = dial(
+                    &ctx,
+                    &ua,
+                    node,
+                    &ask.room,
+                    ask.moderator,
+                    &ask.to,
+                    &ask.party,
+                )
+                .await;
                 ask.reply.send(placed).ok();
             }
         });
@@ -79,28 +117,35 @@ impl Bridges {
 
 /// Where a caller for `room` goes: the room itself (here, or standalone),
 /// or the bridge room that carries it to the room's node or the upstream
-/// server. `None`: the upstream server could not be dialled.
-pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -> Option<String> {
+/// server (as a moderator there if `moderator`). `None`: the upstream
+/// server could not be dialled.
+pub(super) async fn route(
+    ctx: &Arc<CallContext>,
+    room: String,
+    moderator: bool,
+    party: &Party,
+) -> Option<Seat> {
     let Some(bridges) = ctx.bridges.get() else {
-        return Some(room);
+        return Some(Seat::here(room));
     };
     // A bridge's own leg joins its bridge room here.
     if room.starts_with(BRIDGE_PREFIX) {
-        return Some(room);
+        return Some(Seat::here(room));
     }
     let upstream = ctx.settings().directory.upstream.clone();
     let to = match (upstream, &bridges.directory) {
         (Some(uri), _) => Far::Upstream(uri.replace("{room}", &room)),
         (None, Some(directory)) => match directory.claim(&room).await {
-            Owner::Here | Owner::Standalone => return Some(room),
+            Owner::Here | Owner::Standalone => return Some(Seat::here(room)),
             Owner::There(owner) => Far::Node(owner),
         },
-        (None, None) => return Some(room),
+        (None, None) => return Some(Seat::here(room)),
     };
     let (reply, placed) = oneshot::channel();
     let ask = Ask {
         to: to.clone(),
         room: room.clone(),
+        moderator,
         party: party.clone(),
         reply,
     };
@@ -111,11 +156,14 @@ pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -
         Err(_) => Err("the daemon is stopping".into()),
     };
     match (placed, to) {
-        (Ok(bridge), _) => Some(bridge),
+        (Ok(placed), _) => Some(Seat {
+            room: placed.room,
+            far_leg: Some(placed.leg),
+        }),
         (Err(e), Far::Node(owner)) => {
             // Better a room here than no room.
             warn!(%room, %owner, error = %e, "bridge not placed: the room opens here");
-            Some(room)
+            Some(Seat::here(room))
         }
         (Err(e), Far::Upstream(uri)) => {
             warn!(%room, %uri, error = %e, "upstream not dialled");
@@ -124,15 +172,17 @@ pub(super) async fn route(ctx: &Arc<CallContext>, room: String, party: &Party) -
     }
 }
 
-/// Dial the far end for `party`'s call; returns the bridge room's name.
+/// Dial the far end for `party`'s call (a moderator of `room` if
+/// `moderator`); returns the bridge room and the leg dialled.
 async fn dial(
     ctx: &Arc<CallContext>,
     ua: &UserAgent,
     node: Option<SocketAddr>,
     room: &str,
+    moderator: bool,
     far: &Far,
     party: &Party,
-) -> Result<String, String> {
+) -> Result<Placed, String> {
     let permit = ctx.admission.admit_outbound().map_err(|r| r.to_string())?;
     let bridge = format!("{BRIDGE_PREFIX}{}", party.call);
     let sockets = ctx
@@ -142,14 +192,15 @@ async fn dial(
     let mut session = ctx.sdp_session(sockets.port(), Policy::Off);
     let offer = session.offer();
     let (listed, commands) = ctx.calls.register();
-    let id = listed.id().to_string();
+    let leg = listed.id();
+    let id = leg.to_string();
     let sip_call_id = super::switchboard::sip_call_id();
     let user = super::context::uri_user(&party.from);
     let user = if user.is_empty() { "bridge" } else { user };
     let node =
         node.unwrap_or_else(|| SocketAddr::new(ctx.advertised, ctx.settings().sip_listen.port()));
     let from = format!("sip:{user}@{node}");
-    let (to, headers, signalling_ip) = match far {
+    let (to, mut headers, signalling_ip) = match far {
         Far::Node(owner) => (
             format!("sip:room-{room}@{owner}"),
             vec![("X-Conference-Id".to_owned(), room.to_owned())],
@@ -157,6 +208,10 @@ async fn dial(
         ),
         Far::Upstream(uri) => (uri.clone(), Vec::new(), super::switchboard::host_ip(uri)),
     };
+    // The far end honours it only from a source it trusts.
+    if moderator {
+        headers.push((MODERATOR_HEADER.to_owned(), "yes".to_owned()));
+    }
     let spec = DialSpec {
         call_id: sip_call_id.clone(),
         from: from.clone(),
@@ -168,7 +223,7 @@ async fn dial(
         headers,
     };
     let dialing = ua.dial(spec).await.map_err(|e| e.to_string())?;
-    info!(%room, %to, bridge_call = %id, "bridging");
+    info!(%room, %to, bridge_call = %id, moderator, "bridging");
     let call = OutboundCall {
         call_id: id.clone(),
         sip_call_id,
@@ -206,7 +261,7 @@ async fn dial(
         }
         .instrument(span),
     );
-    Ok(bridge)
+    Ok(Placed { room: bridge, leg })
 }
 
 /// Resolves when the dial `call` fails (never, once it is answered).

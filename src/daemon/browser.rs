@@ -163,6 +163,8 @@ impl Member {
                     Some(CallCommand::Hangup) | None => break "hangup",
                     // Digits cannot be keyed into a browser's stream.
                     Some(CallCommand::Dtmf(_, reply)) => { reply.send(false).ok(); }
+                    // Never bridged: nothing relays to it.
+                    Some(CallCommand::Relay(_)) => {}
                 },
                 e = self.leg.events.recv() => match e {
                     Some(crate::call::media::MediaEvent::RtpTimeout) => break "rtp_timeout",

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::dtmf::DtmfMode;
 use crate::events::Event;
 use crate::events::Events;
+use crate::ivr::directory::{self, MODERATOR_HEADER};
 use crate::ivr::inbound::{Entry, Verdict};
 use crate::ivr::throttle::{self, PinGuard};
 use crate::metrics::PinResult;
@@ -84,15 +85,25 @@ impl CallContext {
         self.settings.set(settings);
     }
 
-    /// A trusted source may name the room; everyone else is asked for the PIN.
+    /// A trusted source may name the room, and seat the call as one of its
+    /// moderators; everyone else is asked for the PIN.
     pub(super) fn entry(&self, call: &OfferedCall) -> Entry {
         let named = call.header("X-Conference-Id");
+        let moderator = call.header(MODERATOR_HEADER);
         let settings = self.settings();
         let dir = &settings.directory;
-        match dir.direct(call.source.ip(), call.request_user.as_deref(), named) {
-            Some(room) => Entry::Direct(room),
+        let source = call.source.ip();
+        let trusted = dir.trusts(source);
+        if moderator.is_some() && !trusted {
+            info!("{MODERATOR_HEADER} from an untrusted source ignored");
+        }
+        match dir.direct(source, call.request_user.as_deref(), named) {
+            Some(room) => Entry::Direct(directory::Admission {
+                room,
+                moderator: dir.direct_moderator(source, moderator),
+            }),
             None => {
-                if named.is_some() && !dir.trusts(call.source.ip()) {
+                if named.is_some() && !trusted {
                     info!("X-Conference-Id from an untrusted source ignored");
                 }
                 Entry::Pin(self.settings().pin)

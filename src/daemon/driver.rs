@@ -17,6 +17,7 @@ use crate::call::core::{
     Call, Clip, DigitPath, End, Input, MediaAction, Output, Reply, RoomAction, SipAction,
 };
 use crate::call::media::{MediaCommand, MediaEvent, MediaParams, MediaSetup, MediaStats};
+use crate::call::CallId;
 use crate::conference::{Audience, JoinError, JoinRequest, KeyReply, Leg, Notice};
 use crate::dtmf::DigitCounters;
 use crate::events::Direction;
@@ -96,6 +97,7 @@ pub(super) async fn drive<S: SipLeg>(
     let mut media = Media {
         sockets: Some(sockets),
         leg: None,
+        relay_to: None,
         name: None,
         notices: mpsc::unbounded_channel(),
     };
@@ -141,6 +143,12 @@ pub(super) async fn drive<S: SipLeg>(
                         leg.leave(reason).await;
                     }
                     call.handle_input(Input::Left, Instant::now());
+                }
+                Output::Room(RoomAction::Relay(digit)) => {
+                    // To the bridge's far leg, which keys it to the room's node.
+                    if let Some(far) = media.relay_to {
+                        ctx.calls.send(far, CallCommand::Relay(digit.to_string()));
+                    }
                 }
                 Output::Room(RoomAction::Say(prompt)) => {
                     if let Some(clip) = ctx.prompts().get(prompt.name()) {
@@ -240,6 +248,7 @@ pub(super) async fn drive<S: SipLeg>(
                 CallCommand::Dtmf(digits, reply) => {
                     reply.send(call.send_digits(&digits, 0)).ok();
                 }
+                CallCommand::Relay(digits) => call.relay_digits(&digits),
             },
             _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
             // Once: the call may take a while to end (a CANCEL waiting for its 487).
@@ -273,6 +282,9 @@ async fn record_from_the_start(room: &str, ctx: &CallContext) {
 struct Media {
     sockets: Option<RtpSockets>,
     leg: Option<Leg>,
+    /// In a bridge room: the bridge's far leg, which the member's key
+    /// presses are relayed to.
+    relay_to: Option<CallId>,
     /// What the caller said its name was, for the room to announce.
     name: Option<Arc<[i16]>>,
     notices: (
@@ -357,9 +369,10 @@ impl Media {
             return (Input::JoinStopped, None);
         };
         // A room another node holds is reached through a bridge room here.
-        let Some(room) = super::bridge::route(ctx, room, party).await else {
+        let Some(seat) = super::bridge::route(ctx, room, moderator, party).await else {
             return (Input::JoinStopped, None);
         };
+        let room = seat.room;
         let rules = ctx.settings().directory.rules(&room);
         let joined = leg
             .join(JoinRequest {
@@ -377,8 +390,18 @@ impl Media {
             })
             .await;
         let input = match joined {
-            // Across a bridge the owner counts the others.
-            Ok(_) if rules.bridge => return (Input::Joined, None),
+            // Across a bridge the owner counts the others, and the
+            // caller's keys are for the owner's keypad.
+            Ok(_) if rules.bridge => {
+                return match seat.far_leg {
+                    Some(far) => {
+                        self.relay_to = Some(far);
+                        (Input::JoinedBridge, None)
+                    }
+                    // The bridge's own leg.
+                    None => (Input::Joined, None),
+                };
+            }
             Ok(others) => return (Input::Joined, Some(others)),
             Err(JoinError::Full) => {
                 warn!(%room, "room full");

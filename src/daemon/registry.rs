@@ -7,13 +7,16 @@ use tokio::sync::mpsc;
 
 use crate::call::CallId;
 
-/// What the control socket asks of a call.
+/// What the control socket (or a bridge's other leg) asks of a call.
 #[derive(Debug)]
 pub enum CallCommand {
     /// CANCEL while ringing, BYE once answered.
     Hangup,
     /// Key digits into the call; answers whether it could take them.
     Dtmf(String, tokio::sync::oneshot::Sender<bool>),
+    /// Key presses of the other member of the call's bridge room, for the
+    /// far end's keypad: kept until the call is in the room if need be.
+    Relay(String),
 }
 
 type Calls = HashMap<CallId, mpsc::UnboundedSender<CallCommand>>;

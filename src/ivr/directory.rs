@@ -26,6 +26,11 @@ pub struct RoomRules {
 /// allowed in room ids).
 pub const BRIDGE_PREFIX: &str = "bridge:";
 
+/// The header with which a trusted source seats the call it names a room
+/// for as one of the room's moderators (`yes`): a node bridging a caller
+/// who keyed the moderator PIN there.
+pub const MODERATOR_HEADER: &str = "X-Conference-Moderator";
+
 /// A room from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomEntry {
@@ -177,6 +182,13 @@ impl Directory {
         self.named(conference_id.map(str::trim).or_else(from_uri)?)
     }
 
+    /// Whether a call from `source` that names its room directly is one of
+    /// the room's moderators: [`MODERATOR_HEADER`] is `yes` and the source
+    /// trusted (from anyone else the header means nothing).
+    pub fn direct_moderator(&self, source: IpAddr, header: Option<&str>) -> bool {
+        self.trusts(source) && header.is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
+    }
+
     /// The room `id` names, if it is well formed and a room: listed, or
     /// any when rooms are open.
     pub fn named(&self, id: &str) -> Option<String> {
@@ -286,6 +298,20 @@ mod tests {
             closed.direct(ip("10.1.2.3"), None, Some("sales")),
             Some("sales".into())
         );
+    }
+
+    #[test]
+    fn only_a_trusted_source_seats_a_moderator() {
+        let d = dir(true);
+        assert!(d.direct_moderator(ip("10.1.2.3"), Some("yes")));
+        assert!(d.direct_moderator(ip("192.0.2.7"), Some(" YES ")));
+        assert!(
+            !d.direct_moderator(ip("192.0.2.8"), Some("yes")),
+            "untrusted"
+        );
+        assert!(!d.direct_moderator(ip("10.1.2.3"), Some("no")));
+        assert!(!d.direct_moderator(ip("10.1.2.3"), Some("")));
+        assert!(!d.direct_moderator(ip("10.1.2.3"), None));
     }
 
     #[test]

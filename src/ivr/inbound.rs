@@ -73,8 +73,9 @@ impl RoomRefusal {
 pub enum Entry {
     /// Ask for the PIN.
     Pin(PinRules),
-    /// A trusted source named the room.
-    Direct(String),
+    /// A trusted source named the room (and said whether the caller is
+    /// one of its moderators).
+    Direct(Admission),
 }
 
 /// What the call task must do.
@@ -394,10 +395,7 @@ impl InboundFlow {
             (State::ExpectAck { early, .. }, Input::Acked) => {
                 let early = std::mem::take(early);
                 match self.entry.clone() {
-                    Entry::Direct(room) => self.join(Admission {
-                        room,
-                        moderator: false,
-                    }),
+                    Entry::Direct(admission) => self.join(admission),
                     Entry::Pin(rules) => {
                         let mut collector = PinCollector::new(rules);
                         for d in early.chars() {
@@ -640,7 +638,7 @@ mod tests {
     #[test]
     fn a_trusted_direct_entry_skips_the_pin() {
         let t0 = Instant::now();
-        let mut f = InboundFlow::new(t0, TIMERS, Entry::Direct("42".into()));
+        let mut f = InboundFlow::new(t0, TIMERS, Entry::Direct(admit("42")));
         f.handle_timeout(t0 + Duration::from_secs(1));
         f.handle(Input::Acked, t0 + Duration::from_secs(1));
         assert_eq!(
@@ -651,6 +649,19 @@ mod tests {
                 Action::Join(admit("42"))
             ]
         );
+    }
+
+    #[test]
+    fn a_direct_entry_as_moderator_joins_as_one() {
+        let t0 = Instant::now();
+        let moderator = Admission {
+            room: "42".into(),
+            moderator: true,
+        };
+        let mut f = InboundFlow::new(t0, TIMERS, Entry::Direct(moderator.clone()));
+        f.handle_timeout(t0 + Duration::from_secs(1));
+        f.handle(Input::Acked, t0 + Duration::from_secs(1));
+        assert_eq!(drain(&mut f).last(), Some(&Action::Join(moderator)));
     }
 
     #[test]
@@ -668,7 +679,7 @@ mod tests {
                 EndReason::RoomLocked,
             ),
         ] {
-            let mut f = acked(t0, Entry::Direct("42".into()));
+            let mut f = acked(t0, Entry::Direct(admit("42")));
             f.handle(Input::RoomRefused(why), t0 + Duration::from_secs(2));
             assert_eq!(drain(&mut f), [Action::Play(prompt)]);
             // Keys pressed meanwhile change nothing.
@@ -687,7 +698,7 @@ mod tests {
             (Input::RtpTimeout, EndReason::RtpTimeout),
             (Input::MediaFailed, EndReason::MediaFailed),
         ] {
-            let mut f = acked(t0, Entry::Direct("42".into()));
+            let mut f = acked(t0, Entry::Direct(admit("42")));
             f.handle(input, t0 + Duration::from_secs(2));
             assert_eq!(drain(&mut f), [Action::Hangup(reason)]);
         }
