@@ -162,6 +162,11 @@ impl SipLeg for Inbound {
         })
     }
 
+    fn bye(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let handle = self.offered.handle.clone();
+        async move { handle.hangup().await }
+    }
+
     async fn act(&self, action: SipAction) {
         match action {
             SipAction::Answer(_) => self.ctx.events.metrics().setup_answered(200),

@@ -55,8 +55,12 @@ pub(super) enum FromSip {
 pub(super) trait SipLeg {
     /// The next report; `None` when the dialog is gone.
     async fn next(&mut self) -> Option<FromSip>;
-    /// Carry out a SIP action.
+    /// Carry out a SIP action (but a BYE: see [`SipLeg::bye`]).
     async fn act(&self, action: SipAction);
+    /// The BYE, to send while the call goes on ending: a far end that died
+    /// never answers it, and waiting out its retransmissions (32 s) would
+    /// keep the call, and a bridge it is part of, up that long.
+    fn bye(&self) -> impl std::future::Future<Output = ()> + Send + 'static;
     /// A PIN to look up (inbound calls).
     fn check_pin(&self, _pin: &str) -> Verdict {
         Verdict::Wrong
@@ -112,6 +116,10 @@ pub(super) async fn drive<S: SipLeg>(
         while let Some(output) = call.poll_output() {
             let now = Instant::now();
             match output {
+                Output::Sip(SipAction::Bye) => {
+                    // Tracked: a shutdown still waits for it.
+                    ctx.tasks.spawn(sip.bye());
+                }
                 Output::Sip(action) => sip.act(action).await,
                 Output::Media(MediaAction::Start(params)) => {
                     if !media.start(&party, params, &ctx) {

@@ -134,6 +134,11 @@ impl SipLeg for Outbound {
         }
     }
 
+    fn bye(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let handle = self.handle.clone();
+        async move { handle.hangup().await }
+    }
+
     async fn act(&self, action: SipAction) {
         match action {
             SipAction::Cancel => self.handle.cancel().await,
