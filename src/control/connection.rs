@@ -414,7 +414,7 @@ async fn forwarded(
 }
 
 /// Ask every other node to run a command for a call that is not here; the
-/// node that has it answers. `None`: no node has it.
+/// node that has it answers. `None`: no node that answered has it.
 async fn wherever(
     peers: &Arc<dyn Peers>,
     fields: &Map<String, Value>,
@@ -422,15 +422,26 @@ async fn wherever(
     let others = peers.others().await;
     let answers = join_all(others.iter().map(|p| ask(p, peers.token(), fields))).await;
     let mut refused = None;
-    for answer in answers {
+    let mut silent = Vec::new();
+    for (peer, answer) in others.iter().zip(answers) {
         match answer {
             Answer::Ok(result) => return Some(Ok(result)),
             Answer::Refused { code, .. } if code == "no_such_call" => {}
             Answer::Refused { code, message } => refused = Some(Refusal::Remote { code, message }),
-            Answer::Unreachable(_) => {}
+            Answer::Unreachable(_) => silent.push(peer.node.as_str()),
         }
     }
-    refused.map(Err)
+    if let Some(refused) = refused {
+        return Some(Err(refused));
+    }
+    // It may be on a node that did not answer: say so rather than "no such call".
+    (!silent.is_empty()).then(|| {
+        Err(CommandError::Unavailable(format!(
+            "the call is not on the nodes that answered; {} did not",
+            silent.join(", ")
+        ))
+        .into())
+    })
 }
 
 /// The next event, or never when not subscribed.
