@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::baresip::{free_port, Baresip, Options};
@@ -29,29 +29,14 @@ struct Node {
 
 impl Node {
     async fn start(sip: &str, redis: &Redis) -> Node {
-        let socket = common::control_socket();
-        let child = Command::new(env!("CARGO_BIN_EXE_confgate"))
-            .args(["--set", &format!("sip.listen={sip}")])
-            .args(["--set", &format!("rtp.port_range={}", common::rtp_range())])
-            .args([
-                "--set",
-                &format!("prompts.dir={}", common::prompts_dir().display()),
-            ])
-            .args(["--set", &format!("control.socket={}", socket.display())])
-            .args(["--set", &format!("cluster.redis={}", redis.url())])
-            .args(["--set", &format!("cluster.claim_ttl_secs={TTL_SECS}")])
-            .args(["--set", r#"rooms.trusted=["127.0.0.0/8"]"#])
-            .args(["--set", "sip.early_media_ms=300"])
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("confgate runs");
-        let by = Instant::now() + Duration::from_secs(60);
-        while !socket.exists() {
-            assert!(Instant::now() < by, "the control socket did not appear");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let redis = format!("cluster.redis={}", redis.url());
+        let ttl = format!("cluster.claim_ttl_secs={TTL_SECS}");
+        let (child, socket) = common::spawn_daemon(
+            Command::new(env!("CARGO_BIN_EXE_confgate")),
+            sip,
+            &[&redis, &ttl, r#"rooms.trusted=["127.0.0.0/8"]"#],
+        )
+        .await;
         Node { child, socket }
     }
 

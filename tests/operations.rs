@@ -6,13 +6,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::baresip::{free_port, Baresip};
 use common::raw::RawPhone;
 use common::signal::{sine, temp_dir, write_wav};
-use common::{offer, prompts_dir, rtp_range, rtp_socket};
+use common::{offer, rtp_socket};
 use confgate::control::{ControlClient, Endpoint};
 use serde_json::{json, Value};
 
@@ -32,7 +32,6 @@ impl Running {
 
     async fn start_with(config: Option<&Path>, env: &[(&str, &Path)]) -> Running {
         let sip: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let socket = common::control_socket();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confgate"));
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
@@ -40,22 +39,7 @@ impl Running {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .args(["--set", &format!("sip.listen={sip}")])
-            .args(["--set", &format!("rtp.port_range={}", rtp_range())])
-            .args(["--set", &format!("prompts.dir={}", prompts_dir().display())])
-            .args(["--set", "sip.early_media_ms=300"])
-            .args(["--set", &format!("control.socket={}", socket.display())])
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("confgate runs");
-        let by = Instant::now() + Duration::from_secs(60);
-        while !socket.exists() {
-            assert!(Instant::now() < by, "the control socket did not appear");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (child, socket) = common::spawn_daemon(cmd, &sip.to_string(), &[]).await;
         Running { child, sip, socket }
     }
 

@@ -297,9 +297,14 @@ impl Directory {
 
     /// Who holds `room` in the directory, without claiming it.
     pub async fn owner(&self, room: &str) -> Result<Option<SocketAddr>, Unreachable> {
+        self.address_at(key(room)).await
+    }
+
+    /// The address the value of `key` names, if the key is there.
+    async fn address_at(&self, key: String) -> Result<Option<SocketAddr>, Unreachable> {
         let mut conn = self.connection().ok_or(Unreachable)?;
         let mut cmd = redis::cmd("GET");
-        cmd.arg(key(room));
+        cmd.arg(key);
         let get = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
         match tokio::time::timeout(DEADLINE, get).await {
             Ok(Ok(v)) => Ok(v.as_deref().and_then(node_of)),
@@ -313,27 +318,26 @@ impl Directory {
     /// Every room in the directory with the node that holds it, sorted by
     /// room (at most 10 000; keys naming no node are left out).
     pub async fn rooms(&self) -> Result<Vec<(String, SocketAddr)>, Unreachable> {
-        let conn = self.connection().ok_or(Unreachable)?;
-        match tokio::time::timeout(LIST_DEADLINE, scan(conn, PREFIX)).await {
-            Ok(Ok(mut rooms)) => {
-                rooms.sort();
-                Ok(rooms)
-            }
-            _ => {
-                self.fail();
-                Err(Unreachable)
-            }
-        }
+        self.list(PREFIX).await
     }
 
     /// Every node that has announced its control address (ourselves
     /// included), sorted by node; at most 10 000.
     pub async fn nodes(&self) -> Result<Vec<(SocketAddr, SocketAddr)>, Unreachable> {
+        self.list(NODE_PREFIX).await
+    }
+
+    /// The keys under `prefix` with the addresses they name, sorted, within
+    /// [`LIST_DEADLINE`].
+    async fn list<T: std::str::FromStr + Ord>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(T, SocketAddr)>, Unreachable> {
         let conn = self.connection().ok_or(Unreachable)?;
-        match tokio::time::timeout(LIST_DEADLINE, scan(conn, NODE_PREFIX)).await {
-            Ok(Ok(mut nodes)) => {
-                nodes.sort();
-                Ok(nodes)
+        match tokio::time::timeout(LIST_DEADLINE, scan(conn, prefix)).await {
+            Ok(Ok(mut found)) => {
+                found.sort();
+                Ok(found)
             }
             _ => {
                 self.fail();
@@ -344,17 +348,7 @@ impl Directory {
 
     /// The control address `node` announced, if it is in the directory.
     pub async fn control_of(&self, node: SocketAddr) -> Result<Option<SocketAddr>, Unreachable> {
-        let mut conn = self.connection().ok_or(Unreachable)?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(format!("{NODE_PREFIX}{node}"));
-        let get = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        match tokio::time::timeout(DEADLINE, get).await {
-            Ok(Ok(v)) => Ok(v.as_deref().and_then(node_of)),
-            _ => {
-                self.fail();
-                Err(Unreachable)
-            }
-        }
+        self.address_at(format!("{NODE_PREFIX}{node}")).await
     }
 
     async fn run_announce(&self, mut conn: MultiplexedConnection) -> Result<(), ()> {

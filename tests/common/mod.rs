@@ -39,6 +39,41 @@ pub fn control_socket() -> PathBuf {
     std::env::temp_dir().join(format!("confgate-test-{}-{n}.sock", std::process::id()))
 }
 
+/// `confgate run` as a child process on SIP address `sip`, with the test
+/// defaults and `extra` (`KEY=VALUE` overrides) on top of whatever `cmd`
+/// already has (a `--config`, environment); returns once its control
+/// socket is there.
+pub async fn spawn_daemon(
+    mut cmd: std::process::Command,
+    sip: &str,
+    extra: &[&str],
+) -> (std::process::Child, PathBuf) {
+    use std::process::Stdio;
+    let socket = control_socket();
+    let sets = [
+        format!("sip.listen={sip}"),
+        format!("rtp.port_range={}", rtp_range()),
+        format!("prompts.dir={}", prompts_dir().display()),
+        "sip.early_media_ms=300".to_owned(),
+        format!("control.socket={}", socket.display()),
+    ];
+    for set in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        cmd.args(["--set", set]);
+    }
+    let child = cmd
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("confgate runs");
+    let by = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(Instant::now() < by, "the control socket did not appear");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, socket)
+}
+
 /// A disjoint RTP port range for each daemon a test process starts.
 pub fn rtp_range() -> String {
     static NEXT: AtomicU16 = AtomicU16::new(0);
