@@ -86,7 +86,9 @@
       box.dataset.locked = String(!!room.locked);
       const h = document.createElement("h2");
       const rec = recording.get(room.room);
-      h.textContent = room.room + (room.locked ? " (locked)" : "") + (rec ? " (recording)" : "");
+      // In a cluster, the node the room lives on.
+      h.textContent = room.room + (room.node ? " on " + room.node : "") +
+        (room.locked ? " (locked)" : "") + (rec ? " (recording)" : "");
       box.appendChild(h);
       const controls = document.createElement("div");
       controls.appendChild(room.locked
