@@ -1,11 +1,12 @@
-//! `cluster.refer` with real phones. Two nodes share a room directory in a
+//! `cluster.refer` with real phones (and a raw one that declines REFER). Two nodes share a room directory in a
 //! real redis-server and a control token; node B holds room 2468. A
 //! baresip phone keys the room's PIN on node A, which has `cluster.refer`:
 //! A sends it a REFER to `sip:room-2468@B` with a ticket, the phone calls
 //! B itself, B seats it straight in the room (its own From, no PIN, though
 //! B does not trust the phone's address), A hangs up its call and keeps
 //! no bridge room, and the phone hears B's room. A ticket that is forged
-//! or expired gets a caller the PIN prompt like any other.
+//! or expired gets a caller the PIN prompt like any other. A phone that
+//! declines the REFER is bridged as without `cluster.refer`.
 #![allow(clippy::disallowed_methods)] // tests run in real time
 
 mod common;
@@ -13,6 +14,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::baresip::{free_port, Baresip, Options};
+use common::raw::RawPhone;
 use common::redis::Redis;
 use common::signal::{goertzel, sine, temp_dir, write_wav_at};
 use confgate::cluster::ticket;
@@ -222,4 +224,101 @@ async fn a_ticket_admits_without_a_pin_and_a_bad_one_gets_the_pin_prompt() {
     assert!(direct);
     p.quit().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_declines_the_refer_is_bridged() {
+    let redis = Redis::start();
+    let b = node("127.0.0.3", &redis, &[]).await;
+    let a = node("127.0.0.2", &redis, &["cluster.refer=true"]).await;
+    let mut events_b = b.subscribe();
+    let mut one = phone("refer-stays-one", 700.0).await;
+    let (room, _) = one
+        .join_room(b.sip_addr(), "2468#", Duration::ZERO, &mut events_b)
+        .await;
+    assert_eq!(room.as_deref(), Some("2468"));
+
+    // A phone that keys its PIN by INFO and declines every REFER.
+    let mut raw = RawPhone::new(a.sip_addr(), "declines-refer").await;
+    let rtp = common::rtp_socket().await;
+    let sdp = common::offer(rtp.local_addr().expect("rtp addr"), "0", "");
+    raw.invite(&sdp).await;
+    let answered = raw.until_final("INVITE", Duration::from_secs(10)).await;
+    assert_eq!(answered.last().map(|r| r.code), Some(200), "{answered:#?}");
+    raw.ack(None).await;
+    for digit in "2468#".chars() {
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        raw.in_dialog("INFO", "Content-Type: application/dtmf-relay\r\n", &body)
+            .await;
+        raw.until_final("INFO", Duration::from_secs(5)).await;
+    }
+    let refer = declined_refer(&raw, Duration::from_secs(10))
+        .await
+        .expect("A sends a REFER");
+    let refer_to = refer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("refer-to:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        refer_to.contains("room-2468@127.0.0.3") && refer_to.contains("x-conference-ticket="),
+        "{refer_to}"
+    );
+    // Bridged: B seats A's leg, from A.
+    let (from, _) = seated(&mut events_b, "2468", Duration::from_secs(10))
+        .await
+        .expect("the bridge leg reaches B's room");
+    assert!(from.contains("127.0.0.2"), "from node A: {from}");
+    let on_a = a.conference().rooms().await;
+    assert!(
+        on_a.iter().any(|r| r.room.starts_with("bridge:")),
+        "a bridge room on A: {on_a:?}"
+    );
+    raw.in_dialog("BYE", "", "").await;
+    one.quit().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Waits for a REFER from the node and answers it 603 Declined (other
+/// requests 200); the REFER's text.
+async fn declined_refer(raw: &RawPhone, wait: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 65535];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (n, from) = tokio::time::timeout(left, raw.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0") {
+            continue;
+        }
+        let keep = |l: &&str| {
+            let n = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&n.as_str())
+        };
+        let headers: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter(keep)
+            .collect();
+        let refer = text.starts_with("REFER ");
+        let status = if refer { "603 Declined" } else { "200 OK" };
+        let reply = format!(
+            "SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+            headers.join("\r\n")
+        );
+        raw.sock.send_to(reply.as_bytes(), from).await.ok();
+        if refer {
+            return Some(text);
+        }
+    }
 }
