@@ -1244,6 +1244,9 @@ mod tests {
         assert_eq!(c.node, "192.0.2.7:5060".parse().unwrap());
         assert_eq!(c.claim_ttl, Duration::from_secs(15));
         assert_eq!(c.redis, "redis://127.0.0.1:6379");
+        assert!(!c.refer, "callers are bridged unless cluster.refer");
+        let s = load(&[redis, "sip.public_address=192.0.2.7", "cluster.refer=true"]).unwrap();
+        assert!(s.cluster.unwrap().refer);
         let s = load(&[redis, "sip.listen=10.0.0.5:5070"]).unwrap();
         assert_eq!(s.cluster.unwrap().node, "10.0.0.5:5070".parse().unwrap());
         let s = load(&[

@@ -39,6 +39,7 @@ async fn start(redis: &Redis, port: u16) -> Node {
         node: node(port),
         claim_ttl: TTL,
         control: Some(control(port)),
+        refer: false,
     };
     let stop = CancellationToken::new();
     let dir = Directory::start(&settings, stop.clone()).expect("directory");

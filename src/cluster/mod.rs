@@ -8,5 +8,6 @@
 
 pub mod claims;
 pub mod directory;
+pub mod ticket;
 
 pub use directory::{Counters, Directory, Owner, Unreachable, DEADLINE, PREFIX};

@@ -19,6 +19,9 @@ pub struct ClusterSettings {
     /// it announces so that they can forward commands for its rooms;
     /// `None`: it has no control TCP, its rooms are seen only from here.
     pub control: Option<SocketAddr>,
+    /// A caller for a room another node holds is first asked to move there
+    /// with REFER (a ticket admitting it), and bridged only if it will not.
+    pub refer: bool,
 }
 
 /// The shortest `cluster.claim_ttl_secs`: a refresh every second.
@@ -33,6 +36,7 @@ pub struct ClusterConfig {
     pub node: String,
     pub claim_ttl_secs: u64,
     pub control: String,
+    pub refer: bool,
 }
 
 /// `None` when `cluster.redis` is empty (a standalone node).
@@ -124,6 +128,7 @@ pub(super) fn cluster_settings(
         node,
         claim_ttl: Duration::from_secs(c.claim_ttl_secs),
         control,
+        refer: c.refer,
     }))
 }
 

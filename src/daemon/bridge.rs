@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn, Instrument};
 
 use crate::call::CallId;
+use crate::cluster::ticket::{self, Key, TICKET_PARAM};
 use crate::cluster::{Directory, Owner};
 use crate::conference::Control;
 use crate::config::Transport;
@@ -35,6 +36,12 @@ use super::outbound::{self, OutboundCall};
 
 /// How long the owner has to answer the bridge's INVITE.
 const RING: Duration = Duration::from_secs(10);
+
+/// `cluster.refer`: how long the caller's side has to answer the REFER,
+/// and then to report that its call to the room's node is answered (or to
+/// hang up), before the caller is bridged after all.
+pub(super) const REFER_ANSWER: Duration = Duration::from_secs(4);
+pub(super) const MOVE_WAIT: Duration = Duration::from_secs(8);
 
 /// Where a caller is seated here.
 pub(super) struct Seat {
@@ -65,6 +72,11 @@ struct Placed {
 pub struct Bridges {
     pub directory: Option<Arc<Directory>>,
     dialer: mpsc::UnboundedSender<Ask>,
+    /// The key of the tickets that admit callers moved here with REFER
+    /// (in a cluster whose nodes share a control token).
+    pub ticket_key: Option<Key>,
+    /// `cluster.refer`: callers are asked to move before being bridged.
+    pub refer: bool,
 }
 
 /// A caller to bridge to `to`, and where to say the bridge room's name.
@@ -90,8 +102,10 @@ impl Bridges {
         ctx: &Arc<CallContext>,
         directory: Option<Arc<Directory>>,
         ua: Arc<UserAgent>,
+        ticket_key: Option<Key>,
     ) -> Bridges {
         let (dialer, mut asks) = mpsc::unbounded_channel::<Ask>();
+        let refer = ctx.settings().cluster.as_ref().is_some_and(|c| c.refer);
         let ctx = ctx.clone();
         let node = directory.as_ref().map(|d| d.node());
         // The bridge legs are dialled from a task of their own: a call's
@@ -111,8 +125,50 @@ impl Bridges {
                 ask.reply.send(placed).ok();
             }
         });
-        Bridges { directory, dialer }
+        if refer && ticket_key.is_none() {
+            warn!("cluster.refer needs the control token (control.tcp): callers are bridged");
+        }
+        Bridges {
+            directory,
+            dialer,
+            ticket_key,
+            refer,
+        }
     }
+}
+
+/// With `cluster.refer`, where a caller for `room` is asked to move: the
+/// room's URI on the node that holds it, with a ticket that admits the
+/// caller there. `None`: the room is not elsewhere in the cluster, or the
+/// caller is to be bridged (a moderator: the ticket does not carry that).
+pub(super) async fn refer_target(
+    ctx: &Arc<CallContext>,
+    room: &str,
+    moderator: bool,
+) -> Option<String> {
+    let bridges = ctx.bridges.get()?;
+    if !bridges.refer || moderator || room.starts_with(BRIDGE_PREFIX) {
+        return None;
+    }
+    if ctx.settings().directory.upstream.is_some() {
+        return None;
+    }
+    let key = bridges.ticket_key.as_ref()?;
+    let Owner::There(owner) = bridges.directory.as_ref()?.claim(room).await else {
+        return None;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ticket = ticket::sign(room, now + ticket::TICKET_LIFE_SECS, key);
+    let target = format!(
+        "sip:room-{}@{owner};{}={}",
+        ticket::escape(room),
+        TICKET_PARAM.to_ascii_lowercase(),
+        ticket::escape(&ticket)
+    );
+    info!(%room, %owner, "asking the caller to move to the room's node");
+    Some(target)
 }
 
 /// Where a caller for `room` goes: the room itself (here, or standalone),

@@ -150,6 +150,7 @@ impl SipLeg for Inbound {
                 is_update,
                 reply,
             },
+            CallEvent::Notify { status, reply } => FromSip::Notify { status, reply },
             CallEvent::Info {
                 content_type,
                 body,
@@ -179,6 +180,13 @@ impl SipLeg for Inbound {
     fn check_pin(&self, pin: &str) -> Verdict {
         self.ctx
             .check_pin(&self.id, pin, &self.caller, &self.number)
+    }
+
+    async fn refer(&self, target: &str) -> Option<u16> {
+        self.offered
+            .handle
+            .refer(target, super::bridge::REFER_ANSWER)
+            .await
     }
 }
 

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::call::admission::Admission;
 use crate::call::session::{LocalMedia, SdpSession};
+use crate::cluster::ticket::{self, TICKET_PARAM};
 use crate::conference::Conference;
 use crate::config::Settings;
 use crate::dtmf::DtmfMode;
@@ -88,6 +89,9 @@ impl CallContext {
     /// A trusted source may name the room, and seat the call as one of its
     /// moderators; everyone else is asked for the PIN.
     pub(super) fn entry(&self, call: &OfferedCall) -> Entry {
+        if let Some(entry) = self.ticketed(call) {
+            return entry;
+        }
         let named = call.header("X-Conference-Id");
         let moderator = call.header(MODERATOR_HEADER);
         let settings = self.settings();
@@ -107,6 +111,41 @@ impl CallContext {
                     info!("X-Conference-Id from an untrusted source ignored");
                 }
                 Entry::Pin(self.settings().pin)
+            }
+        }
+    }
+
+    /// A call moved here with REFER by another node of the cluster carries
+    /// a ticket (see [`crate::cluster::ticket`]) in its Request-URI: a good
+    /// one seats it in the ticket's room, from any source (the ticket is
+    /// the trust); a bad or expired one is logged and the PIN decides.
+    fn ticketed(&self, call: &OfferedCall) -> Option<Entry> {
+        let ticket = ticket::uri_param(&call.request_uri, TICKET_PARAM)
+            .or_else(|| call.header(TICKET_PARAM).map(str::to_owned))?;
+        let Some(key) = self.bridges.get().and_then(|b| b.ticket_key.as_ref()) else {
+            info!("a ticket, but no cluster control token to check it with: ignored");
+            return None;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match ticket::verify(&ticket, now, key) {
+            Ok(room) => match self.settings().directory.named(&room) {
+                Some(room) => {
+                    info!(%room, "ticket accepted");
+                    Some(Entry::Direct(directory::Admission {
+                        room,
+                        moderator: false,
+                    }))
+                }
+                None => {
+                    info!(%room, "ticket for a room that is not one here: ignored");
+                    None
+                }
+            },
+            Err(why) => {
+                info!(%why, "ticket ignored");
+                None
             }
         }
     }

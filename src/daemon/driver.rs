@@ -49,6 +49,11 @@ pub(super) enum FromSip {
         body: Vec<u8>,
         reply: Responder,
     },
+    /// A NOTIFY (a REFER's progress) to answer; `status` its sipfrag's.
+    Notify {
+        status: Option<u16>,
+        reply: Responder,
+    },
 }
 
 /// One call's SIP dialog as the driver uses it.
@@ -64,6 +69,11 @@ pub(super) trait SipLeg {
     /// A PIN to look up (inbound calls).
     fn check_pin(&self, _pin: &str) -> Verdict {
         Verdict::Wrong
+    }
+    /// Ask the far end to call `target` itself (REFER): the status it
+    /// answered with; `None` if none came (or the leg cannot be moved).
+    async fn refer(&self, _target: &str) -> Option<u16> {
+        None
     }
 }
 
@@ -134,6 +144,23 @@ pub(super) async fn drive<S: SipLeg>(
                 Output::Room(RoomAction::Join {
                     room, moderator, ..
                 }) => {
+                    // `cluster.refer`: the caller may move to the room's node
+                    // itself, rather than be bridged there.
+                    if let Some(target) = super::bridge::refer_target(&ctx, &room, moderator).await
+                    {
+                        match move_call(&mut call, &mut sip, &target).await {
+                            Move::Moved => {
+                                info!(%room, "moved to the room's node: hanging up");
+                                call.handle_input(Input::Hangup, Instant::now());
+                                continue;
+                            }
+                            Move::Gone { closed } => {
+                                sip_gone |= closed;
+                                continue;
+                            }
+                            Move::Stayed => {}
+                        }
+                    }
                     let (input, others) = media.join(room.clone(), moderator, &party, &ctx).await;
                     if matches!(input, Input::Joined) {
                         track.joined();
@@ -220,6 +247,8 @@ pub(super) async fn drive<S: SipLeg>(
                 Some(FromSip::Info { content_type, body, reply }) => {
                     reply.status(call.info(&content_type, &body, Instant::now())).await
                 }
+                // No REFER of ours is waiting on it.
+                Some(FromSip::Notify { reply, .. }) => reply.status(481).await,
                 None => {
                     sip_gone = true;
                     call.handle_input(Input::DialogEnded, Instant::now())
@@ -275,6 +304,88 @@ pub(super) async fn drive<S: SipLeg>(
         end,
         leg,
         digits: call.digit_counters(),
+    }
+}
+
+/// How a REFER to move a caller went.
+enum Move {
+    /// The caller's side reports it reached the room's node.
+    Moved,
+    /// The caller hung up (its call moved, or it gave up); `closed`: the
+    /// dialog's events are gone.
+    Gone { closed: bool },
+    /// Refused, failed or no word in time: bridge it.
+    Stayed,
+}
+
+/// Send the caller a REFER to `target` and wait for its outcome: the
+/// NOTIFY that the new call is answered, or the caller's BYE. The call's
+/// other SIP events are handled meanwhile (a phone puts the old call on
+/// hold while it moves).
+async fn move_call<S: SipLeg>(call: &mut Call, sip: &mut S, target: &str) -> Move {
+    match sip.refer(target).await {
+        Some(status) if (200..300).contains(&status) => {
+            info!(status, "REFER accepted: the caller moves")
+        }
+        status => {
+            info!(?status, "REFER not accepted: bridging");
+            return Move::Stayed;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + super::bridge::MOVE_WAIT;
+    loop {
+        let report = tokio::select! {
+            report = sip.next() => report,
+            _ = tokio::time::sleep_until(deadline) => {
+                info!("no word of the move in time: bridging");
+                return Move::Stayed;
+            }
+        };
+        let now = Instant::now();
+        match report {
+            None => {
+                call.handle_input(Input::DialogEnded, now);
+                return Move::Gone { closed: true };
+            }
+            Some(FromSip::Input(input)) => {
+                let gone = matches!(input, Input::Bye | Input::Cancelled | Input::DialogEnded);
+                call.handle_input(input, now);
+                if gone {
+                    info!("the caller hung up while it moved");
+                    return Move::Gone { closed: false };
+                }
+            }
+            Some(FromSip::Notify { status, reply }) => {
+                reply.status(200).await;
+                match status {
+                    Some(s) if (200..300).contains(&s) => return Move::Moved,
+                    Some(s) if s >= 300 => {
+                        info!(status = s, "the move failed: bridging");
+                        return Move::Stayed;
+                    }
+                    _ => {}
+                }
+            }
+            Some(FromSip::Reoffer {
+                offer,
+                is_update,
+                reply,
+            }) => {
+                let Reply { status, sdp } = call.reoffer(&offer, is_update);
+                info!(status, update = is_update, "re-offer answered");
+                match sdp {
+                    Some(body) if status == 200 => reply.sdp(body).await,
+                    _ => reply.status(status).await,
+                }
+            }
+            Some(FromSip::Info {
+                content_type,
+                body,
+                reply,
+            }) => reply.status(call.info(&content_type, &body, now)).await,
+            Some(FromSip::Acked(body)) => call.handle_input(Input::Acked { body: &body }, now),
+            Some(FromSip::Answered(sdp)) => call.handle_input(Input::Answered { sdp: &sdp }, now),
+        }
     }
 }
 

@@ -302,7 +302,15 @@ impl Daemon {
             }
             None => None,
         };
-        let bridges = bridge::Bridges::start(&ctx, directory.clone(), ua.clone());
+        // The nodes share the control token; the tickets of callers moved
+        // with REFER are signed with a key derived from it.
+        let ticket_key = match (&directory, settings.control.tcp_with_token()?) {
+            (Some(_), Some((_, token))) if !token.is_empty() => {
+                Some(crate::cluster::ticket::Key::from_token(&token))
+            }
+            _ => None,
+        };
+        let bridges = bridge::Bridges::start(&ctx, directory.clone(), ua.clone(), ticket_key);
         ctx.bridges.set(bridges).ok();
         let metrics = match settings.metrics_listen {
             Some(addr) => {

@@ -128,6 +128,9 @@ impl SipLeg for Outbound {
                     body,
                     reply,
                 },
+                DialEvent::InDialog(CallEvent::Notify { status, reply }) => {
+                    FromSip::Notify { status, reply }
+                }
                 // The ACK and CANCEL belong to the other direction: not for us.
                 DialEvent::InDialog(CallEvent::Confirmed | CallEvent::Cancelled) => continue,
             });

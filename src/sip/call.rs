@@ -25,6 +25,8 @@ pub struct OfferedCall {
     pub to: String,
     /// The user part of the Request-URI (e.g. `room-42` or a DID).
     pub request_user: Option<String>,
+    /// The whole Request-URI, parameters and all, as text.
+    pub request_uri: String,
     /// Where the INVITE came from (after rport).
     pub source: SocketAddr,
     /// All headers, as (name, value), for lookups such as `X-Conference-Id`.
@@ -67,6 +69,12 @@ pub enum CallEvent {
     Reoffer {
         offer: Vec<u8>,
         is_update: bool,
+        reply: Responder,
+    },
+    /// A NOTIFY in the dialog: the progress of a REFER we sent, `status`
+    /// being the status line of its `message/sipfrag` body (if it has one).
+    Notify {
+        status: Option<u16>,
         reply: Responder,
     },
     /// The dialog ended some other way (no ACK, transport error, our own BYE).
@@ -140,6 +148,21 @@ impl CallHandle {
         }
     }
 
+    /// Ask the far end to call `target` itself (REFER, RFC 3515); the
+    /// status it answered with, `None` if no answer came within `wait`.
+    pub async fn refer(&self, target: &str, wait: std::time::Duration) -> Option<u16> {
+        let refer = self.dialog.refer(format!("<{target}>"), None, None);
+        match tokio::time::timeout(wait, refer).await {
+            Ok(Ok(Some(r))) => Some(u16::from(r.status_code)),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "REFER not sent");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Key `digits` as SIP INFO, in the background.
     pub fn send_digits(&self, digits: String) {
         tokio::spawn(info_digits(
@@ -201,8 +224,11 @@ pub(super) async fn in_dialog_event(state: DialogState) -> Option<CallEvent> {
                 .ok();
             None
         }
-        DialogState::Notify(_, _, h)
-        | DialogState::Refer(_, _, h)
+        DialogState::Notify(_, req, handle) => Some(CallEvent::Notify {
+            status: sipfrag_status(&req.body),
+            reply: Responder(handle),
+        }),
+        DialogState::Refer(_, _, h)
         | DialogState::Message(_, _, h)
         | DialogState::Publish(_, _, h) => {
             h.reply(StatusCode::MethodNotAllowed).await.ok();
@@ -210,6 +236,20 @@ pub(super) async fn in_dialog_event(state: DialogState) -> Option<CallEvent> {
         }
         _ => None,
     }
+}
+
+/// The status of a `message/sipfrag` body's status line (`SIP/2.0 200 OK`).
+pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body.get(..body.len().min(200))?).ok()?;
+    let mut words = text.lines().next()?.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("SIP/2.0") {
+        return None;
+    }
+    words
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s| (100..700).contains(s))
 }
 
 /// What an OPTIONS answer advertises, in or out of a dialog.
@@ -226,4 +266,25 @@ fn sdp_headers() -> Vec<Header> {
         Header::ContentType("application/sdp".into()),
         Header::Allow(ALLOW.into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sipfrag_status;
+
+    #[test]
+    fn sipfrag_status_lines() {
+        assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
+        assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying"), Some(100));
+        assert_eq!(sipfrag_status(b"SIP/2.0 486 Busy Here\r\nX: y"), Some(486));
+        for bad in [
+            &b""[..],
+            b"SIP/2.0",
+            b"HTTP/1.1 200 OK",
+            b"SIP/2.0 2000 x",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(sipfrag_status(bad), None);
+        }
+    }
 }

@@ -500,6 +500,7 @@ fn offer_call(mut tx: Transaction, router: &Router, permit: CallPermit) {
             .map(|h| uri_text(h.value()))
             .unwrap_or_default(),
         request_user: req.uri.auth.as_ref().map(|a| a.user.clone()),
+        request_uri: req.uri.to_string(),
         source,
         headers: req
             .headers
