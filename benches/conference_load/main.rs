@@ -21,6 +21,10 @@
 //!   (127.0.0.3, ports 30000-39999), which trusts A and mixes the rooms.
 //!   No Redis. A holds two legs per caller (the phone's and the one to B)
 //!   in a two-member bridge room; B seats each leg in its room of 10.
+//!   Two 20 s runs on the 2-vCPU test machine: 40–47 µs per bridged member
+//!   per tick on A and 18–21 µs on B, against 16–19 µs per member in the
+//!   same runs' `rooms10:250`, 100 % of packets delivered (README,
+//!   Performance).
 //!
 //! `CONFGATE_LOAD_SCENARIOS=rooms10:4000,big` picks rows (`rooms10` alone
 //! runs all its sizes) and `CONFGATE_LOAD_SECS=10` the measured time per row
