@@ -14,7 +14,17 @@
 //!   G.722 (250): sizes two cores can keep up with, as an Opus member costs
 //!   about ten G.711 ones. The daemon accepts all four codecs; each phone
 //!   offers just its own (Opus as `opus/48000/2`, payload type 111) and
-//!   replays payloads encoded once beforehand from a continuous signal.
+//!   replays payloads encoded once beforehand from a continuous signal;
+//! - `bridged`: rooms of 10 with 2 talking (250 members) on a second node:
+//!   the phones call node A (127.0.0.2, RTP ports 20000-29999), whose
+//!   `rooms.upstream = "sip:room-{room}@B"` bridges every caller to node B
+//!   (127.0.0.3, ports 30000-39999), which trusts A and mixes the rooms.
+//!   No Redis. A holds two legs per caller (the phone's and the one to B)
+//!   in a two-member bridge room; B seats each leg in its room of 10.
+//!   Two 20 s runs on the 2-vCPU test machine: 40–47 µs per bridged member
+//!   per tick on A and 18–21 µs on B, against 16–19 µs per member in the
+//!   same runs' `rooms10:250`, 100 % of packets delivered (README,
+//!   Performance).
 //!
 //! `CONFGATE_LOAD_SCENARIOS=rooms10:4000,big` picks rows (`rooms10` alone
 //! runs all its sizes) and `CONFGATE_LOAD_SECS=10` the measured time per row
@@ -22,13 +32,23 @@
 //!
 //! The daemon runs in this process: its SIP and control on a 2-thread tokio
 //! runtime, its media on `confgate-media-*` threads (one per core). Its CPU
-//! is the CPU time of those threads; the phones run on threads of their own
-//! and their CPU is reported apart. The phones stand for a trunk's media
+//! is the CPU time of this process less the phones': they run on threads of
+//! their own and their CPU is reported apart. The phones stand for a trunk's media
 //! gateways: each of their sockets carries up to [`CALLS_PER_SOCKET`] calls,
 //! sent with one `sendmmsg` and read with `recvmmsg`, so that the phones cost
 //! less than the daemon they load. Every packet the daemon sends is counted.
 //! Calls join by `X-Conference-Id` from a trusted address, with their INVITEs
 //! pipelined.
+//!
+//! In the `bridged` row both nodes run here, each on a tokio runtime of its
+//! own (`node-a`, `node-b`, 2 workers each) with its own media threads, one
+//! per core each, taken by their thread ids as they appear while the node
+//! starts. A line per node gives its CPU (the scheduler's run time of those
+//! threads, from `/proc/self/task/*/schedstat`) per bridged member per tick,
+//! its late ticks, losses and in-daemon time, and the rooms and members it
+//! lists; the row's own figures are both nodes together, and what the
+//! phones receive is the mix that came back from B through A. SIPp (below)
+//! is not run in that row.
 //!
 //! `CONFGATE_LOAD_SIPP=RATE:CALLS` adds call set-up while the members mix:
 //!
@@ -77,6 +97,8 @@ const CALLS_PER_SOCKET: usize = 50;
 const PHONE_THREADS: usize = 2;
 /// INVITEs outstanding at once while the calls are set up.
 const INVITE_WINDOW: usize = 64;
+/// How long an INVITE waits for an answer before it is sent again.
+const INVITE_RESEND: Duration = Duration::from_millis(500);
 const WARM_UP: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(20);
 
@@ -87,6 +109,9 @@ struct Scenario {
     room_size: usize,
     talkers: usize,
     mix: Mix,
+    /// The phones call a node that bridges each of them to a second node,
+    /// which mixes the rooms.
+    bridged: bool,
 }
 
 /// The codecs the phones of a row speak.
@@ -127,6 +152,7 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         room_size: 10,
         talkers: 2,
         mix: Mix::Pcmu,
+        bridged: false,
     };
     let mixed = |name, members, mix| Scenario {
         name,
@@ -134,6 +160,7 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         room_size: 10,
         talkers: 2,
         mix,
+        bridged: false,
     };
     let half_opus = mixed("rooms of 10, half Opus", 200, Mix::HalfOpus);
     let opus = mixed("rooms of 10, all Opus", 100, Mix::Opus);
@@ -144,6 +171,7 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         room_size: 1000,
         talkers: 3,
         mix: Mix::Pcmu,
+        bridged: false,
     };
     let pairs = Scenario {
         name: "1000 rooms of 2, 1 talking",
@@ -151,6 +179,7 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         room_size: 2,
         talkers: 1,
         mix: Mix::Pcmu,
+        bridged: false,
     };
     let silent = Scenario {
         name: "rooms of 10, nobody talking",
@@ -158,10 +187,16 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
         room_size: 10,
         talkers: 0,
         mix: Mix::Pcmu,
+        bridged: false,
+    };
+    let bridged = Scenario {
+        name: "rooms of 10, bridged A to B",
+        bridged: true,
+        ..rooms10(250)
     };
     let Some(spec) = spec else {
         let mut all: Vec<Scenario> = ROOMS10.iter().map(|&n| rooms10(n)).collect();
-        all.extend([half_opus, opus, g722, big, pairs, silent]);
+        all.extend([half_opus, opus, g722, big, pairs, silent, bridged]);
         return all;
     };
     let mut out = Vec::new();
@@ -185,8 +220,9 @@ fn scenarios(spec: Option<&str>) -> Vec<Scenario> {
             "halfopus" => out.push(with(half_opus)),
             "opus" => out.push(with(opus)),
             "g722" => out.push(with(g722)),
+            "bridged" => out.push(with(bridged)),
             other => panic!(
-                "CONFGATE_LOAD_SCENARIOS: unknown row {other:?} (rooms10, halfopus, opus, g722, big, pairs, silent)"
+                "CONFGATE_LOAD_SCENARIOS: unknown row {other:?} (rooms10, halfopus, opus, g722, big, pairs, silent, bridged)"
             ),
         }
     }
@@ -285,8 +321,8 @@ fn request(
     )
 }
 
-/// The call number, To tag and media port of a 200 to one of our INVITEs.
-fn answer(text: &str) -> Option<(usize, String, u16)> {
+/// The call number, To tag and media address of a 200 to one of our INVITEs.
+fn answer(text: &str) -> Option<(usize, String, SocketAddrV4)> {
     if !text.starts_with("SIP/2.0 200") {
         return None;
     }
@@ -309,12 +345,77 @@ fn answer(text: &str) -> Option<(usize, String, u16)> {
         .next()?
         .parse()
         .ok()?;
-    Some((n, to_tag, port))
+    let ip = text
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((n, to_tag, SocketAddrV4::new(ip, port)))
 }
 
-/// Set up every call, [`INVITE_WINDOW`] at a time; returns the trunks with
-/// the calls that were answered.
-fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
+/// The call number and status of a response to one of our requests.
+fn response(text: &str) -> Option<(usize, u16)> {
+    let status = text
+        .strip_prefix("SIP/2.0 ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let n = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: load-"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((n, status))
+}
+
+/// The phones' SIP socket once the calls are set up, and the ACK sent for
+/// each call answered: a 200 the daemon sends again (the ACK was lost) is
+/// ACKed again, as a phone would, until the row ends.
+struct Signalling {
+    sip: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    acks: HashMap<usize, String>,
+}
+
+/// Answer every 200 that comes to `sig` until `stop_at` with its ACK;
+/// returns the calls answered only now, which the phones do not carry.
+fn keep_acking(mut sig: Signalling, stop_at: Instant) -> usize {
+    let mut late = 0;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < stop_at {
+        let Ok((len, _)) = sig.sip.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]);
+        let Some((n, to_tag, _)) = answer(&text) else {
+            continue;
+        };
+        let ack = sig.acks.entry(n).or_insert_with(|| {
+            late += 1;
+            request("ACK", n, sig.server, sig.local, &to_tag, "", "")
+        });
+        sig.sip.send_to(ack.as_bytes(), sig.server).ok();
+    }
+    late
+}
+
+/// An INVITE not answered yet: when it was first and last sent, and
+/// whether a provisional answer came (which stops its resending).
+struct Pending {
+    first: Instant,
+    last: Instant,
+    proceeding: bool,
+    invite: String,
+}
+
+/// Set up every call, [`INVITE_WINDOW`] at a time, sending an INVITE again
+/// each [`INVITE_RESEND`] until something answers it (for 5 s); returns the
+/// trunks with the calls that were answered, and the SIP side.
+fn dial(s: &Scenario, server: SocketAddr) -> (Vec<Trunk>, Signalling) {
     let sip = UdpSocket::bind("127.0.0.1:0").expect("sip socket");
     sip.set_read_timeout(Some(Duration::from_millis(100))).ok();
     let local = sip.local_addr().expect("sip address");
@@ -333,7 +434,8 @@ fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
         .map(|t| t.socket.local_addr().expect("phone address").port())
         .collect();
     let mut next = 0;
-    let mut pending: HashMap<usize, Instant> = HashMap::new();
+    let mut pending: HashMap<usize, Pending> = HashMap::new();
+    let mut acks: HashMap<usize, String> = HashMap::new();
     let mut buf = vec![0u8; 4096];
     while next < s.members || !pending.is_empty() {
         while next < s.members && pending.len() < INVITE_WINDOW {
@@ -345,24 +447,55 @@ fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
             let body = sdp(ports[n / CALLS_PER_SOCKET], s.mix.codec(n));
             let invite = request("INVITE", n, server, local, "", &extra, &body);
             sip.send_to(invite.as_bytes(), server).ok();
-            pending.insert(n, Instant::now());
+            let now = Instant::now();
+            pending.insert(
+                n,
+                Pending {
+                    first: now,
+                    last: now,
+                    proceeding: false,
+                    invite,
+                },
+            );
             next += 1;
         }
-        pending.retain(|_, sent| sent.elapsed() < Duration::from_secs(5));
+        for p in pending.values_mut() {
+            if !p.proceeding && p.last.elapsed() >= INVITE_RESEND {
+                sip.send_to(p.invite.as_bytes(), server).ok();
+                p.last = Instant::now();
+            }
+        }
+        pending.retain(|_, p| p.first.elapsed() < Duration::from_secs(5));
         let Ok((len, _)) = sip.recv_from(&mut buf) else {
             continue;
         };
         let text = String::from_utf8_lossy(&buf[..len]);
-        let Some((n, to_tag, port)) = answer(&text) else {
+        let Some((n, status)) = response(&text) else {
             continue;
         };
-        if pending.remove(&n).is_none() {
+        if status < 200 {
+            if let Some(p) = pending.get_mut(&n) {
+                p.proceeding = true;
+            }
             continue;
         }
+        let Some((n, to_tag, media)) = answer(&text) else {
+            // Refused: not one of the row's calls.
+            pending.remove(&n);
+            continue;
+        };
+        // A 200 again: our ACK was lost.
+        if let Some(ack) = acks.get(&n) {
+            sip.send_to(ack.as_bytes(), server).ok();
+            continue;
+        }
+        // A call answered after its 5 s is taken all the same.
+        pending.remove(&n);
         let ack = request("ACK", n, server, local, &to_tag, "", "");
         sip.send_to(ack.as_bytes(), server).ok();
+        acks.insert(n, ack);
         trunks[n / CALLS_PER_SOCKET].lines.push(Line {
-            dest: SocketAddrV4::new([127, 0, 0, 1].into(), port),
+            dest: media,
             talker: n % s.room_size < s.talkers,
             ssrc: 0x1000_0000 + n as u32,
             voice: PHONE_CODECS
@@ -371,7 +504,13 @@ fn dial(s: &Scenario, server: SocketAddr) -> Vec<Trunk> {
                 .expect("a phone codec"),
         });
     }
-    trunks
+    let sig = Signalling {
+        sip,
+        local,
+        server,
+        acks,
+    };
+    (trunks, sig)
 }
 
 /// What phones of one codec send: its payload type, RTP clock per frame,
@@ -570,6 +709,149 @@ fn phones(trunks: Vec<Trunk>, measure: (Instant, Instant), stop_at: Instant) -> 
     counts
 }
 
+/// A daemon of the run on a tokio runtime of its own, and the ids of its
+/// media threads, so that its CPU can be told from another's.
+struct Node {
+    /// What the report calls it.
+    label: &'static str,
+    rt: tokio::runtime::Runtime,
+    daemon: Daemon,
+    /// The name of its runtime's threads (workers and blocking pool).
+    runtime: &'static str,
+    /// Its `confgate-media-*` threads.
+    media: Vec<u32>,
+}
+
+/// The thread ids of this process whose name begins `confgate-media`.
+fn media_threads() -> Vec<u32> {
+    thread_cpu()
+        .into_iter()
+        .filter(|(_, (name, _))| name.starts_with("confgate-media"))
+        .map(|(tid, _)| tid)
+        .collect()
+}
+
+/// Start a daemon with `overrides` on a runtime whose threads are named
+/// `runtime`; the media threads that appear while it starts are its own.
+fn start_node(label: &'static str, runtime: &'static str, overrides: &[String]) -> Node {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(runtime)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let before = media_threads();
+    let settings = Config::load(None, overrides).expect("settings");
+    let threads = settings.media_threads;
+    let daemon = rt.block_on(Daemon::start(settings)).expect("daemon");
+    // A thread takes its name once it runs: wait for all of them.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let media = loop {
+        let new: Vec<u32> = media_threads()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        if new.len() >= threads || Instant::now() > deadline {
+            break new;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(media.len(), threads, "{label}: its media threads");
+    Node {
+        label,
+        rt,
+        daemon,
+        runtime,
+        media,
+    }
+}
+
+/// Each thread of this process by id: its name and the CPU seconds it has
+/// used (the scheduler's run time, in ns, from `schedstat`; else `stat`'s
+/// user and system ticks).
+fn thread_cpu() -> HashMap<u32, (String, f64)> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let dir = task.path();
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let run_ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok());
+        let secs = match run_ns {
+            Some(ns) => ns as f64 / 1e9,
+            None => {
+                // Fields 14 and 15 after the name in parentheses, which
+                // may hold spaces.
+                let Some(stat) = std::fs::read_to_string(dir.join("stat")).ok() else {
+                    continue;
+                };
+                let Some((_, rest)) = stat.rsplit_once(')') else {
+                    continue;
+                };
+                let f: Vec<f64> = rest
+                    .split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                f.iter().sum::<f64>() / hz
+            }
+        };
+        out.insert(tid, (name.trim_end().to_owned(), secs));
+    }
+    out
+}
+
+/// The CPU seconds `node`'s media threads and its runtime's threads used
+/// between two [`thread_cpu`] readings (a thread that ended between them
+/// is not counted).
+fn node_cpu(
+    node: &Node,
+    from: &HashMap<u32, (String, f64)>,
+    to: &HashMap<u32, (String, f64)>,
+) -> (f64, f64) {
+    let used = |(tid, (_, secs)): (&u32, &(String, f64))| secs - from.get(tid).map_or(0.0, |f| f.1);
+    let media = to
+        .iter()
+        .filter(|(tid, _)| node.media.contains(tid))
+        .map(used)
+        .sum();
+    let runtime = to
+        .iter()
+        .filter(|(_, (name, _))| name == node.runtime)
+        .map(used)
+        .sum();
+    (media, runtime)
+}
+
+/// One node's figures in a row with more than one.
+struct NodeReport {
+    label: &'static str,
+    sip: SocketAddr,
+    cpu_percent: f64,
+    /// Of which its media threads (the rest is its runtime's: SIP, control).
+    media_percent: f64,
+    us_per_member_tick: f64,
+    late_ticks: u64,
+    lost: u64,
+    dropped: u64,
+    p50: Option<u64>,
+    p99: Option<u64>,
+    /// Rooms listed at the end of the window, and members in them.
+    rooms: usize,
+    members: usize,
+}
+
 struct Report {
     joined: usize,
     cpu_percent: f64,
@@ -584,38 +866,110 @@ struct Report {
     p99: Option<u64>,
     /// The set-up calls SIPp placed in the window, if it ran.
     sipp: Option<Result<SippOutcome, String>>,
+    /// Each node's share, when the row has two; and the CPU of this
+    /// process that is neither theirs nor the phones' (%).
+    nodes: Vec<NodeReport>,
+    rest_percent: f64,
+    /// Calls answered after their set-up, which the phones do not carry.
+    late_answers: usize,
+    /// The dials the called node reported failed (its bridges), by reason
+    /// and status.
+    dials_failed: BTreeMap<String, usize>,
 }
 
-fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("daemon")
-        .enable_all()
-        .build()
-        .expect("runtime");
+/// Count the dials `node` reports failed, by reason and status, until the
+/// task is aborted.
+fn watch_dials(
+    node: &Node,
+) -> (
+    Arc<Mutex<BTreeMap<String, usize>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let failed = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut events = node.daemon.subscribe();
+    let counts = failed.clone();
+    let task = node.rt.spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::DialFailed { status, reason, .. }) => {
+                    let key = match status {
+                        Some(s) => format!("{reason} ({s})"),
+                        None => reason,
+                    };
+                    *counts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(key)
+                        .or_insert(0) += 1;
+                }
+                Err(RecvError::Closed) => return,
+                _ => {}
+            }
+        }
+    });
+    (failed, task)
+}
+
+/// The settings of a node listening on `listen` with RTP ports `ports`,
+/// trusting `trusted` to name rooms; `extra` after them.
+fn node_overrides(
+    s: &Scenario,
+    listen: &str,
+    ports: &str,
+    trusted: &str,
+    extra: &[String],
+) -> Vec<String> {
     let prompts = std::env::temp_dir().join("confgate-load-prompts");
-    let overrides: Vec<String> = [
-        "sip.listen=127.0.0.1:0".to_owned(),
+    let mut overrides: Vec<String> = vec![
+        format!("sip.listen={listen}"),
         "sip.early_media=false".to_owned(),
-        "rtp.port_range=20000-39999".to_owned(),
+        format!("rtp.port_range={ports}"),
         // More members than the default cap on calls at once.
         "calls.max_calls=0".to_owned(),
-        "rooms.trusted=[\"127.0.0.1\"]".to_owned(),
+        format!("rooms.trusted=[\"{trusted}\"]"),
         format!("rooms.max_members={}", s.room_size),
         format!("prompts.dir={}", prompts.display()),
         "control.socket=".to_owned(),
         // PCMU first, as the default list has it; each phone offers one.
         r#"media.codecs=["PCMU", "PCMA", "opus", "G722"]"#.to_owned(),
-    ]
-    .into();
-    let settings = Config::load(None, &overrides).expect("settings");
-    let daemon = rt.block_on(Daemon::start(settings)).expect("daemon");
-    let trunks = dial(s, daemon.sip_addr());
+    ];
+    overrides.extend_from_slice(extra);
+    overrides
+}
+
+/// The daemons of row `s`, the one the phones call first: one on
+/// 127.0.0.1, or for a bridged row node A on 127.0.0.2 (which bridges
+/// every caller upstream) and node B on 127.0.0.3 (which mixes the rooms).
+fn start_nodes(s: &Scenario) -> Vec<Node> {
+    if !s.bridged {
+        let overrides = node_overrides(s, "127.0.0.1:0", "20000-39999", "127.0.0.1", &[]);
+        return vec![start_node("daemon", "daemon", &overrides)];
+    }
+    let b = node_overrides(s, "127.0.0.3:0", "30000-39999", "127.0.0.2", &[]);
+    let b = start_node("node B (the room's)", "node-b", &b);
+    // No directory: A sends every caller to B as `room-ROOM`, which B
+    // takes from a trusted source as the room's name.
+    let upstream = format!("rooms.upstream=sip:room-{{room}}@{}", b.daemon.sip_addr());
+    let a = node_overrides(s, "127.0.0.2:0", "20000-29999", "127.0.0.1", &[upstream]);
+    let a = start_node("node A (the caller's)", "node-a", &a);
+    vec![a, b]
+}
+
+fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
+    let nodes = start_nodes(s);
+    let front = &nodes[0];
+    let dials = watch_dials(front);
+    let (trunks, signalling) = dial(s, front.daemon.sip_addr());
     let joined: usize = trunks.iter().map(|t| t.lines.len()).sum();
 
     let measure_from = Instant::now() + WARM_UP;
     let measure_to = measure_from + Duration::from_secs(secs);
     let stop_at = measure_to + Duration::from_millis(200);
+    let acking = std::thread::Builder::new()
+        .name("phones-sip".into())
+        .spawn(move || keep_acking(signalling, stop_at))
+        .expect("phones' SIP thread");
     let mut per_thread: Vec<Vec<Trunk>> = (0..PHONE_THREADS).map(|_| Vec::new()).collect();
     for (i, t) in trunks.into_iter().enumerate() {
         per_thread[i % PHONE_THREADS].push(t);
@@ -633,19 +987,34 @@ fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let process0 = cpu_seconds(libc::RUSAGE_SELF);
-    let stats0 = daemon.conference().stats();
+    let threads0 = thread_cpu();
+    let stats0: Vec<_> = nodes
+        .iter()
+        .map(|n| n.daemon.conference().stats())
+        .collect();
     let wall0 = Instant::now();
     let setup = sipp.map(|load| {
-        let watch = watch_sipp_rooms(&rt, &daemon);
-        (start_sipp(load, daemon.sip_addr(), secs, row), watch)
+        let watch = watch_sipp_rooms(&front.rt, &front.daemon);
+        (start_sipp(load, front.daemon.sip_addr(), secs, row), watch)
     });
     // The listing waits for the media threads: late when they are.
-    let rooms0 = rt.block_on(daemon.conference().rooms());
+    let rooms0: Vec<_> = nodes
+        .iter()
+        .map(|n| n.rt.block_on(n.daemon.conference().rooms()))
+        .collect();
     std::thread::sleep(measure_to.saturating_duration_since(Instant::now()));
     let process1 = cpu_seconds(libc::RUSAGE_SELF);
+    let threads1 = thread_cpu();
     let wall = wall0.elapsed().as_secs_f64();
-    let stats1 = daemon.conference().stats();
-    let rooms1 = rt.block_on(daemon.conference().rooms());
+    let stats1: Vec<_> = nodes
+        .iter()
+        .map(|n| n.daemon.conference().stats())
+        .collect();
+    let rooms1: Vec<_> = nodes
+        .iter()
+        .map(|n| n.rt.block_on(n.daemon.conference().rooms()))
+        .collect();
+    let late_answers = acking.join().expect("phones' SIP");
     let mut counts = Counts::default();
     for t in threads {
         let c = t.join().expect("phones");
@@ -670,26 +1039,69 @@ fn run(s: &Scenario, secs: u64, sipp: Option<&SippLoad>, row: usize) -> Report {
             .map(|m| m.lost)
             .sum::<u64>()
     };
-    // Everything but the phones: the daemon's threads (and this one, asleep).
-    let cpu = process1 - process0 - counts.cpu;
     let ticks = wall / TICK.as_secs_f64();
-    let latency = stats1.latency.since(&stats0.latency);
+    let per_member_tick = |cpu: f64| 1e6 * cpu / (ticks * joined.max(1) as f64);
+    let node_reports: Vec<NodeReport> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (media, runtime) = node_cpu(n, &threads0, &threads1);
+            let cpu = media + runtime;
+            let latency = stats1[i].latency.since(&stats0[i].latency);
+            NodeReport {
+                label: n.label,
+                sip: n.daemon.sip_addr(),
+                cpu_percent: 100.0 * cpu / wall,
+                media_percent: 100.0 * media / wall,
+                us_per_member_tick: per_member_tick(cpu),
+                late_ticks: stats1[i].late_ticks - stats0[i].late_ticks,
+                lost: lost(&rooms1[i]).saturating_sub(lost(&rooms0[i])),
+                dropped: stats1[i].media_dropped - stats0[i].media_dropped,
+                p50: latency.quantile_ms(0.5),
+                p99: latency.quantile_ms(0.99),
+                rooms: rooms1[i].len(),
+                members: rooms1[i].iter().map(|r| r.members.len()).sum(),
+            }
+        })
+        .collect();
+    // Everything but the phones: the daemons' threads (and this one, asleep).
+    let cpu = process1 - process0 - counts.cpu;
+    let nodes_cpu: f64 = node_reports.iter().map(|n| n.cpu_percent).sum();
+    // One node: the in-daemon time is its own; two: each node's, apart.
+    let (p50, p99) = match &node_reports[..] {
+        [one] => (one.p50, one.p99),
+        _ => (None, None),
+    };
     let report = Report {
         joined,
         cpu_percent: 100.0 * cpu / wall,
-        us_per_member_tick: 1e6 * cpu / (ticks * joined.max(1) as f64),
+        us_per_member_tick: per_member_tick(cpu),
         phones_percent: 100.0 * counts.cpu / wall,
-        late_ticks: stats1.late_ticks - stats0.late_ticks,
-        lost: lost(&rooms1).saturating_sub(lost(&rooms0)),
-        dropped: stats1.media_dropped - stats0.media_dropped,
+        late_ticks: node_reports.iter().map(|n| n.late_ticks).sum(),
+        lost: node_reports.iter().map(|n| n.lost).sum(),
+        dropped: node_reports.iter().map(|n| n.dropped).sum(),
         delivered: 100.0 * counts.received as f64 / counts.expected.max(1) as f64,
         send_errors: counts.send_errors,
-        p50: latency.quantile_ms(0.5),
-        p99: latency.quantile_ms(0.99),
+        p50,
+        p99,
         sipp,
+        rest_percent: 100.0 * cpu / wall - nodes_cpu,
+        nodes: if nodes.len() > 1 {
+            node_reports
+        } else {
+            Vec::new()
+        },
+        late_answers,
+        dials_failed: {
+            dials.1.abort();
+            std::mem::take(&mut *dials.0.lock().unwrap_or_else(|e| e.into_inner()))
+        },
     };
-    rt.block_on(daemon.shutdown());
-    rt.shutdown_timeout(Duration::from_secs(1));
+    // The caller's node first: its hang-ups end the legs on the room's.
+    for n in nodes {
+        n.rt.block_on(n.daemon.shutdown());
+        n.rt.shutdown_timeout(Duration::from_secs(1));
+    }
     report
 }
 
@@ -749,7 +1161,9 @@ fn main() {
     );
     let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     for (row, s) in rows.iter().enumerate() {
-        let r = run(s, row_secs, sipp.as_ref(), row);
+        // SIPp's calls would be bridged too: its figures are for one node.
+        let setup = sipp.as_ref().filter(|_| !s.bridged);
+        let r = run(s, row_secs, setup, row);
         println!(
             "{:<28} {:>7} {:>6} {:>7.1} {:>9.2} {:>8.1} {:>5} {:>6} {:>7} {:>11.2} {:>7} {:>7}",
             s.name,
@@ -767,6 +1181,41 @@ fn main() {
         );
         if r.send_errors > 0 {
             println!("{:>28} ({} phone send errors)", "", r.send_errors);
+        }
+        for n in &r.nodes {
+            println!(
+                "  {} at {}: cpu {:.1} % (media threads {:.1} %), {:.2} µs/member/tick, {} late, {} lost, {} dropped, p50/p99 {} / {} ms; {} rooms, {} members",
+                n.label,
+                n.sip,
+                n.cpu_percent,
+                n.media_percent,
+                n.us_per_member_tick,
+                n.late_ticks,
+                n.lost,
+                n.dropped,
+                ms(n.p50),
+                ms(n.p99),
+                n.rooms,
+                n.members,
+            );
+        }
+        if r.late_answers > 0 {
+            println!(
+                "{:>28} ({} calls answered after set-up, not carried)",
+                "", r.late_answers
+            );
+        }
+        if !r.dials_failed.is_empty() {
+            println!("  dials failed: {:?}", r.dials_failed);
+        }
+        if !r.nodes.is_empty() {
+            println!(
+                "  the rest of the process but the phones: cpu {:.1} %",
+                r.rest_percent
+            );
+            if sipp.is_some() {
+                println!("  (no SIPp set-up calls in a bridged row)");
+            }
         }
         if let (Some(load), Some(outcome)) = (&sipp, &r.sipp) {
             print_sipp(load, outcome);
