@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::baresip::{free_port, Baresip, Options};
 use common::redis::Redis;
-use common::signal::{goertzel, sine, temp_dir, write_wav_at};
+use common::signal::{goertzel, hears, sine, temp_dir, write_wav_at};
 use confgate::daemon::Daemon;
 use confgate::events::Event;
 
@@ -91,16 +91,6 @@ async fn seated(
     })
     .await
     .unwrap_or_else(|_| panic!("a member is seated in {room}"))
-}
-
-/// Whether `samples` (8 kHz) carry `freq` 20 dB over the floor.
-fn hears(samples: &[i16], freq: f64) -> bool {
-    let (tone, floor) = (
-        db(goertzel(samples, 8000, freq)),
-        db(goertzel(samples, 8000, 2300.0)),
-    );
-    eprintln!("{freq} Hz at {tone:.1} dB over {floor:.1} dB");
-    tone - floor > 20.0
 }
 
 fn read(rec: &std::path::Path) -> Vec<i16> {

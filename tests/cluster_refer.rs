@@ -16,16 +16,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::baresip::{free_port, Baresip, Options};
 use common::raw::RawPhone;
 use common::redis::Redis;
-use common::signal::{goertzel, sine, temp_dir, write_wav_at};
+use common::signal::{hears, sine, temp_dir, write_wav_at};
 use confgate::cluster::ticket;
 use confgate::daemon::Daemon;
 use confgate::events::Event;
 
 const TOKEN: &str = "a-cluster-wide-control-token";
-
-fn db(x: f64) -> f64 {
-    10.0 * x.max(1e-9).log10()
-}
 
 /// A node of the cluster at `ip` that trusts only node A's address (so a
 /// phone on 127.0.0.1 is not trusted), with the shared control token.
@@ -78,16 +74,6 @@ async fn seated(
     .await
     .ok()
     .flatten()
-}
-
-/// Whether `samples` (8 kHz) carry `freq` 20 dB over the floor.
-fn hears(samples: &[i16], freq: f64) -> bool {
-    let (tone, floor) = (
-        db(goertzel(samples, 8000, freq)),
-        db(goertzel(samples, 8000, 2300.0)),
-    );
-    eprintln!("{freq} Hz at {tone:.1} dB over {floor:.1} dB");
-    tone - floor > 20.0
 }
 
 /// Every recording of what a phone heard (one per call), as samples.
@@ -283,41 +269,20 @@ async fn a_caller_that_declines_the_refer_is_bridged() {
 /// Waits for a REFER from the node and answers it 603 Declined (other
 /// requests 200); the REFER's text.
 async fn declined_refer(raw: &RawPhone, wait: Duration) -> Option<String> {
-    let mut buf = vec![0u8; 65535];
+    let is_refer = |t: &str| t.starts_with("REFER ");
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (n, from) = tokio::time::timeout(left, raw.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.starts_with("SIP/2.0") {
-            continue;
-        }
-        let keep = |l: &&str| {
-            let n = l
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            ["via", "from", "to", "call-id", "cseq"].contains(&n.as_str())
-        };
-        let headers: Vec<&str> = text
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .filter(keep)
-            .collect();
-        let refer = text.starts_with("REFER ");
-        let status = if refer { "603 Declined" } else { "200 OK" };
-        let reply = format!(
-            "SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-            headers.join("\r\n")
-        );
-        raw.sock.send_to(reply.as_bytes(), from).await.ok();
-        if refer {
+        let text = raw
+            .recv_request_with(left, |t| {
+                if is_refer(t) {
+                    "603 Declined"
+                } else {
+                    "200 OK"
+                }
+            })
+            .await?;
+        if is_refer(&text) {
             return Some(text);
         }
     }

@@ -197,6 +197,16 @@ impl RawPhone {
 
     /// Next request the server sends us (e.g. its BYE) within `wait`; answers it 200.
     pub async fn recv_request(&self, wait: Duration) -> Option<String> {
+        self.recv_request_with(wait, |_| "200 OK").await
+    }
+
+    /// Next request the server sends us within `wait`, answered with the
+    /// status `answer` picks for its text ("603 Declined", say).
+    pub async fn recv_request_with(
+        &self,
+        wait: Duration,
+        answer: impl Fn(&str) -> &'static str,
+    ) -> Option<String> {
         let mut buf = vec![0u8; 65535];
         loop {
             let (n, from) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
@@ -222,11 +232,12 @@ impl RawPhone {
                 .take_while(|l| !l.is_empty())
                 .filter(keep)
                 .collect();
-            let ok = format!(
-                "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+            let reply = format!(
+                "SIP/2.0 {}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                answer(&text),
                 headers.join("\r\n")
             );
-            self.sock.send_to(ok.as_bytes(), from).await.ok();
+            self.sock.send_to(reply.as_bytes(), from).await.ok();
             return Some(text);
         }
     }

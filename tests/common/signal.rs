@@ -18,6 +18,17 @@ pub fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
 }
 
 /// RMS level in dBFS.
+/// Whether `samples` (8 kHz) carry `freq` 20 dB over the floor at 2.3 kHz.
+pub fn hears(samples: &[i16], freq: f64) -> bool {
+    let db = |x: f64| 10.0 * x.max(1e-9).log10();
+    let (tone, floor) = (
+        db(goertzel(samples, 8000, freq)),
+        db(goertzel(samples, 8000, 2300.0)),
+    );
+    eprintln!("{freq} Hz at {tone:.1} dB over {floor:.1} dB");
+    tone - floor > 20.0
+}
+
 pub fn rms_dbfs(x: &[i16]) -> f64 {
     let e: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
     20.0 * ((e / x.len() as f64).sqrt() / 32768.0).log10()
