@@ -237,12 +237,7 @@ pub(super) async fn drive<S: SipLeg>(
                 Some(FromSip::Acked(body)) => call.handle_input(Input::Acked { body: &body }, Instant::now()),
                 Some(FromSip::Answered(sdp)) => call.handle_input(Input::Answered { sdp: &sdp }, Instant::now()),
                 Some(FromSip::Reoffer { offer, is_update, reply }) => {
-                    let Reply { status, sdp } = call.reoffer(&offer, is_update);
-                    info!(status, update = is_update, "re-offer answered");
-                    match sdp {
-                        Some(body) if status == 200 => reply.sdp(body).await,
-                        _ => reply.status(status).await,
-                    }
+                    answer_reoffer(&mut call, &offer, is_update, reply).await
                 }
                 Some(FromSip::Info { content_type, body, reply }) => {
                     reply.status(call.info(&content_type, &body, Instant::now())).await
@@ -304,6 +299,16 @@ pub(super) async fn drive<S: SipLeg>(
         end,
         leg,
         digits: call.digit_counters(),
+    }
+}
+
+/// Answer a re-INVITE or UPDATE as the call's core says.
+async fn answer_reoffer(call: &mut Call, offer: &[u8], is_update: bool, reply: Responder) {
+    let Reply { status, sdp } = call.reoffer(offer, is_update);
+    info!(status, update = is_update, "re-offer answered");
+    match sdp {
+        Some(body) if status == 200 => reply.sdp(body).await,
+        _ => reply.status(status).await,
     }
 }
 
@@ -370,14 +375,7 @@ async fn move_call<S: SipLeg>(call: &mut Call, sip: &mut S, target: &str) -> Mov
                 offer,
                 is_update,
                 reply,
-            }) => {
-                let Reply { status, sdp } = call.reoffer(&offer, is_update);
-                info!(status, update = is_update, "re-offer answered");
-                match sdp {
-                    Some(body) if status == 200 => reply.sdp(body).await,
-                    _ => reply.status(status).await,
-                }
-            }
+            }) => answer_reoffer(call, &offer, is_update, reply).await,
             Some(FromSip::Info {
                 content_type,
                 body,
