@@ -240,8 +240,10 @@ pub(super) async fn in_dialog_event(state: DialogState) -> Option<CallEvent> {
 
 /// The status of a `message/sipfrag` body's status line (`SIP/2.0 200 OK`).
 pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
-    let text = std::str::from_utf8(body.get(..body.len().min(200))?).ok()?;
-    let mut words = text.lines().next()?.split_whitespace();
+    // The status line alone: what follows (headers, any bytes) is not read.
+    let line = body.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line.get(..line.len().min(200))?).ok()?;
+    let mut words = text.split_whitespace();
     if !words.next()?.eq_ignore_ascii_case("SIP/2.0") {
         return None;
     }
@@ -277,6 +279,11 @@ mod tests {
         assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
         assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying"), Some(100));
         assert_eq!(sipfrag_status(b"SIP/2.0 486 Busy Here\r\nX: y"), Some(486));
+        // Whatever the headers after the status line hold.
+        let mut long = b"SIP/2.0 200 OK\r\nSubject: ".to_vec();
+        long.extend("é".repeat(200).bytes());
+        long.push(0xff);
+        assert_eq!(sipfrag_status(&long), Some(200));
         for bad in [
             &b""[..],
             b"SIP/2.0",
